@@ -1,0 +1,174 @@
+// Package codec defines how tensors are compressed inside a .nwc file: the
+// registry of codecs keyed by the id stored in each tensor entry, and the
+// codecs themselves.
+//
+// A codec turns a tensor into independently decodable chunk groups (ranges
+// of elements in row-major order of the tensor's 2-D view), optional named
+// auxiliary sections (per-column scales, importance levels) and an optional
+// shared blob (decoder weights and entropy tables, stored once per file).
+// The container never looks inside them; FORMAT.md specifies each codec's
+// bytes.
+package codec
+
+import (
+	"fmt"
+	"sync"
+
+	"nwc/format"
+)
+
+// A Tensor is the input of an encoder.
+type Tensor struct {
+	Name  string
+	DType format.DType
+	Shape []uint64
+	Data  []byte // little-endian elements, len = numel × dtype size
+}
+
+// NumElements returns the product of the shape.
+func (t *Tensor) NumElements() uint64 {
+	n := uint64(1)
+	for _, d := range t.Shape {
+		n *= d
+	}
+	return n
+}
+
+// EncodeOptions configure the encoders. The zero value is valid: each codec
+// documents its defaults.
+type EncodeOptions struct {
+	// GroupBytes is the target decoded size of one chunk group; 0 means
+	// DefaultGroupBytes. Smaller groups allow finer partial reads and more
+	// parallel decoding; larger ones compress slightly better.
+	GroupBytes int
+}
+
+// DefaultGroupBytes is the decoded size of a chunk group unless configured.
+const DefaultGroupBytes = 1 << 20
+
+// An EncodedGroup is one chunk group: the elements up to End (exclusive)
+// that follow the previous group's.
+type EncodedGroup struct {
+	End  uint64
+	Data []byte
+}
+
+// A BlobData is codec data shared between tensors; the writer stores each
+// distinct blob once.
+type BlobData struct {
+	Codec string
+	Data  []byte
+}
+
+// NamedBytes is one auxiliary section.
+type NamedBytes struct {
+	Name string
+	Data []byte
+}
+
+// Encoded is what an encoder produces for one tensor.
+type Encoded struct {
+	Params []byte    // one msgpack value, or nil
+	View   [2]uint64 // rows, cols
+	Groups []EncodedGroup
+	Aux    []NamedBytes // names unique; the writer sorts them
+	Blob   *BlobData    // nil if the codec needs none
+}
+
+// An Env gives a decoder lazy access to the rest of its tensor's data. The
+// reader verifies each section's checksum before handing it out and caches
+// parsed blobs.
+type Env interface {
+	// Aux returns the auxiliary section name, or an error wrapping
+	// format.ErrFormat if the tensor has none.
+	Aux(name string) ([]byte, error)
+	// Blob returns the tensor's blob parsed by parse; the result of the
+	// first call is shared by every tensor that references the same blob.
+	Blob(parse func(data []byte) (any, error)) (any, error)
+}
+
+// A GroupDecoder decodes the groups of one tensor. It must be safe for
+// concurrent use.
+type GroupDecoder interface {
+	// DecodeGroup decodes group i from payload into dst, which has room
+	// for exactly the group's elements in the tensor's dtype.
+	DecodeGroup(i int, payload []byte, dst []byte) error
+}
+
+// A Codec encodes tensors and prepares decoders for them.
+type Codec interface {
+	// Encode compresses t.
+	Encode(t *Tensor, opts *EncodeOptions) (*Encoded, error)
+	// NewDecoder checks the tensor entry's parameters (and whatever it
+	// needs from env) and returns a decoder for its groups. Bad data yields
+	// an error wrapping format.ErrFormat.
+	NewDecoder(t *format.Tensor, env Env) (GroupDecoder, error)
+}
+
+var codecs sync.Map // id string → Codec
+
+// Register makes a codec available under id. It panics if id is already
+// registered, as two codecs cannot share an id stored in files.
+func Register(id string, c Codec) {
+	if _, dup := codecs.LoadOrStore(id, c); dup {
+		panic("codec: Register called twice for codec " + id)
+	}
+}
+
+// Lookup returns the codec registered under id, or an error wrapping
+// format.ErrUnsupported.
+func Lookup(id string) (Codec, error) {
+	c, ok := codecs.Load(id)
+	if !ok {
+		return nil, format.UnsupportedError(fmt.Sprintf("codec %q", id))
+	}
+	return c.(Codec), nil
+}
+
+// IDs returns the registered codec ids in no particular order.
+func IDs() []string {
+	var ids []string
+	codecs.Range(func(k, _ any) bool {
+		ids = append(ids, k.(string))
+		return true
+	})
+	return ids
+}
+
+// DefaultView returns the 2-D view of a shape used by codecs that do not
+// chunk columns: [shape[0], product of the rest] for rank ≥ 2, [1, n] for
+// rank 1 and [1, 1] for a scalar.
+func DefaultView(shape []uint64) [2]uint64 {
+	switch len(shape) {
+	case 0:
+		return [2]uint64{1, 1}
+	case 1:
+		return [2]uint64{1, shape[0]}
+	}
+	rest := uint64(1)
+	for _, d := range shape[1:] {
+		rest *= d
+	}
+	return [2]uint64{shape[0], rest}
+}
+
+// SplitElements cuts n elements of elemSize bytes into group ends of about
+// groupBytes each, at multiples of quantum elements (so that a codec's
+// blocks never straddle two groups).
+func SplitElements(n uint64, elemSize int, groupBytes int, quantum uint64) []uint64 {
+	if groupBytes <= 0 {
+		groupBytes = DefaultGroupBytes
+	}
+	if quantum == 0 {
+		quantum = 1
+	}
+	per := uint64(groupBytes) / uint64(elemSize)
+	per = max(per/quantum, 1) * quantum
+	per = min(per, format.MaxGroupElements/quantum*quantum)
+	var ends []uint64
+	for e := uint64(0); e < n; {
+		e = min(e+per, n)
+		ends = append(ends, e)
+	}
+	return ends
+}

@@ -1,0 +1,77 @@
+package dtype
+
+import "math"
+
+// The two OCP 8-bit float formats. E4M3 (the "FN" variant PyTorch and
+// safetensors use) has no infinities: S.1111.111 is NaN and the largest
+// finite value is 448. E5M2 follows IEEE 754 conventions.
+var e4m3Table, e5m2Table [256]float32
+
+func init() {
+	for i := 0; i < 256; i++ {
+		e4m3Table[i] = decodeF8(uint8(i), 4, 3, 7, true)
+		e5m2Table[i] = decodeF8(uint8(i), 5, 2, 15, false)
+	}
+}
+
+func decodeF8(b uint8, ebits, mbits uint, bias int, fn bool) float32 {
+	sign := float32(1)
+	if b&0x80 != 0 {
+		sign = -1
+	}
+	e := int(b>>mbits) & (1<<ebits - 1)
+	m := int(b) & (1<<mbits - 1)
+	emax := 1<<ebits - 1
+	switch {
+	case fn && e == emax && m == 1<<mbits-1:
+		return float32(math.NaN())
+	case !fn && e == emax && m == 0:
+		return sign * float32(math.Inf(1))
+	case !fn && e == emax:
+		return float32(math.NaN())
+	case e == 0:
+		return sign * float32(math.Ldexp(float64(m), 1-bias-int(mbits)))
+	}
+	return sign * float32(math.Ldexp(float64(1<<mbits+m), e-bias-int(mbits)))
+}
+
+// toF8 rounds v to the nearest value of an 8-bit format given its decode
+// table, ties to the even code. Values beyond the largest finite value
+// saturate for E4M3 (no infinity) and overflow to infinity for E5M2 when
+// they are past the rounding midpoint.
+func toF8(v float32, table *[256]float32, saturate bool) uint8 {
+	if v != v {
+		return 0x7f
+	}
+	var sign uint8
+	a := v
+	if math.Signbit(float64(v)) {
+		sign = 0x80
+		a = -v
+	}
+	// Positive codes 0..0x7f decode to increasing values (then NaN/Inf).
+	maxCode := uint8(0x7e) // E4M3: 0x7f is NaN
+	if !saturate {
+		maxCode = 0x7b // E5M2: 0x7c is +Inf
+	}
+	if a >= table[maxCode] {
+		if saturate || a < table[maxCode]+(table[maxCode]-table[maxCode-1])/2 {
+			return sign | maxCode
+		}
+		return sign | 0x7c
+	}
+	lo, hi := uint8(0), maxCode
+	for hi-lo > 1 { // invariant: table[lo] <= a < table[hi]
+		mid := (lo + hi) / 2
+		if table[mid] <= a {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	dl, dh := a-table[lo], table[hi]-a
+	if dl < dh || (dl == dh && lo%2 == 0) {
+		return sign | lo
+	}
+	return sign | hi
+}

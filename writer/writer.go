@@ -1,0 +1,269 @@
+// Package writer writes .nwc files as a stream: each tensor's sections are
+// written as soon as it is encoded, and the index follows at Close. At most
+// one tensor's data is held in memory. The format is specified in FORMAT.md;
+// this package writes version 1.0.
+package writer
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"unicode/utf8"
+
+	"nwc/codec"
+	"nwc/format"
+)
+
+// Options configure a Writer. The zero value selects the defaults.
+type Options struct {
+	// AlignLog2 is log2 of the alignment of every section, in
+	// [format.MinAlignLog2, format.MaxAlignLog2]; 0 selects 64 bytes.
+	AlignLog2 uint8
+}
+
+// ErrClosed is returned by calls on a closed Writer.
+var ErrClosed = errors.New("writer: closed")
+
+// A Writer writes one .nwc file.
+type Writer struct {
+	bw     *bufio.Writer
+	off    uint64 // bytes written so far
+	align  uint8
+	err    error // sticky: the first write error ends the file
+	closed bool
+
+	index format.Index
+	names map[string]struct{}
+	blobs map[[32]byte]int // sha256 → index in index.Blobs
+}
+
+// New returns a Writer that writes to w. The preamble is written
+// immediately.
+func New(w io.Writer, opts *Options) (*Writer, error) {
+	align := uint8(format.DefaultAlignLog2)
+	if opts != nil && opts.AlignLog2 != 0 {
+		align = opts.AlignLog2
+	}
+	if align < format.MinAlignLog2 || align > format.MaxAlignLog2 {
+		return nil, fmt.Errorf("writer: alignment 2^%d outside [2^%d, 2^%d]", align, format.MinAlignLog2, format.MaxAlignLog2)
+	}
+	wr := &Writer{
+		bw:    bufio.NewWriterSize(w, 1<<20),
+		align: align,
+		names: map[string]struct{}{},
+		blobs: map[[32]byte]int{},
+	}
+	p := format.Preamble{Major: format.VersionMajor, Minor: format.VersionMinor, AlignLog2: align}.Marshal()
+	wr.write(p[:])
+	return wr, wr.err
+}
+
+func (w *Writer) write(b []byte) {
+	if w.err != nil {
+		return
+	}
+	n, err := w.bw.Write(b)
+	w.off += uint64(n)
+	if err != nil {
+		w.err = err
+	}
+}
+
+var zeros [4096]byte
+
+// pad writes zeros up to the next multiple of the alignment.
+func (w *Writer) pad() {
+	for next := format.AlignUp(w.off, w.align); w.off < next && w.err == nil; {
+		w.write(zeros[:min(next-w.off, uint64(len(zeros)))])
+	}
+}
+
+// section writes b as an aligned section.
+func (w *Writer) section(b []byte) format.Section {
+	w.pad()
+	s := format.Section{Offset: w.off, Length: uint64(len(b)), CRC: format.CRC(b)}
+	w.write(b)
+	return s
+}
+
+func (w *Writer) check() error {
+	if w.closed {
+		return ErrClosed
+	}
+	return w.err
+}
+
+// SetMetadata sets the file's metadata map (the safetensors __metadata__,
+// kept verbatim). A nil map means the source had none.
+func (w *Writer) SetMetadata(md map[string]string) error {
+	if err := w.check(); err != nil {
+		return err
+	}
+	for k, v := range md {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return fmt.Errorf("writer: metadata %q is not valid UTF-8", k)
+		}
+	}
+	if md == nil {
+		w.index.Metadata = nil
+		return nil
+	}
+	w.index.Metadata = make(map[string]string, len(md))
+	for k, v := range md {
+		w.index.Metadata[k] = v
+	}
+	return nil
+}
+
+// AddSource records the verbatim header of a source safetensors file, so
+// that decoding can reproduce it byte for byte.
+func (w *Writer) AddSource(name string, header []byte) error {
+	if err := w.check(); err != nil {
+		return err
+	}
+	if name == "" || !utf8.ValidString(name) || len(header) == 0 {
+		return fmt.Errorf("writer: source needs a UTF-8 name and a header")
+	}
+	s := w.section(header)
+	w.index.Sources = append(w.index.Sources, format.Source{Name: name, Header: s})
+	return w.err
+}
+
+// WriteTensor encodes t with the codec registered as codecID and writes it.
+func (w *Writer) WriteTensor(t *codec.Tensor, codecID string, opts *codec.EncodeOptions) error {
+	if err := w.check(); err != nil {
+		return err
+	}
+	if err := w.checkTensor(t.Name, t.DType, t.Shape); err != nil {
+		return err
+	}
+	c, err := codec.Lookup(codecID)
+	if err != nil {
+		return err
+	}
+	enc, err := c.Encode(t, opts)
+	if err != nil {
+		return fmt.Errorf("writer: tensor %q: %w", t.Name, err)
+	}
+	return w.WriteEncoded(t.Name, t.DType, t.Shape, codecID, enc)
+}
+
+func (w *Writer) checkTensor(name string, dt format.DType, shape []uint64) error {
+	if name == "" || !utf8.ValidString(name) || len(name) > format.DefaultMaxNameLen {
+		return fmt.Errorf("writer: tensor name %q must be non-empty UTF-8 of at most %d bytes", name, format.DefaultMaxNameLen)
+	}
+	if _, dup := w.names[name]; dup {
+		return fmt.Errorf("writer: duplicate tensor name %q", name)
+	}
+	if !dt.Valid() {
+		return fmt.Errorf("writer: tensor %q: %w", name, format.UnsupportedError("dtype "+string(dt)))
+	}
+	if len(shape) > format.DefaultMaxRank {
+		return fmt.Errorf("writer: tensor %q has rank %d, over %d", name, len(shape), format.DefaultMaxRank)
+	}
+	return nil
+}
+
+// WriteEncoded writes a tensor that was already encoded by codec codecID.
+func (w *Writer) WriteEncoded(name string, dt format.DType, shape []uint64, codecID string, enc *codec.Encoded) error {
+	if err := w.check(); err != nil {
+		return err
+	}
+	if err := w.checkTensor(name, dt, shape); err != nil {
+		return err
+	}
+	t := format.Tensor{
+		Name:   name,
+		DType:  dt,
+		Shape:  append([]uint64{}, shape...),
+		Codec:  codecID,
+		Params: enc.Params,
+		Blob:   -1,
+		View:   enc.View,
+	}
+	// Check the entry before writing a byte of it, so that bad encoder
+	// output returns an error and leaves the file writable.
+	for _, g := range enc.Groups {
+		if len(g.Data) == 0 {
+			return fmt.Errorf("writer: tensor %q: codec %s produced an empty group", name, codecID)
+		}
+		t.Groups = append(t.Groups, format.Group{End: g.End})
+	}
+	aux := append([]codec.NamedBytes{}, enc.Aux...)
+	sort.Slice(aux, func(i, j int) bool { return aux[i].Name < aux[j].Name })
+	for _, a := range aux {
+		if len(a.Data) == 0 {
+			return fmt.Errorf("writer: tensor %q: empty aux section %q", name, a.Name)
+		}
+		t.Aux = append(t.Aux, format.NamedSection{Name: a.Name})
+	}
+	if enc.Blob != nil && len(enc.Blob.Data) == 0 {
+		return fmt.Errorf("writer: tensor %q: empty blob", name)
+	}
+	if err := format.ValidateTensor(&t, len(w.index.Blobs)+1, format.Limits{}); err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
+	if enc.Blob != nil {
+		t.Blob = w.blob(enc.Blob)
+	}
+	for i, g := range enc.Groups {
+		t.Groups[i].Section = w.section(g.Data)
+	}
+	for i, a := range aux {
+		t.Aux[i].Section = w.section(a.Data)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	w.names[name] = struct{}{}
+	w.index.Tensors = append(w.index.Tensors, t)
+	return w.err
+}
+
+// blob stores b unless an identical blob is already in the file.
+func (w *Writer) blob(b *codec.BlobData) int {
+	sum := sha256.Sum256(b.Data)
+	if i, ok := w.blobs[sum]; ok && w.index.Blobs[i].Codec == b.Codec {
+		return i
+	}
+	s := w.section(b.Data)
+	w.index.Blobs = append(w.index.Blobs, format.Blob{Codec: b.Codec, SHA256: sum, Section: &s})
+	w.blobs[sum] = len(w.index.Blobs) - 1
+	return len(w.index.Blobs) - 1
+}
+
+// Close writes the index and the trailer and flushes. It does not close
+// the underlying writer. A second Close returns ErrClosed.
+func (w *Writer) Close() error {
+	if w.closed {
+		return ErrClosed
+	}
+	w.closed = true
+	if w.err != nil {
+		return w.err
+	}
+	w.pad()
+	idx := w.index.Marshal()
+	tr := format.Trailer{
+		IndexOffset: w.off,
+		IndexLength: uint64(len(idx)),
+		IndexCRC:    format.CRC(idx),
+	}
+	tr.FileSize = w.off + uint64(len(idx)) + format.TrailerLen
+	// The layout is checked once more as a whole, so a bug here can never
+	// produce a file our own reader rejects.
+	if err := w.index.Validate(format.Layout{FileSize: tr.FileSize, AlignLog2: w.align, IndexOffset: tr.IndexOffset}, format.Limits{}); err != nil {
+		w.err = fmt.Errorf("writer: internal error, index invalid: %w", err)
+		return w.err
+	}
+	w.write(idx)
+	tb := tr.Marshal()
+	w.write(tb[:])
+	if w.err == nil {
+		w.err = w.bw.Flush()
+	}
+	return w.err
+}

@@ -1,0 +1,54 @@
+package codec
+
+import (
+	"nwc/codec/lossless"
+	"nwc/format"
+)
+
+// Lossless is the id of the bit-exact codec that splits elements into
+// exponent and mantissa byte streams and entropy codes each one.
+const Lossless = "lossless"
+
+type losslessCodec struct{}
+
+func init() { Register(Lossless, losslessCodec{}) }
+
+func (losslessCodec) Encode(t *Tensor, opts *EncodeOptions) (*Encoded, error) {
+	raw, err := rawCodec{}.Encode(t, opts)
+	if err != nil {
+		return nil, err
+	}
+	for i := range raw.Groups {
+		g := &raw.Groups[i]
+		if g.Data, err = lossless.Compress(nil, g.Data, string(t.DType)); err != nil {
+			return nil, err
+		}
+	}
+	return raw, nil
+}
+
+func (losslessCodec) NewDecoder(t *format.Tensor, env Env) (GroupDecoder, error) {
+	if t.Params != nil {
+		return nil, format.TensorErrorf(t.Name, -1, "codec lossless takes no parameters")
+	}
+	if t.View != DefaultView(t.Shape) {
+		return nil, format.TensorErrorf(t.Name, -1, "codec lossless: view %v, want %v", t.View, DefaultView(t.Shape))
+	}
+	return losslessDecoder{dtype: string(t.DType), size: t.DType.Size()}, nil
+}
+
+type losslessDecoder struct {
+	dtype string
+	size  int
+}
+
+func (d losslessDecoder) DecodeGroup(i int, payload, dst []byte) error {
+	out, err := lossless.Decompress(dst[:0], payload, d.dtype, len(dst)/d.size)
+	if err != nil {
+		return &format.FormatError{Off: -1, Msg: "codec lossless: " + err.Error()}
+	}
+	if len(out) != len(dst) || &out[0] != &dst[0] {
+		copy(dst, out)
+	}
+	return nil
+}

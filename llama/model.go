@@ -1,0 +1,363 @@
+package llama
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// ErrNotFound is returned, possibly wrapped, by a WeightSource that has no
+// tensor of the requested name.
+var ErrNotFound = errors.New("llama: tensor not found")
+
+// ErrShape reports a tensor whose shape or length does not match the
+// model configuration.
+var ErrShape = errors.New("llama: tensor shape mismatch")
+
+// A ShapeError describes a tensor of the wrong shape. It matches ErrShape
+// under errors.Is.
+type ShapeError struct {
+	Name string
+	Got  []int64
+	Want []int64
+}
+
+// Error names the tensor and both shapes.
+func (e *ShapeError) Error() string {
+	return fmt.Sprintf("llama: tensor %s has shape %v, want %v", e.Name, e.Got, e.Want)
+}
+
+// Is reports whether target is ErrShape.
+func (e *ShapeError) Is(target error) bool { return target == ErrShape }
+
+// A WeightSource supplies float32 tensors by name. Names and shapes follow
+// llama2.c's PyTorch checkpoints: matrices are [out, in] in row-major
+// order. A source without the named tensor returns an error wrapping
+// ErrNotFound.
+type WeightSource interface {
+	Tensor(name string) (data []float32, shape []int64, err error)
+}
+
+// Tensor names used by llama2.c checkpoints and by Model.
+const (
+	NameEmbedding = "tok_embeddings.weight"
+	NameNorm      = "norm.weight"
+	NameOutput    = "output.weight"
+)
+
+// LayerName returns the name of a per-layer tensor, where suffix is one of
+// "attention_norm", "attention.wq", "attention.wk", "attention.wv",
+// "attention.wo", "ffn_norm", "feed_forward.w1", "feed_forward.w2" or
+// "feed_forward.w3".
+func LayerName(layer int, suffix string) string {
+	return "layers." + strconv.Itoa(layer) + "." + suffix + ".weight"
+}
+
+// layerSuffixes lists the per-layer tensors in llama2.c's .bin order.
+var layerSuffixes = [...]string{
+	"attention_norm",
+	"attention.wq", "attention.wk", "attention.wv", "attention.wo",
+	"ffn_norm",
+	"feed_forward.w1", "feed_forward.w2", "feed_forward.w3",
+}
+
+// hfNames maps llama2.c layer suffixes to Hugging Face ones.
+var hfNames = map[string]string{
+	"attention_norm":  "input_layernorm",
+	"attention.wq":    "self_attn.q_proj",
+	"attention.wk":    "self_attn.k_proj",
+	"attention.wv":    "self_attn.v_proj",
+	"attention.wo":    "self_attn.o_proj",
+	"ffn_norm":        "post_attention_layernorm",
+	"feed_forward.w1": "mlp.gate_proj",
+	"feed_forward.w2": "mlp.down_proj",
+	"feed_forward.w3": "mlp.up_proj",
+}
+
+// hfName returns the Hugging Face name of a llama2.c tensor name.
+func hfName(name string) string {
+	switch name {
+	case NameEmbedding:
+		return "model.embed_tokens.weight"
+	case NameNorm:
+		return "model.norm.weight"
+	case NameOutput:
+		return "lm_head.weight"
+	}
+	rest, ok := strings.CutPrefix(name, "layers.")
+	if !ok {
+		return name
+	}
+	idx, suffix, _ := strings.Cut(rest, ".")
+	return "model.layers." + idx + "." + hfNames[strings.TrimSuffix(suffix, ".weight")] + ".weight"
+}
+
+type layer struct {
+	attnNorm, wq, wk, wv, wo, ffnNorm, w1, w2, w3 []float32
+}
+
+// A Model is a Llama-style transformer. Its weights may be read and
+// replaced, but not concurrently with a forward pass; forward passes on
+// separate States may run concurrently.
+type Model struct {
+	cfg     Config
+	emb     []float32
+	layers  []layer
+	norm    []float32
+	cls     []float32 // aliases emb when the embeddings are tied
+	weights map[string][]float32
+	shapes  map[string][]int64
+	names   []string // in .bin order
+}
+
+// New builds a model from the tensors of src, checking every shape. It
+// accepts llama2.c names and, when src has no "tok_embeddings.weight",
+// Hugging Face Llama names ("model.embed_tokens.weight",
+// "model.layers.N.self_attn.q_proj.weight", ..., "lm_head.weight"), whose
+// query and key rows are permuted for rotate-half rotary embeddings; those
+// rows are put back in llama2.c's interleaved order, so the model always
+// stores and reports llama2.c names and layouts.
+//
+// The model keeps the slices returned by src (other than permuted ones),
+// so the caller must not modify them afterwards except through the model.
+func New(cfg Config, src WeightSource) (*Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	// The embedding, fetched first to detect the naming scheme, is kept
+	// because sources such as compressed files may decode on each call.
+	hf := false
+	emb, embShape, embErr := src.Tensor(NameEmbedding)
+	if errors.Is(embErr, ErrNotFound) {
+		if d, sh, err := src.Tensor(hfName(NameEmbedding)); err == nil {
+			hf = true
+			emb, embShape, embErr = d, sh, nil
+		}
+	}
+	// Tensors are fetched before the model's tables are built, so a
+	// config claiming many layers fails at the first missing tensor
+	// instead of first allocating for all of them.
+	weights := make(map[string][]float32)
+	err := walkBin(cfg, func(name string, want []int64) error {
+		srcName := name
+		if hf {
+			srcName = hfName(name)
+		}
+		data, shape, err := emb, embShape, embErr
+		if name != NameEmbedding {
+			data, shape, err = src.Tensor(srcName)
+		}
+		if err != nil {
+			return fmt.Errorf("llama: loading %s: %w", srcName, err)
+		}
+		if !slices.Equal(shape, want) {
+			return &ShapeError{Name: srcName, Got: slices.Clone(shape), Want: slices.Clone(want)}
+		}
+		if len(data) != numel(want) {
+			return &ShapeError{Name: srcName, Got: []int64{int64(len(data))}, Want: []int64{int64(numel(want))}}
+		}
+		if hf && (strings.HasSuffix(name, ".wq.weight") || strings.HasSuffix(name, ".wk.weight")) {
+			data = unpermuteRotateHalf(data, int(want[0]), int(want[1]), cfg.HeadDim())
+		}
+		weights[name] = data
+		return nil
+	}, func(int) error { return nil })
+	if err != nil {
+		return nil, err
+	}
+	m := newModel(cfg)
+	m.weights = weights
+	m.bind()
+	return m, nil
+}
+
+// newModel returns a model with names and shapes set and no weights.
+func newModel(cfg Config) *Model {
+	m := &Model{
+		cfg:     cfg,
+		weights: make(map[string][]float32),
+		shapes:  make(map[string][]int64),
+	}
+	d, v := int64(cfg.Dim), int64(cfg.VocabSize)
+	add := func(name string, shape ...int64) {
+		m.names = append(m.names, name)
+		m.shapes[name] = shape
+	}
+	add(NameEmbedding, v, d)
+	for l := range cfg.NLayers {
+		for _, s := range layerSuffixes {
+			add(LayerName(l, s), layerShape(cfg, s)...)
+		}
+	}
+	add(NameNorm, d)
+	if !cfg.TiedEmbeddings {
+		add(NameOutput, v, d)
+	}
+	return m
+}
+
+// layerShape returns the shape of the per-layer tensor with the given
+// suffix.
+func layerShape(cfg Config, suffix string) []int64 {
+	d, h, kv := int64(cfg.Dim), int64(cfg.HiddenDim), int64(cfg.KVDim())
+	switch suffix {
+	case "attention.wq", "attention.wo":
+		return []int64{d, d}
+	case "attention.wk", "attention.wv":
+		return []int64{kv, d}
+	case "feed_forward.w1", "feed_forward.w3":
+		return []int64{h, d}
+	case "feed_forward.w2":
+		return []int64{d, h}
+	}
+	return []int64{d} // the norms
+}
+
+// bind points the typed fields at the entries of m.weights.
+func (m *Model) bind() {
+	w := m.weights
+	m.emb = w[NameEmbedding]
+	m.norm = w[NameNorm]
+	m.cls = m.emb
+	if !m.cfg.TiedEmbeddings {
+		m.cls = w[NameOutput]
+	}
+	m.layers = make([]layer, m.cfg.NLayers)
+	for l := range m.layers {
+		m.layers[l] = layer{
+			attnNorm: w[LayerName(l, "attention_norm")],
+			wq:       w[LayerName(l, "attention.wq")],
+			wk:       w[LayerName(l, "attention.wk")],
+			wv:       w[LayerName(l, "attention.wv")],
+			wo:       w[LayerName(l, "attention.wo")],
+			ffnNorm:  w[LayerName(l, "ffn_norm")],
+			w1:       w[LayerName(l, "feed_forward.w1")],
+			w2:       w[LayerName(l, "feed_forward.w2")],
+			w3:       w[LayerName(l, "feed_forward.w3")],
+		}
+	}
+}
+
+// ropeFill sets the rotary cosines and sines of position p the way run.c
+// computes them, in float32: pair i turns by p/θ^(2i/headDim).
+func ropeFill(cos, sin []float32, p int, cfg Config) {
+	for i := range cos {
+		freq := float32(1 / math.Pow(cfg.RopeTheta, float64(2*i)/float64(cfg.HeadDim())))
+		val := float64(float32(p) * freq)
+		cos[i] = float32(math.Cos(val))
+		sin[i] = float32(math.Sin(val))
+	}
+}
+
+// unpermuteRotateHalf reorders the rows of a Hugging Face query or key
+// projection, where each head holds the first halves of its rotary pairs
+// and then the second halves, into llama2.c's interleaved pairs.
+func unpermuteRotateHalf(w []float32, rows, cols, headDim int) []float32 {
+	out := make([]float32, len(w))
+	half := headDim / 2
+	for h := 0; h < rows/headDim; h++ {
+		base := h * headDim
+		for j := range half {
+			for k := range 2 {
+				src := (base + k*half + j) * cols
+				dst := (base + 2*j + k) * cols
+				copy(out[dst:dst+cols], w[src:src+cols])
+			}
+		}
+	}
+	return out
+}
+
+func numel(shape []int64) int {
+	n := 1
+	for _, d := range shape {
+		n *= int(d)
+	}
+	return n
+}
+
+// Config returns the model's configuration.
+func (m *Model) Config() Config { return m.cfg }
+
+// Names returns the names of the model's tensors in llama2.c's .bin order.
+// A tied model has no "output.weight".
+func (m *Model) Names() []string { return slices.Clone(m.names) }
+
+// Tensor returns the named tensor and its shape, making a Model a
+// WeightSource. The data is the model's own storage: writes to it change
+// the model.
+func (m *Model) Tensor(name string) ([]float32, []int64, error) {
+	data, ok := m.weights[name]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	return data, slices.Clone(m.shapes[name]), nil
+}
+
+// Weights returns the model's tensors by name. The slices are the model's
+// own storage, so callers may overwrite elements in place, for instance
+// with quantized values.
+func (m *Model) Weights() map[string][]float32 {
+	w := make(map[string][]float32, len(m.weights))
+	for k, v := range m.weights {
+		w[k] = v
+	}
+	return w
+}
+
+// SetWeight copies data into the named tensor.
+func (m *Model) SetWeight(name string, data []float32) error {
+	dst, ok := m.weights[name]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	if len(data) != len(dst) {
+		return &ShapeError{Name: name, Got: []int64{int64(len(data))}, Want: []int64{int64(len(dst))}}
+	}
+	copy(dst, data)
+	return nil
+}
+
+// Clone returns a deep copy of m.
+func (m *Model) Clone() *Model {
+	c := newModel(m.cfg)
+	for name, data := range m.weights {
+		c.weights[name] = slices.Clone(data)
+	}
+	c.bind()
+	return c
+}
+
+// HessianKey returns the name under which Hessians records the input of
+// the linear layer whose weight is named name, and false if name is not a
+// linear weight. Layers reading the same input share a key: wq, wk and wv
+// use wq's name, and w1 and w3 use w1's name. The classifier's key is the
+// name of the matrix it multiplies by, which is the token embedding when
+// embeddings are tied.
+func (m *Model) HessianKey(name string) (string, bool) {
+	if _, ok := m.weights[name]; !ok {
+		return "", false
+	}
+	switch {
+	case name == NameOutput:
+		return name, true
+	case name == NameEmbedding:
+		if m.cfg.TiedEmbeddings {
+			return name, true
+		}
+		return "", false
+	case strings.HasSuffix(name, ".attention.wq.weight"),
+		strings.HasSuffix(name, ".attention.wo.weight"),
+		strings.HasSuffix(name, ".feed_forward.w1.weight"),
+		strings.HasSuffix(name, ".feed_forward.w2.weight"):
+		return name, true
+	case strings.HasSuffix(name, ".attention.wk.weight"), strings.HasSuffix(name, ".attention.wv.weight"):
+		return name[:len(name)-len("wk.weight")] + "wq.weight", true
+	case strings.HasSuffix(name, ".feed_forward.w3.weight"):
+		return name[:len(name)-len("w3.weight")] + "w1.weight", true
+	}
+	return "", false
+}

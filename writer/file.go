@@ -1,9 +1,7 @@
 package writer
 
 import (
-	"errors"
-	"os"
-	"path/filepath"
+	"nwc/internal/atomicfile"
 )
 
 // A File writes a .nwc file to a path atomically: the data goes to a
@@ -12,63 +10,36 @@ import (
 // file under the target name.
 type File struct {
 	*Writer
-	f    *os.File
-	path string
-	done bool
+	f *atomicfile.File
 }
 
 // Create starts writing the file at path.
 func Create(path string, opts *Options) (*File, error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	f, err := atomicfile.Create(path)
 	if err != nil {
 		return nil, err
 	}
 	w, err := New(f, opts)
 	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		f.Abort()
 		return nil, err
 	}
-	return &File{Writer: w, f: f, path: path}, nil
+	return &File{Writer: w, f: f}, nil
 }
 
-// Close finishes the file, syncs it and renames it to its target path. On
-// any error the temporary file is removed and the target is untouched.
+// Close finishes the file and renames it to its target path. On any error
+// the temporary file is removed and the target is untouched.
 func (f *File) Close() error {
-	if f.done {
-		return ErrClosed
+	if err := f.Writer.Close(); err != nil {
+		f.f.Abort()
+		return err
 	}
-	f.done = true
-	err := f.Writer.Close()
-	if err == nil {
-		err = f.f.Sync()
-	}
-	if cerr := f.f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.f.Name(), f.path)
-	}
-	if err != nil {
-		os.Remove(f.f.Name())
-	}
-	return err
+	return f.f.Commit()
 }
 
 // Abort discards the file. It is a no-op after Close, so it can be
 // deferred.
 func (f *File) Abort() error {
-	if f.done {
-		return nil
-	}
-	f.done = true
 	f.Writer.closed = true
-	return errors.Join(f.f.Close(), os.Remove(f.f.Name()))
+	return f.f.Abort()
 }

@@ -235,6 +235,10 @@ func (w *Writer) blob(b *codec.BlobData) int {
 	return len(w.index.Blobs) - 1
 }
 
+// Size returns the number of bytes written so far; after Close, the size
+// of the file.
+func (w *Writer) Size() int64 { return int64(w.off) }
+
 // Close writes the index and the trailer and flushes. It does not close
 // the underlying writer. A second Close returns ErrClosed.
 func (w *Writer) Close() error {

@@ -1,0 +1,105 @@
+// Command nwc-verify checks .nwc files: structure, bounds, checksums and
+// zero padding, and with --deep it also decodes every tensor.
+//
+// Usage:
+//
+//	nwc-verify [--deep] [--json] FILE...
+//
+// Exit status: 0 when every file is valid, 1 when any is invalid (the
+// message names the tensor or offset and what is wrong), 2 on a usage or
+// I/O error.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"nwc/format"
+	"nwc/reader"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// result is one file's verdict, as printed by --json.
+type result struct {
+	File     string   `json:"file"`
+	Valid    bool     `json:"valid"`
+	Class    string   `json:"class,omitempty"` // format, checksum, unsupported, limit, io
+	Problems []string `json:"problems,omitempty"`
+	Tensors  int      `json:"tensors"`
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("nwc-verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	deep := fs.Bool("deep", false, "also decode every tensor")
+	asJSON := fs.Bool("json", false, "print one JSON object per file")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: nwc-verify [--deep] [--json] FILE...")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	status := 0
+	enc := json.NewEncoder(stdout)
+	for _, path := range fs.Args() {
+		res := verify(path, *deep)
+		switch {
+		case res.Class == "io":
+			status = 2
+		case !res.Valid && status == 0:
+			status = 1
+		}
+		if *asJSON {
+			enc.Encode(res)
+			continue
+		}
+		if res.Valid {
+			fmt.Fprintf(stdout, "%s: ok (%d tensors)\n", path, res.Tensors)
+			continue
+		}
+		for _, p := range res.Problems {
+			fmt.Fprintf(stdout, "%s: %s\n", path, p)
+		}
+	}
+	return status
+}
+
+func verify(path string, deep bool) result {
+	res := result{File: path}
+	r, err := reader.Open(path, nil)
+	if err == nil {
+		defer r.Close()
+		res.Tensors = len(r.Tensors())
+		err = r.Verify(deep)
+	}
+	if err == nil {
+		res.Valid = true
+		return res
+	}
+	res.Class = format.Class(err)
+	if res.Class == "" {
+		res.Class = "io"
+	}
+	// errors.Join from Verify: report each problem on its own line.
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			res.Problems = append(res.Problems, e.Error())
+		}
+	} else {
+		res.Problems = []string{err.Error()}
+	}
+	return res
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"nwc/reader"
+)
+
+type tensorInfo struct {
+	Name          string   `json:"name"`
+	DType         string   `json:"dtype"`
+	Shape         []uint64 `json:"shape"`
+	Codec         string   `json:"codec"`
+	Bytes         uint64   `json:"bytes"`
+	BitsPerWeight float64  `json:"bits_per_weight"`
+}
+
+type fileInfo struct {
+	FileBytes int64  `json:"file_bytes"`
+	Version   string `json:"version"`
+	// BitsPerWeight counts the whole file honestly: (file size − bytes of
+	// tensors of rank < 2) × 8 / elements of tensors of rank ≥ 2, so the
+	// index, blobs, scales and padding all count.
+	BitsPerWeight float64           `json:"bits_per_weight"`
+	MatrixWeights uint64            `json:"matrix_weights"`
+	BlobBytes     uint64            `json:"blob_bytes"`
+	Metadata      map[string]string `json:"metadata,omitempty"`
+	Tensors       []tensorInfo      `json:"tensors"`
+}
+
+func runInfo(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("info", stderr)
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("want one input file")
+	}
+	r, err := reader.Open(pos[0], nil)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	fi := describe(r.Reader)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		return enc.Encode(fi)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "name\tdtype\tshape\tcodec\tbytes\tbits/weight\t")
+	for _, t := range fi.Tensors {
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%d\t%.3f\t\n", t.Name, t.DType, t.Shape, t.Codec, t.Bytes, t.BitsPerWeight)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "%d tensors, %d bytes (format %s), blobs %d bytes; %.4f bits per weight over %d matrix weights\n",
+		len(fi.Tensors), fi.FileBytes, fi.Version, fi.BlobBytes, fi.BitsPerWeight, fi.MatrixWeights)
+	return nil
+}
+
+// describe summarizes a file from its index alone.
+func describe(r *reader.Reader) fileInfo {
+	major, minor := r.Version()
+	fi := fileInfo{FileBytes: r.Size(), Version: fmt.Sprintf("%d.%d", major, minor), Metadata: r.Metadata(), Tensors: []tensorInfo{}}
+	small := uint64(0)
+	for _, t := range r.Tensors() {
+		n := t.NumElements()
+		ti := tensorInfo{Name: t.Name(), DType: string(t.DType()), Shape: t.Shape(), Codec: t.Codec(), Bytes: t.StoredBytes()}
+		if n > 0 {
+			ti.BitsPerWeight = float64(ti.Bytes) * 8 / float64(n)
+		}
+		if len(ti.Shape) < 2 {
+			small += ti.Bytes
+		} else {
+			fi.MatrixWeights += n
+		}
+		fi.Tensors = append(fi.Tensors, ti)
+	}
+	for _, b := range r.Index().Blobs {
+		if b.Section != nil {
+			fi.BlobBytes += b.Section.Length
+		}
+	}
+	if fi.MatrixWeights > 0 {
+		fi.BitsPerWeight = float64(uint64(fi.FileBytes)-small) * 8 / float64(fi.MatrixWeights)
+	}
+	return fi
+}

@@ -1,0 +1,132 @@
+// Command nwc converts safetensors checkpoints to .nwc files and back, and
+// reports on .nwc files.
+//
+// Usage:
+//
+//	nwc convert IN -o OUT.nwc [--codec raw|lossless] [--json]
+//	nwc decode IN.nwc -o OUT.safetensors [--dtype orig|f32|f16|bf16]
+//	nwc info IN.nwc [--json]
+//
+// IN for convert is a .safetensors file, a model.safetensors.index.json, or
+// a directory holding either. Exit status: 0 on success, 1 when the input is
+// invalid, 2 on a usage or I/O error.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"nwc/format"
+)
+
+type command struct {
+	name  string
+	usage string
+	run   func(args []string, stdout, stderr io.Writer) error
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"convert", "convert IN -o OUT.nwc [--codec raw|lossless] [--json]", runConvert},
+		{"decode", "decode IN.nwc -o OUT.safetensors [--dtype orig|f32|f16|bf16]", runDecode},
+		{"info", "info IN.nwc [--json]", runInfo},
+	}
+}
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// usageError marks errors in the command line (exit status 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		printUsage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			err := c.run(args[1:], stdout, stderr)
+			if err == nil {
+				return 0
+			}
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			fmt.Fprintf(stderr, "nwc %s: %v\n", c.name, err)
+			return exitCode(err)
+		}
+	}
+	fmt.Fprintf(stderr, "nwc: unknown command %q\n", args[0])
+	printUsage(stderr)
+	return 2
+}
+
+// exitCode maps an error to the exit status: 1 for invalid input, 2 for
+// usage and I/O errors.
+func exitCode(err error) int {
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	if format.Class(err) != "" || isSafetensorsInvalid(err) {
+		return 1
+	}
+	return 2
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage:")
+	names := make([]string, 0, len(commands))
+	for _, c := range commands {
+		names = append(names, "  nwc "+c.usage)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(w, strings.Join(names, "\n"))
+}
+
+// parse parses flags that may come before, between or after positional
+// arguments, as users type them (`nwc convert in.safetensors -o out.nwc`).
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("nwc "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// isTerminal reports whether f is a character device, to decide whether to
+// draw progress.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,178 @@
+// Package conformance holds the .nwc conformance suite: golden files for
+// every codec and edge case with the SHA-256 of every decoded tensor,
+// invalid files with the class of error a reader must report, and the
+// generators that produce them. Another implementation of FORMAT.md can be
+// checked against testdata/ alone: it must decode each golden to the listed
+// hashes and reject each invalid file with the listed class.
+package conformance
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"nwc/codec"
+	"nwc/format"
+	"nwc/reader"
+	"nwc/writer"
+)
+
+// A Golden is a valid file the suite pins: its bytes and the SHA-256 of the
+// decoded bytes (original dtype) of each of its tensors.
+type Golden struct {
+	Name  string // file name under testdata/golden
+	Build func() ([]byte, error)
+}
+
+// tensorSpec describes one tensor of a generated file.
+type tensorSpec struct {
+	name  string
+	dtype format.DType
+	shape []uint64
+	codec string
+	seed  uint64
+}
+
+type fileSpec struct {
+	metadata   map[string]string
+	align      uint8
+	groupBytes int
+	tensors    []tensorSpec
+}
+
+// Goldens lists the golden files.
+func Goldens() []Golden {
+	var gs []Golden
+	for _, c := range []string{codec.Raw, codec.Lossless} {
+		spec := fileSpec{metadata: map[string]string{"format": "pt", "codec": c}}
+		for i, dt := range format.DTypes {
+			spec.tensors = append(spec.tensors, tensorSpec{
+				name: "dtype." + string(dt), dtype: dt, shape: []uint64{7, 33}, codec: c, seed: uint64(i + 1),
+			})
+		}
+		gs = append(gs, Golden{Name: c + "_dtypes.nwc", Build: spec.build})
+	}
+	edge := fileSpec{
+		metadata:   map[string]string{"ünïcödé": "値 ✓", "empty": ""},
+		groupBytes: 4096, // several groups per tensor, so partial decoding is exercised
+		tensors: []tensorSpec{
+			{name: "scalar", dtype: format.F32, shape: []uint64{}, codec: codec.Raw, seed: 1},
+			{name: "empty", dtype: format.F32, shape: []uint64{0, 5}, codec: codec.Lossless, seed: 2},
+			{name: "empty_raw", dtype: format.BF16, shape: []uint64{3, 0}, codec: codec.Raw, seed: 3},
+			{name: "vector", dtype: format.F16, shape: []uint64{1000}, codec: codec.Lossless, seed: 4},
+			{name: "long_row", dtype: format.BF16, shape: []uint64{1, 70000}, codec: codec.Lossless, seed: 5},
+			{name: "conv", dtype: format.F32, shape: []uint64{8, 3, 3, 3}, codec: codec.Lossless, seed: 6},
+			{name: "名前/ümlaut.weight 🙂", dtype: format.F32, shape: []uint64{4, 4}, codec: codec.Raw, seed: 7},
+		},
+	}
+	gs = append(gs, Golden{Name: "edge_cases.nwc", Build: edge.build})
+	gs = append(gs, Golden{Name: "no_metadata.nwc", Build: fileSpec{tensors: []tensorSpec{
+		{name: "w", dtype: format.F32, shape: []uint64{16, 16}, codec: codec.Lossless, seed: 8},
+	}}.build})
+	gs = append(gs, Golden{Name: "empty_metadata_align4k.nwc", Build: fileSpec{metadata: map[string]string{}, align: 12, tensors: []tensorSpec{
+		{name: "a", dtype: format.BF16, shape: []uint64{3, 5}, codec: codec.Raw, seed: 9},
+		{name: "b", dtype: format.I64, shape: []uint64{2}, codec: codec.Lossless, seed: 10},
+	}}.build})
+	gs = append(gs, Golden{Name: "no_tensors.nwc", Build: fileSpec{}.build})
+	return gs
+}
+
+func (s fileSpec) build() ([]byte, error) {
+	var buf bytes.Buffer
+	w, err := writer.New(&buf, &writer.Options{AlignLog2: s.align})
+	if err != nil {
+		return nil, err
+	}
+	if err := w.SetMetadata(s.metadata); err != nil {
+		return nil, err
+	}
+	for _, ts := range s.tensors {
+		t := &codec.Tensor{Name: ts.name, DType: ts.dtype, Shape: ts.shape, Data: Data(ts.dtype, ts.shape, ts.seed)}
+		if err := w.WriteTensor(t, ts.codec, &codec.EncodeOptions{GroupBytes: s.groupBytes}); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Data returns deterministic test data for a tensor: weight-like Gaussian
+// values for float types (with NaN, ±Inf, ±0 and subnormals mixed into
+// floats of at least 16 bits), and uniform bytes for the other types.
+func Data(dt format.DType, shape []uint64, seed uint64) []byte {
+	n := uint64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x6e7763))
+	b := make([]byte, n*uint64(dt.Size()))
+	specials := []float64{math.NaN(), math.Inf(1), math.Inf(-1), 0, math.Copysign(0, -1), 1e-40, -3e-8}
+	for i := uint64(0); i < n; i++ {
+		v := rng.NormFloat64() * 0.02
+		if i < uint64(len(specials)) && n > 16 {
+			v = specials[i]
+		}
+		o := b[i*uint64(dt.Size()):]
+		switch dt {
+		case format.F64:
+			binary.LittleEndian.PutUint64(o, math.Float64bits(v))
+		case format.F32:
+			binary.LittleEndian.PutUint32(o, math.Float32bits(float32(v)))
+		case format.BF16:
+			binary.LittleEndian.PutUint16(o, uint16(math.Float32bits(float32(v))>>16))
+		case format.F16:
+			binary.LittleEndian.PutUint16(o, f16bits(float32(v)))
+		default:
+			for k := 0; k < dt.Size(); k++ {
+				o[k] = byte(rng.Uint32())
+			}
+			if dt == format.Bool {
+				o[0] &= 1
+			}
+		}
+	}
+	return b
+}
+
+// f16bits truncates to half precision; the exact rounding does not matter
+// for test data, only that it is deterministic.
+func f16bits(f float32) uint16 {
+	b := math.Float32bits(f)
+	sign := uint16(b>>16) & 0x8000
+	exp := int(b>>23&0xff) - 127 + 15
+	man := uint16(b>>13) & 0x3ff
+	switch {
+	case b&0x7fffffff > 0x7f800000:
+		return sign | 0x7e00
+	case exp >= 31:
+		return sign | 0x7c00
+	case exp <= 0:
+		return sign
+	}
+	return sign | uint16(exp)<<10 | man
+}
+
+// TensorHashes opens a file and returns the hex SHA-256 of every tensor's
+// decoded bytes, by name.
+func TensorHashes(file []byte) (map[string]string, error) {
+	r, err := reader.NewReader(bytes.NewReader(file), int64(len(file)), nil)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, t := range r.Tensors() {
+		b, err := t.Bytes()
+		if err != nil {
+			return nil, fmt.Errorf("tensor %q: %w", t.Name(), err)
+		}
+		sum := sha256.Sum256(b)
+		out[t.Name()] = hex.EncodeToString(sum[:])
+	}
+	return out, nil
+}

@@ -41,6 +41,32 @@ type EncodeOptions struct {
 	// DefaultGroupBytes. Smaller groups allow finer partial reads and more
 	// parallel decoding; larger ones compress slightly better.
 	GroupBytes int
+
+	// The fields below configure the lossy codecs (ecsq, rtn, q4k, nwc),
+	// which work on the 2-D view W[rows=out, cols=in] of a tensor, with
+	// every column normalized to unit RMS and cut into chunks of 16 rows.
+
+	// Step is the quantizer step in units of the column RMS (the
+	// normalized domain) for codecs with a continuous rate (ecsq, nwc);
+	// 0 selects the codec's default. Rate control searches it.
+	Step float64
+	// Bits is the integer bit width of rtn (2..8); 0 selects 4.
+	Bits int
+	// Group is rtn's group size along the input dimension; 0 selects 128.
+	Group int
+	// Transposed says the tensor is stored [in, out] (PaddlePaddle's
+	// linear layout): the codec works on its transpose, so columns are
+	// still input channels.
+	Transposed bool
+	// Hessian is the optional cols×cols row-major matrix E[x xᵀ] of the
+	// layer's inputs. When set, codecs that support it code column blocks
+	// with LDLQ error compensation.
+	Hessian []float64
+	// LDLQBlock is the number of columns per LDLQ block; 0 selects 128.
+	LDLQBlock int
+	// Levels optionally gives each view column an importance level 0..3
+	// (3 = most important); nil means all 0.
+	Levels []uint8
 }
 
 // DefaultGroupBytes is the decoded size of a chunk group unless configured.

@@ -8,7 +8,7 @@
 // zstd from github.com/klauspost/compress is smallest, with fse when it is
 // clearly smaller still, stored verbatim when none helps, or as a single
 // byte when the block is constant.
-// The exact byte format is given in FORMAT-lossless.md.
+// The exact byte format is given in FORMAT.md, section 7.2 ("lossless").
 //
 // Output depends only on the input bytes and dtype, so compressing the same
 // tensor twice yields identical bytes.

@@ -152,7 +152,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// TestGolden pins the byte format described in FORMAT-lossless.md.
+// TestGolden pins the byte format described in FORMAT.md section 7.2.
 func TestGolden(t *testing.T) {
 	tests := []struct {
 		dtype string

@@ -186,9 +186,12 @@ func clampRound(v float32, lo, hi float64) float64 {
 		return lo
 	}
 	if r >= hi {
-		// float64(MaxInt64) is 2^63, which does not convert back: step
-		// below it to the largest float64 under the bound.
-		return math.Nextafter(hi, lo)
+		if hi > 1<<53 {
+			// float64(MaxInt64) is 2^63, which overflows int64: step below
+			// it to the largest float64 under the bound.
+			return math.Nextafter(hi, lo)
+		}
+		return hi
 	}
 	return r
 }

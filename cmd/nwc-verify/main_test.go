@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+type expected struct {
+	Golden  map[string]map[string]string `json:"golden"`
+	Invalid map[string]struct {
+		Class string `json:"class"`
+		Deep  bool   `json:"deep"`
+	} `json:"invalid"`
+}
+
+func readExpected(t *testing.T) expected {
+	t.Helper()
+	b, err := os.ReadFile("../../conformance/testdata/expected.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e expected
+	if err := json.Unmarshal(b, &e); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// TestGoldensValid: nwc-verify --deep exits 0 on every golden file.
+func TestGoldensValid(t *testing.T) {
+	e := readExpected(t)
+	var files []string
+	for name := range e.Golden {
+		files = append(files, filepath.Join("../../conformance/testdata/golden", name))
+	}
+	var out, errb bytes.Buffer
+	if code := run(append([]string{"--deep"}, files...), &out, &errb); code != 0 {
+		t.Fatalf("exit %d:\n%s%s", code, out.String(), errb.String())
+	}
+	if n := strings.Count(out.String(), ": ok"); n != len(files) {
+		t.Fatalf("%d ok lines for %d files:\n%s", n, len(files), out.String())
+	}
+}
+
+// TestInvalidFiles: nwc-verify exits 1 on every invalid file and names the
+// expected error class in --json output.
+func TestInvalidFiles(t *testing.T) {
+	e := readExpected(t)
+	for name, want := range e.Invalid {
+		path := filepath.Join("../../conformance/testdata/invalid", name)
+		args := []string{"--json", path}
+		if want.Deep {
+			args = append([]string{"--deep"}, args...)
+		}
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 1 {
+			t.Errorf("%s: exit %d, want 1\n%s", name, code, out.String())
+			continue
+		}
+		var res result
+		if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, out.String())
+		}
+		if res.Valid || res.Class != want.Class || len(res.Problems) == 0 {
+			t.Errorf("%s: got %+v, want class %s", name, res, want.Class)
+		}
+	}
+}
+
+func TestUsageAndIOErrors(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(nil, &out, &errb); code != 2 {
+		t.Errorf("no arguments: exit %d, want 2", code)
+	}
+	if code := run([]string{"--bogus", "x"}, &out, &errb); code != 2 {
+		t.Errorf("unknown flag: exit %d, want 2", code)
+	}
+	if code := run([]string{filepath.Join(t.TempDir(), "missing.nwc")}, &out, &errb); code != 2 {
+		t.Errorf("missing file: exit %d, want 2", code)
+	}
+	// A bad file among good ones makes the exit status 1, and every file
+	// is still reported.
+	out.Reset()
+	code := run([]string{"../../conformance/testdata/golden/no_metadata.nwc", "../../conformance/testdata/invalid/bad_magic.nwc"}, &out, &errb)
+	if code != 1 || !strings.Contains(out.String(), "no_metadata.nwc: ok") || !strings.Contains(out.String(), "bad magic") {
+		t.Errorf("mixed files: exit %d\n%s", code, out.String())
+	}
+}

@@ -1,0 +1,147 @@
+package format
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestMsgReaderRejectsHostileCounts(t *testing.T) {
+	cases := []struct {
+		name string
+		b    []byte
+		read func(m *MsgReader) error
+	}{
+		{"array claims 2^32-1", []byte{0xdd, 0xff, 0xff, 0xff, 0xff, 0x01}, func(m *MsgReader) error { _, err := m.ArrayLen("a", 1); return err }},
+		{"map claims 65535", []byte{0xde, 0xff, 0xff, 0x01, 0x01}, func(m *MsgReader) error { _, err := m.MapLen("m"); return err }},
+		{"bin claims more than remains", []byte{0xc5, 0x10, 0x00, 0x01}, func(m *MsgReader) error { _, err := m.Bytes("b"); return err }},
+		{"string not UTF-8", []byte{0xa2, 0xff, 0xfe}, func(m *MsgReader) error { _, err := m.String("s", 0); return err }},
+		{"string too long", []byte{0xa3, 'a', 'b', 'c'}, func(m *MsgReader) error { _, err := m.String("s", 2); return err }},
+		{"negative uint", []byte{0xff}, func(m *MsgReader) error { _, err := m.Uint("u"); return err }},
+		{"int8 negative as uint", []byte{0xd0, 0x80}, func(m *MsgReader) error { _, err := m.Uint("u"); return err }},
+		{"wrong type", []byte{0xc0}, func(m *MsgReader) error { _, err := m.Uint("u"); return err }},
+		{"truncated uint32", []byte{0xce, 0x01}, func(m *MsgReader) error { _, err := m.Uint("u"); return err }},
+		{"reserved code 0xc1", []byte{0xc1}, func(m *MsgReader) error { return m.Skip("x") }},
+		{"duplicate map key", []byte{0x82, 0xa1, 'a', 0x01, 0xa1, 'a', 0x02}, func(m *MsgReader) error {
+			return m.MapKeys("m", func(string) error { _, err := m.Uint("v"); return err })
+		}},
+	}
+	for _, c := range cases {
+		err := c.read(NewMsgReader(c.b, 100))
+		if err == nil {
+			t.Errorf("%s: accepted", c.name)
+			continue
+		}
+		if Class(err) == "" {
+			t.Errorf("%s: unclassified error %v", c.name, err)
+		}
+	}
+}
+
+func TestSkipDepthLimit(t *testing.T) {
+	b := make([]byte, 0, 100)
+	for i := 0; i < 40; i++ {
+		b = append(b, 0x91) // array of one element
+	}
+	b = append(b, 0x01)
+	if err := NewMsgReader(b, -1).Skip("deep"); !errors.Is(err, ErrFormat) {
+		t.Fatalf("40 levels of nesting: %v", err)
+	}
+	b = b[len(b)-10:]
+	if err := NewMsgReader(b, -1).Skip("shallow"); err != nil {
+		t.Fatalf("9 levels: %v", err)
+	}
+}
+
+func TestMsgRoundTrip(t *testing.T) {
+	w := NewMsgWriter()
+	w.MapLen(6)
+	w.String("u")
+	w.Uint(1 << 40)
+	w.String("i")
+	w.Int(-5)
+	w.String("f")
+	w.Float64(0.25)
+	w.String("b")
+	w.Bool(true)
+	w.String("bin")
+	w.Bin([]byte{1, 2})
+	w.String("raw")
+	w.Raw([]byte{0x92, 0x01, 0x02})
+	m := NewMsgReader(w.Bytes(), -1)
+	got := map[string]any{}
+	err := m.MapKeys("m", func(k string) error {
+		var v any
+		var err error
+		switch k {
+		case "u":
+			v, err = m.Uint(k)
+		case "i":
+			v, err = m.Int(k)
+		case "f":
+			v, err = m.Float(k)
+		case "b":
+			v, err = m.Bool(k)
+		case "bin":
+			var b []byte
+			b, err = m.Bytes(k)
+			v = string(b)
+		case "raw":
+			var b []byte
+			b, err = m.Raw(k)
+			v = string(b)
+		}
+		got[k] = v
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"u": uint64(1 << 40), "i": int64(-5), "f": 0.25, "b": true, "bin": "\x01\x02", "raw": "\x92\x01\x02"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: got %#v, want %#v", k, got[k], v)
+		}
+	}
+	if m.Remaining() != 0 {
+		t.Errorf("%d bytes left", m.Remaining())
+	}
+}
+
+func TestIndexRoundTrip(t *testing.T) {
+	x := &Index{
+		Metadata: map[string]string{"b": "2", "a": "1"},
+		Sources:  []Source{{Name: "m.safetensors", Header: Section{64, 10, 7}}},
+		Blobs:    []Blob{{Codec: "nwc", SHA256: [32]byte{1}, Section: &Section{128, 5, 9}}, {Codec: "nwc", SHA256: [32]byte{2}}},
+		Tensors: []Tensor{{Name: "t", DType: F32, Shape: []uint64{2, 3}, Codec: "raw", Params: []byte{0x80}, Blob: 1,
+			View: [2]uint64{2, 3}, Groups: []Group{{End: 6, Section: Section{192, 24, 3}}},
+			Aux: []NamedSection{{Name: "scales", Section: Section{256, 2, 4}}}}},
+	}
+	b := x.Marshal()
+	y, err := ParseIndex(b, 0, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(y.Marshal()) != string(b) {
+		t.Fatal("index does not round-trip")
+	}
+	if s, ok := y.Tensors[0].AuxSection("scales"); !ok || s.Length != 2 {
+		t.Fatal("aux section lost")
+	}
+}
+
+func TestClass(t *testing.T) {
+	for err, want := range map[error]string{
+		nil:                              "",
+		Errorf(1, "x"):                   "format",
+		&ChecksumError{What: "index"}:    "checksum",
+		UnsupportedError("x"):            "unsupported",
+		&LimitError{What: "x"}:           "limit",
+		ErrNotFound:                      "notfound",
+		errors.New("disk on fire"):       "",
+		errors.Join(ErrFormat, ErrLimit): "limit",
+	} {
+		if got := Class(err); got != want {
+			t.Errorf("Class(%v) = %q, want %q", err, got, want)
+		}
+	}
+}

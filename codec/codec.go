@@ -131,6 +131,17 @@ type Codec interface {
 	NewDecoder(t *format.Tensor, env Env) (GroupDecoder, error)
 }
 
+// A Stepper is a lossy codec whose rate falls continuously as
+// EncodeOptions.Step grows, so that rate control can search the step for a
+// target number of bits per weight.
+type Stepper interface {
+	// DefaultStep is the step used when EncodeOptions.Step is 0.
+	DefaultStep() float64
+}
+
+// Lossy reports whether the codec registered as id changes values.
+func Lossy(id string) bool { return id != Raw && id != Lossless }
+
 var codecs sync.Map // id string → Codec
 
 // Register makes a codec available under id. It panics if id is already

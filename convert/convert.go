@@ -1,9 +1,14 @@
-// Package convert turns safetensors checkpoints into .nwc files and back.
+// Package convert turns safetensors checkpoints into .nwc files and back:
+// it decides how each tensor is coded (lossless for vectors, small tensors
+// and names the user keeps; the chosen codec for the matrices), and it
+// controls the rate so a file hits a target number of bits per weight.
 package convert
 
 import (
 	"fmt"
+	"io"
 	"path/filepath"
+	"regexp"
 
 	"nwc/codec"
 	"nwc/format"
@@ -11,86 +16,316 @@ import (
 	"nwc/writer"
 )
 
-// Options configure ToNWC. The zero value converts with the lossless codec.
+// Options configure ToNWC. The zero value converts every tensor with the
+// lossless codec.
 type Options struct {
-	// Codec is the codec id for every tensor; "" means codec.Lossless.
+	// Codec is the codec of the matrices; "" means codec.Lossless. With
+	// raw or lossless every tensor uses it; with a lossy codec, tensors of
+	// rank < 2, tensors under MinElements and those matching Keep are
+	// coded losslessly.
 	Codec string
-	// Encode is passed to the codec.
+	// Bits is the target bits per weight of the whole file, counted as
+	// BitsPerWeight does; 0 keeps the codec's default step. It applies to
+	// codecs with a continuous rate (codec.Stepper); rtn picks the integer
+	// width nearest to it.
+	Bits float64
+	// TensorBits overrides Bits for the matrices whose name matches; the
+	// first match wins.
+	TensorBits []TensorBits
+	// Keep lists name patterns kept lossless; nil means DefaultKeep.
+	Keep []*regexp.Regexp
+	// MinElements: matrices with fewer elements stay lossless; 0 means
+	// DefaultMinElements.
+	MinElements uint64
+	// Transposed lists name patterns of matrices stored [in, out].
+	Transposed []*regexp.Regexp
+	// Encode holds the base options passed to every codec.
 	Encode codec.EncodeOptions
+	// Tensor, if set, adjusts the options of one lossy tensor (to add its
+	// Hessian or importance levels).
+	Tensor func(name string, o *codec.EncodeOptions) error
 	// Writer configures the container.
 	Writer writer.Options
 	// SourceName is the base name recorded for a single-file source;
 	// "" means "model.safetensors".
 	SourceName string
-	// Progress, if set, is called after each tensor.
+	// Progress, if set, is called after each tensor of the final pass.
 	Progress func(done, total int, name string)
 }
 
+// TensorBits is a per-tensor rate override.
+type TensorBits struct {
+	Pattern *regexp.Regexp
+	Bits    float64
+}
+
+// DefaultKeep keeps normalization weights and biases lossless, as
+// llama.cpp does.
+var DefaultKeep = []*regexp.Regexp{regexp.MustCompile(`(?i)(norm|bias)`)}
+
+// DefaultMinElements is the size under which a matrix stays lossless: its
+// per-column scales and tables would cost more than they save.
+const DefaultMinElements = 1024
+
 // Stats summarizes a conversion.
 type Stats struct {
-	Tensors  int
-	InBytes  int64 // tensor data bytes read
-	OutBytes int64 // size of the .nwc file
+	Tensors       int
+	Lossy         int     // tensors coded with the lossy codec
+	InBytes       int64   // tensor data bytes read
+	OutBytes      int64   // size of the .nwc file
+	BitsPerWeight float64 // as BitsPerWeight computes it
+	Passes        int     // encoding passes rate control needed
 }
 
 // ToNWC converts the checkpoint src to a .nwc file at out. The file appears
 // under its name only when complete.
 func ToNWC(src safetensors.Source, out string, opts *Options) (*Stats, error) {
-	var o Options
-	if opts != nil {
-		o = *opts
-	}
-	if o.Codec == "" {
-		o.Codec = codec.Lossless
-	}
-	if _, err := codec.Lookup(o.Codec); err != nil {
+	c, err := newConversion(src, opts)
+	if err != nil {
 		return nil, err
 	}
-	f, err := writer.Create(out, &o.Writer)
+	if err := c.controlRate(); err != nil {
+		return nil, err
+	}
+	f, err := writer.Create(out, &c.o.Writer)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Abort()
-	if err := addSources(f.Writer, src, o.SourceName); err != nil {
+	st, err := c.write(f.Writer, c.o.Progress)
+	if err != nil {
 		return nil, err
-	}
-	tensors := src.Tensors()
-	st := &Stats{}
-	for i, ti := range tensors {
-		data, err := src.ReadTensor(ti.Name)
-		if err != nil {
-			return nil, err
-		}
-		shape := make([]uint64, len(ti.Shape))
-		for j, d := range ti.Shape {
-			shape[j] = uint64(d)
-		}
-		t := &codec.Tensor{Name: ti.Name, DType: format.DType(ti.DType), Shape: shape, Data: data}
-		if err := f.WriteTensor(t, o.Codec, &o.Encode); err != nil {
-			return nil, err
-		}
-		st.Tensors++
-		st.InBytes += int64(len(data))
-		if o.Progress != nil {
-			o.Progress(i+1, len(tensors), ti.Name)
-		}
 	}
 	if err := f.Close(); err != nil {
 		return nil, err
 	}
 	st.OutBytes = f.Size()
+	st.BitsPerWeight = c.bitsPerWeight(st.OutBytes)
+	st.Passes = c.passes + 1
 	return st, nil
 }
 
-// addSources records the metadata and the verbatim safetensors headers.
-func addSources(w *writer.Writer, src safetensors.Source, name string) error {
-	switch s := src.(type) {
+// conversion is the plan for one checkpoint.
+type conversion struct {
+	src    safetensors.Source
+	o      Options
+	items  []*item
+	passes int
+	// keepHeader: the source headers are stored when every tensor keeps
+	// its exact bytes, so decoding reproduces the file.
+	keepHeader bool
+}
+
+// item is one tensor's plan.
+type item struct {
+	info   safetensors.TensorInfo
+	shape  []uint64
+	numel  uint64
+	codec  string
+	bits   float64 // target bits per weight, for lossy codecs with a step
+	step   float64 // current step
+	target float64 // byte budget of this pass
+	cost   uint64  // aligned bytes of its sections in the last pass
+	stored uint64  // unaligned bytes of its sections in the last pass
+}
+
+func newConversion(src safetensors.Source, opts *Options) (*conversion, error) {
+	c := &conversion{src: src}
+	if opts != nil {
+		c.o = *opts
+	}
+	if c.o.Codec == "" {
+		c.o.Codec = codec.Lossless
+	}
+	if c.o.Keep == nil {
+		c.o.Keep = DefaultKeep
+	}
+	if c.o.MinElements == 0 {
+		c.o.MinElements = DefaultMinElements
+	}
+	cd, err := codec.Lookup(c.o.Codec)
+	if err != nil {
+		return nil, err
+	}
+	stepper, _ := cd.(codec.Stepper)
+	if c.o.Bits != 0 && (c.o.Bits < 1 || c.o.Bits > 16) {
+		return nil, fmt.Errorf("convert: --bits %g outside [1, 16]", c.o.Bits)
+	}
+	c.keepHeader = !codec.Lossy(c.o.Codec)
+	for _, ti := range src.Tensors() {
+		it := &item{info: ti, shape: make([]uint64, len(ti.Shape)), numel: 1}
+		for i, d := range ti.Shape {
+			it.shape[i] = uint64(d)
+			it.numel *= uint64(d)
+		}
+		it.codec = c.codecFor(it)
+		if codec.Lossy(it.codec) && stepper != nil {
+			it.step = stepper.DefaultStep()
+			it.bits = c.o.Bits
+			for _, tb := range c.o.TensorBits {
+				if tb.Pattern.MatchString(ti.Name) {
+					it.bits = tb.Bits
+					break
+				}
+			}
+		}
+		c.items = append(c.items, it)
+	}
+	return c, nil
+}
+
+// codecFor decides how one tensor is coded.
+func (c *conversion) codecFor(it *item) string {
+	if !codec.Lossy(c.o.Codec) {
+		return c.o.Codec
+	}
+	if len(it.shape) < 2 || it.numel < c.o.MinElements || !format.DType(it.info.DType).IsFloat() {
+		return codec.Lossless
+	}
+	for _, re := range c.o.Keep {
+		if re.MatchString(it.info.Name) {
+			return codec.Lossless
+		}
+	}
+	return c.o.Codec
+}
+
+// options returns the encode options of one tensor.
+func (c *conversion) options(it *item) (*codec.EncodeOptions, error) {
+	o := c.o.Encode
+	if !codec.Lossy(it.codec) {
+		return &o, nil
+	}
+	o.Step = it.step
+	if it.codec == "rtn" && o.Bits == 0 && c.o.Bits != 0 {
+		o.Bits = rtnBits(c.o.Bits, o.Group)
+	}
+	for _, re := range c.o.Transposed {
+		if re.MatchString(it.info.Name) {
+			o.Transposed = true
+		}
+	}
+	if c.o.Tensor != nil {
+		if err := c.o.Tensor(it.info.Name, &o); err != nil {
+			return nil, err
+		}
+	}
+	return &o, nil
+}
+
+// rtnBits picks rtn's integer width nearest to a target rate, counting its
+// fp16 scale and N-bit zero per group.
+func rtnBits(target float64, group int) int {
+	if group <= 0 {
+		group = 128
+	}
+	best, bestErr := 2, 1e9
+	for n := 2; n <= 8; n++ {
+		bpw := float64(n) + float64(16+n)/float64(group)
+		if e := abs(bpw - target); e < bestErr {
+			best, bestErr = n, e
+		}
+	}
+	return best
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// write encodes every tensor into w.
+func (c *conversion) write(w *writer.Writer, progress func(int, int, string)) (*Stats, error) {
+	if err := c.addSources(w); err != nil {
+		return nil, err
+	}
+	st := &Stats{}
+	align := c.o.Writer.AlignLog2
+	if align == 0 {
+		align = format.DefaultAlignLog2
+	}
+	for i, it := range c.items {
+		data, err := c.src.ReadTensor(it.info.Name)
+		if err != nil {
+			return nil, err
+		}
+		t := &codec.Tensor{Name: it.info.Name, DType: format.DType(it.info.DType), Shape: it.shape, Data: data}
+		enc, err := c.encode(it, t, align)
+		if err != nil {
+			return nil, err
+		}
+		if err := w.WriteEncoded(t.Name, t.DType, t.Shape, it.codec, enc); err != nil {
+			return nil, err
+		}
+		st.Tensors++
+		if codec.Lossy(it.codec) {
+			st.Lossy++
+		}
+		st.InBytes += int64(len(data))
+		if progress != nil {
+			progress(i+1, len(c.items), it.info.Name)
+		}
+	}
+	return st, nil
+}
+
+// encode encodes one tensor, searching its step for its byte budget when
+// rate control has set one.
+func (c *conversion) encode(it *item, t *codec.Tensor, align uint8) (*codec.Encoded, error) {
+	cd, err := codec.Lookup(it.codec)
+	if err != nil {
+		return nil, err
+	}
+	o, err := c.options(it)
+	if err != nil {
+		return nil, err
+	}
+	var enc *codec.Encoded
+	if it.target <= 0 || it.step == 0 {
+		enc, err = cd.Encode(t, o)
+		if err == nil {
+			it.cost = cost(enc, align)
+		}
+	} else {
+		enc, err = searchStep(cd, t, o, it, align)
+	}
+	if err != nil {
+		return nil, err
+	}
+	it.stored = cost(enc, 0)
+	return enc, nil
+}
+
+// cost is what a tensor's own sections take in the file, padding included.
+func cost(e *codec.Encoded, align uint8) uint64 {
+	var n uint64
+	for _, g := range e.Groups {
+		n += format.AlignUp(uint64(len(g.Data)), align)
+	}
+	for _, a := range e.Aux {
+		n += format.AlignUp(uint64(len(a.Data)), align)
+	}
+	return n
+}
+
+func (c *conversion) addSources(w *writer.Writer) error {
+	switch s := c.src.(type) {
 	case *safetensors.ReadCloser:
 		if s.HasMetadata() {
-			if err := w.SetMetadata(nonNil(s.Metadata())); err != nil {
+			md := s.Metadata()
+			if md == nil {
+				md = map[string]string{}
+			}
+			if err := w.SetMetadata(md); err != nil {
 				return err
 			}
 		}
+		if !c.keepHeader {
+			return nil
+		}
+		name := c.o.SourceName
 		if name == "" {
 			name = "model.safetensors"
 		}
@@ -100,6 +335,9 @@ func addSources(w *writer.Writer, src safetensors.Source, name string) error {
 			if err := w.SetMetadata(md); err != nil {
 				return err
 			}
+		}
+		if !c.keepHeader {
+			return nil
 		}
 		for _, name := range s.Shards() {
 			sf, ok := s.Shard(name)
@@ -112,15 +350,24 @@ func addSources(w *writer.Writer, src safetensors.Source, name string) error {
 		}
 		return nil
 	}
-	if md := src.Metadata(); md != nil {
+	if md := c.src.Metadata(); md != nil {
 		return w.SetMetadata(md)
 	}
 	return nil
 }
 
-func nonNil(m map[string]string) map[string]string {
-	if m == nil {
-		return map[string]string{}
+// dryRun encodes everything into a writer that discards the bytes, to
+// learn the exact file size.
+func (c *conversion) dryRun() (int64, error) {
+	w, err := writer.New(io.Discard, &c.o.Writer)
+	if err != nil {
+		return 0, err
 	}
-	return m
+	if _, err := c.write(w, nil); err != nil {
+		return 0, err
+	}
+	if err := w.Close(); err != nil {
+		return 0, err
+	}
+	return w.Size(), nil
 }

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"strconv"
+	"strings"
 
 	"nwc/codec"
 	"nwc/convert"
@@ -15,7 +18,16 @@ import (
 func runConvert(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("convert", stderr)
 	out := fs.String("o", "", "output .nwc `file` (required)")
-	codecID := fs.String("codec", codec.Lossless, "codec for every tensor: raw or lossless")
+	codecID := fs.String("codec", codec.Lossless, "codec of the matrices: raw, lossless, ecsq, rtn, q4k or nwc")
+	bits := fs.Float64("bits", 0, "target bits per weight of the whole file (lossy codecs)")
+	step := fs.Float64("step", 0, "quantizer step in column-RMS units, instead of --bits (ecsq, nwc)")
+	var tensorBits, keep, transposed multiFlag
+	fs.Var(&tensorBits, "tensor-bits", "`REGEX=B`: target bits for matching matrices (repeatable)")
+	fs.Var(&keep, "keep", "`REGEX` of tensor names kept lossless (repeatable; default norm|bias)")
+	fs.Var(&transposed, "transposed", "`REGEX` of matrices stored [in, out], like PaddlePaddle linears (repeatable)")
+	minElems := fs.Uint64("min-elements", convert.DefaultMinElements, "matrices with fewer elements stay lossless")
+	rtnBits := fs.Int("rtn-bits", 0, "rtn bit width (default: nearest to --bits, else 4)")
+	group := fs.Int("group", 0, "rtn group size (default 128)")
 	asJSON := fs.Bool("json", false, "print a JSON summary")
 	groupKiB := fs.Int("group-kib", codec.DefaultGroupBytes>>10, "decoded size of a chunk group in KiB")
 	align := fs.Uint("align-log2", 6, "log2 of the section alignment (6 = 64 bytes)")
@@ -32,9 +44,25 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	}
 	defer src.Close()
 	opts := &convert.Options{
-		Codec:      *codecID,
-		SourceName: sourceName(pos[0]),
+		Codec:       *codecID,
+		Bits:        *bits,
+		MinElements: *minElems,
+		SourceName:  sourceName(pos[0]),
 	}
+	if opts.TensorBits, err = parseTensorBits(tensorBits); err != nil {
+		return err
+	}
+	if len(keep) > 0 {
+		if opts.Keep, err = compileAll(keep); err != nil {
+			return err
+		}
+	}
+	if opts.Transposed, err = compileAll(transposed); err != nil {
+		return err
+	}
+	opts.Encode.Step = *step
+	opts.Encode.Bits = *rtnBits
+	opts.Encode.Group = *group
 	opts.Encode.GroupBytes = *groupKiB << 10
 	opts.Writer.AlignLog2 = uint8(*align)
 	if isTerminal(os.Stderr) && !*asJSON {
@@ -56,11 +84,51 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(map[string]any{
 			"input": pos[0], "output": *out, "codec": *codecID,
-			"tensors": st.Tensors, "input_bytes": st.InBytes, "output_bytes": st.OutBytes, "ratio": ratio,
+			"tensors": st.Tensors, "lossy_tensors": st.Lossy, "input_bytes": st.InBytes, "output_bytes": st.OutBytes,
+			"ratio": ratio, "bits_per_weight": st.BitsPerWeight, "passes": st.Passes,
 		})
 	}
-	fmt.Fprintf(stdout, "%s: %d tensors, %d → %d bytes (%.1f%%)\n", *out, st.Tensors, st.InBytes, st.OutBytes, 100*ratio)
+	fmt.Fprintf(stdout, "%s: %d tensors (%d lossy), %d → %d bytes (%.1f%%), %.4f bits per weight\n",
+		*out, st.Tensors, st.Lossy, st.InBytes, st.OutBytes, 100*ratio, st.BitsPerWeight)
 	return nil
+}
+
+// multiFlag collects a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func compileAll(pats []string) ([]*regexp.Regexp, error) {
+	var out []*regexp.Regexp
+	for _, p := range pats {
+		re, err := regexp.Compile(p)
+		if err != nil {
+			return nil, usagef("bad pattern %q: %v", p, err)
+		}
+		out = append(out, re)
+	}
+	return out, nil
+}
+
+func parseTensorBits(vals []string) ([]convert.TensorBits, error) {
+	var out []convert.TensorBits
+	for _, v := range vals {
+		i := strings.LastIndexByte(v, '=')
+		if i < 0 {
+			return nil, usagef("--tensor-bits %q: want REGEX=BITS", v)
+		}
+		b, err := strconv.ParseFloat(v[i+1:], 64)
+		if err != nil {
+			return nil, usagef("--tensor-bits %q: %v", v, err)
+		}
+		re, err := regexp.Compile(v[:i])
+		if err != nil {
+			return nil, usagef("--tensor-bits %q: %v", v, err)
+		}
+		out = append(out, convert.TensorBits{Pattern: re, Bits: b})
+	}
+	return out, nil
 }
 
 // sourceName is the file name recorded for a single-file source.

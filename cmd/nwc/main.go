@@ -34,7 +34,7 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"convert", "convert IN -o OUT.nwc [--codec raw|lossless] [--json]", runConvert},
+		{"convert", "convert IN -o OUT.nwc [--codec raw|lossless|ecsq|rtn|q4k|nwc] [--bits B] [--tensor-bits RE=B] [--keep RE] [--json]", runConvert},
 		{"decode", "decode IN.nwc -o OUT.safetensors [--dtype orig|f32|f16|bf16]", runDecode},
 		{"info", "info IN.nwc [--json]", runInfo},
 	}

@@ -13,7 +13,7 @@ import (
 	"nwc/convert"
 	"nwc/dtype"
 	"nwc/format"
-	"nwc/internal/testdata"
+	"nwc/internal/shareddata"
 	"nwc/reader"
 	"nwc/safetensors"
 )
@@ -62,7 +62,7 @@ func roundTrip(t *testing.T, in, id string) ([]byte, int64) {
 // metadata and header layout included.
 func TestRealRoundTrip(t *testing.T) {
 	for _, f := range realFiles {
-		in := testdata.Path(t, f...)
+		in := shareddata.Path(t, f...)
 		orig, err := os.ReadFile(in)
 		if err != nil {
 			t.Fatal(err)
@@ -82,7 +82,7 @@ func TestRealRoundTrip(t *testing.T) {
 // them back exactly.
 func TestLosslessBF16(t *testing.T) {
 	for _, f := range realFiles {
-		in := testdata.Path(t, f...)
+		in := shareddata.Path(t, f...)
 		bf := filepath.Join(t.TempDir(), "bf16.safetensors")
 		toBF16(t, in, bf)
 		orig, _ := os.ReadFile(bf)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"nwc/internal/shareddata"
 	"nwc/tokenizer"
 )
 
@@ -69,36 +70,6 @@ func randomModel(t testing.TB, cfg Config, seed uint64) *Model {
 	return m
 }
 
-// dataDir returns the project's shared data directory, skipping the test
-// (or failing it under CI) when it is absent.
-func dataDir(t testing.TB, files ...string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	data := filepath.Join(dir, "..", "shared", "data")
-	for _, f := range files {
-		if _, err := os.Stat(filepath.Join(data, f)); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("CI: required test data %s missing: %v", f, err)
-			}
-			t.Skipf("test data %s not available: %v", f, err)
-		}
-	}
-	return data
-}
-
 type stories struct {
 	model *Model
 	tok   *tokenizer.Tokenizer
@@ -107,16 +78,19 @@ type stories struct {
 
 func loadStories(t testing.TB) stories {
 	t.Helper()
-	data := dataDir(t, "stories260K/stories260K.bin", "stories260K/tok512.bin", "text/tinystories-dev.txt")
-	m, err := LoadBin(filepath.Join(data, "stories260K/stories260K.bin"))
+	// All three files are required before any is loaded.
+	binPath := shareddata.Path(t, "stories260K", "stories260K.bin")
+	tokPath := shareddata.Path(t, "stories260K", "tok512.bin")
+	textPath := shareddata.Path(t, "text", "tinystories-dev.txt")
+	m, err := LoadBin(binPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := tokenizer.Load(filepath.Join(data, "stories260K/tok512.bin"))
+	tok, err := tokenizer.Load(tokPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	docs, err := LoadDocs(filepath.Join(data, "text/tinystories-dev.txt"), tok)
+	docs, err := LoadDocs(textPath, tok)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,36 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-)
 
-// sharedFile returns the path of a file in the project's shared data
-// directory (../shared/data beside the module root). Missing data fails
-// the test under CI and skips it elsewhere.
-func sharedFile(t *testing.T, rel string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the package directory")
-		}
-		dir = parent
-	}
-	path := filepath.Join(dir, "..", "shared", "data", rel)
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("shared test data missing under CI: %v", err)
-		}
-		t.Skipf("shared test data not available: %v", err)
-	}
-	return path
-}
+	"nwc/internal/shareddata"
+)
 
 func TestSharedData(t *testing.T) {
 	tests := []struct {
@@ -50,7 +23,7 @@ func TestSharedData(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(filepath.Base(tt.rel), func(t *testing.T) {
-			path := sharedFile(t, tt.rel)
+			path := shareddata.Path(t, tt.rel)
 			in, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)

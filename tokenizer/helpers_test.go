@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"nwc/internal/shareddata"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata fixtures")
@@ -106,34 +108,14 @@ func naiveEncode(t *Tokenizer, text string, bos, eos bool) []int {
 	return ids
 }
 
-// dataDir returns the project's shared data directory, skipping the test
-// (or failing it under CI) when the named files are absent.
+// dataDir returns the shared data directory after requiring the named
+// files in it (paths relative to it); see package internal/testdata.
 func dataDir(t testing.TB, files ...string) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	data := filepath.Join(dir, "..", "shared", "data")
 	for _, f := range files {
-		if _, err := os.Stat(filepath.Join(data, f)); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("CI: required test data %s missing: %v", f, err)
-			}
-			t.Skipf("test data %s not available: %v", f, err)
-		}
+		shareddata.Path(t, f)
 	}
-	return data
+	return shareddata.Dir(t)
 }
 
 // seedTexts returns the fuzz seed strings kept in testdata/seeds.txt, one

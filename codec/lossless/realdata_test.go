@@ -2,47 +2,18 @@ package lossless
 
 import (
 	"bytes"
-	"encoding/binary"
-	"encoding/json"
 	"fmt"
-	"math"
-	"os"
 	"path/filepath"
-	"sort"
 	"testing"
 
-	"github.com/x448/float16"
+	"nwc/dtype"
+	"nwc/format"
+	"nwc/internal/shareddata"
+	"nwc/safetensors"
 )
 
-// dataDir returns the shared data directory, found next to the module root,
-// or ends the test: missing data fails under CI and skips elsewhere.
-func dataDir(tb testing.TB) string {
-	tb.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Fatal("go.mod not found above the package directory")
-		}
-		dir = parent
-	}
-	data := filepath.Join(dir, "..", "shared", "data")
-	if _, err := os.Stat(filepath.Join(data, "stories260K", "stories260K.safetensors")); err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("CI is set but the real model data is missing: %v", err)
-		}
-		tb.Skipf("real model data not available: %v", err)
-	}
-	return data
-}
-
-// realFiles are the safetensors checkpoints the ratio tests read.
+// realFiles are the safetensors checkpoints the ratio tests read, relative
+// to the shared data directory.
 var realFiles = []string{
 	"stories260K/stories260K.safetensors",
 	"vision/ppocr_det.safetensors",
@@ -52,98 +23,55 @@ var realFiles = []string{
 // A tensor is one F32 tensor of a checkpoint.
 type tensor struct {
 	name string
-	off  uint64
 	f32  []byte
 }
 
-// readF32Tensors parses the safetensors header of path itself, because the
-// project's safetensors package is not a dependency of this one, and
-// returns its F32 tensors in offset order.
+// readF32Tensors returns the F32 tensors of the checkpoint at path in data
+// order, which makes runs repeatable.
 func readF32Tensors(tb testing.TB, path string) []tensor {
 	tb.Helper()
-	raw, err := os.ReadFile(path)
+	f, err := safetensors.Open(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if len(raw) < 8 {
-		tb.Fatalf("%s: too short", path)
-	}
-	hlen := binary.LittleEndian.Uint64(raw)
-	if hlen > uint64(len(raw)-8) {
-		tb.Fatalf("%s: header length %d exceeds file", path, hlen)
-	}
-	var hdr map[string]json.RawMessage
-	if err := json.Unmarshal(raw[8:8+hlen], &hdr); err != nil {
-		tb.Fatalf("%s: %v", path, err)
-	}
-	body := raw[8+hlen:]
+	defer f.Close()
 	var ts []tensor
-	for name, msg := range hdr {
-		if name == "__metadata__" {
+	for _, ti := range f.Tensors() {
+		if ti.DType != safetensors.F32 {
 			continue
 		}
-		var info struct {
-			DType   string   `json:"dtype"`
-			Offsets []uint64 `json:"data_offsets"`
+		b, err := f.ReadTensor(ti.Name)
+		if err != nil {
+			tb.Fatal(err)
 		}
-		if err := json.Unmarshal(msg, &info); err != nil {
-			tb.Fatalf("%s: tensor %s: %v", path, name, err)
-		}
-		if info.DType != "F32" {
-			continue
-		}
-		if len(info.Offsets) != 2 || info.Offsets[0] > info.Offsets[1] || info.Offsets[1] > uint64(len(body)) {
-			tb.Fatalf("%s: tensor %s: bad offsets %v", path, name, info.Offsets)
-		}
-		ts = append(ts, tensor{name, info.Offsets[0], body[info.Offsets[0]:info.Offsets[1]]})
+		ts = append(ts, tensor{ti.Name, b})
 	}
-	// Map order is random; offset order makes runs repeatable.
-	sort.Slice(ts, func(i, j int) bool { return ts[i].off < ts[j].off })
 	return ts
 }
 
-// toBF16 converts little-endian F32 bytes to BF16 with round-to-nearest-even,
-// keeping NaNs quiet.
-func toBF16(f32 []byte) []byte {
-	out := make([]byte, len(f32)/2)
-	for i := range len(f32) / 4 {
-		u := binary.LittleEndian.Uint32(f32[4*i:])
-		var h uint16
-		if u&0x7fffffff > 0x7f800000 {
-			h = uint16(u>>16) | 0x40
-		} else {
-			h = uint16((u + 0x7fff + (u >> 16 & 1)) >> 16)
-		}
-		binary.LittleEndian.PutUint16(out[2*i:], h)
+// fromF32 re-encodes little-endian F32 bytes as the float type dt, rounding
+// to nearest even as package dtype does (BF16 keeps NaNs quiet). Its callers
+// pass whole F32 elements and a float type, so an error is a bug in the test.
+func fromF32(f32 []byte, dt format.DType) []byte {
+	x, err := dtype.ToFloat32(nil, f32, format.F32)
+	if err != nil {
+		panic(err)
+	}
+	out, err := dtype.FromFloat32(nil, x, dt)
+	if err != nil {
+		panic(err)
 	}
 	return out
 }
 
-// toF16 converts little-endian F32 bytes to IEEE half precision.
-func toF16(f32 []byte) []byte {
-	out := make([]byte, len(f32)/2)
-	for i := range len(f32) / 4 {
-		f := math.Float32frombits(binary.LittleEndian.Uint32(f32[4*i:]))
-		binary.LittleEndian.PutUint16(out[2*i:], float16.Fromfloat32(f).Bits())
-	}
-	return out
-}
-
-// toF64 widens little-endian F32 bytes to F64.
-func toF64(f32 []byte) []byte {
-	out := make([]byte, 2*len(f32))
-	for i := range len(f32) / 4 {
-		f := math.Float32frombits(binary.LittleEndian.Uint32(f32[4*i:]))
-		binary.LittleEndian.PutUint64(out[8*i:], math.Float64bits(float64(f)))
-	}
-	return out
-}
+func toBF16(f32 []byte) []byte { return fromF32(f32, format.BF16) }
+func toF16(f32 []byte) []byte  { return fromF32(f32, format.F16) }
+func toF64(f32 []byte) []byte  { return fromF32(f32, format.F64) }
 
 // ratioBar is the largest accepted compressed/raw ratio for BF16 weights.
 const ratioBar = 0.70
 
 func TestRealRatios(t *testing.T) {
-	dir := dataDir(t)
 	conv := []struct {
 		dtype string
 		conv  func([]byte) []byte
@@ -155,7 +83,7 @@ func TestRealRatios(t *testing.T) {
 		{"F64", toF64, 0.60},
 	}
 	for _, file := range realFiles {
-		ts := readF32Tensors(t, filepath.Join(dir, file))
+		ts := readF32Tensors(t, shareddata.Path(t, file))
 		for _, c := range conv {
 			t.Run(fmt.Sprintf("%s/%s", filepath.Base(file), c.dtype), func(t *testing.T) {
 				var raw, comp int
@@ -189,7 +117,7 @@ func TestRealRatios(t *testing.T) {
 // benchTensors returns the tensors of the largest checkpoint converted to
 // dtype, and their total size.
 func benchTensors(b *testing.B, dtype string) ([][]byte, int) {
-	ts := readF32Tensors(b, filepath.Join(dataDir(b), "vision/ppocr_det.safetensors"))
+	ts := readF32Tensors(b, shareddata.Path(b, "vision", "ppocr_det.safetensors"))
 	conv := map[string]func([]byte) []byte{
 		"BF16": toBF16, "F16": toF16, "F64": toF64,
 		"F32": func(b []byte) []byte { return b },

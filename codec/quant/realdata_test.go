@@ -1,67 +1,37 @@
 package quant
 
 import (
-	"encoding/binary"
-	"encoding/json"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
+
+	"nwc/dtype"
+	"nwc/format"
+	"nwc/internal/shareddata"
+	"nwc/safetensors"
 )
 
-// dataDir finds the shared data directory next to the module root, or
-// skips the test (fails it under CI) when the data is missing.
-func dataDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the package directory")
-		}
-		dir = parent
-	}
-	data := filepath.Join(dir, "..", "shared", "data")
-	if _, err := os.Stat(filepath.Join(data, "stories260K", "stories260K.safetensors")); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI: shared test data missing: %v", err)
-		}
-		t.Skipf("shared test data missing: %v", err)
-	}
-	return data
-}
-
-// loadF32Tensors is a minimal safetensors reader for the test: it returns
-// the F32 tensors of rank 2 by name.
+// loadF32Tensors returns the F32 tensors of rank 2 of the checkpoint at
+// path, by name.
 func loadF32Tensors(t *testing.T, path string) map[string][]float32 {
-	b, err := os.ReadFile(path)
+	t.Helper()
+	f, err := safetensors.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hlen := binary.LittleEndian.Uint64(b)
-	var hdr map[string]json.RawMessage
-	if err := json.Unmarshal(b[8:8+hlen], &hdr); err != nil {
-		t.Fatal(err)
-	}
-	body := b[8+hlen:]
+	defer f.Close()
 	out := map[string][]float32{}
-	for name, raw := range hdr {
-		var ti struct {
-			Dtype   string   `json:"dtype"`
-			Shape   []int    `json:"shape"`
-			Offsets [2]int64 `json:"data_offsets"`
-		}
-		if name == "__metadata__" || json.Unmarshal(raw, &ti) != nil || ti.Dtype != "F32" || len(ti.Shape) != 2 {
+	for _, ti := range f.Tensors() {
+		if ti.DType != safetensors.F32 || len(ti.Shape) != 2 {
 			continue
 		}
-		out[name] = bytesToFloats(body[ti.Offsets[0]:ti.Offsets[1]])
+		b, err := f.ReadTensor(ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[ti.Name], err = dtype.ToFloat32(nil, b, format.F32); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return out
 }
@@ -71,7 +41,7 @@ func loadF32Tensors(t *testing.T, path string) map[string][]float32 {
 // are shorter than a Q4_K super-block), and checks it against the
 // Gaussian results.
 func TestRealWeights(t *testing.T) {
-	tensors := loadF32Tensors(t, filepath.Join(dataDir(t), "stories260K", "stories260K.safetensors"))
+	tensors := loadF32Tensors(t, shareddata.Path(t, "stories260K", "stories260K.safetensors"))
 	if len(tensors) == 0 {
 		t.Fatal("no F32 matrices found")
 	}

@@ -1,8 +1,8 @@
-// Package testdata locates the shared real-model data (../shared/data from
+// Package shareddata locates the shared real-model data (../shared/data from
 // the module root) for tests. The data is never copied into the project.
 // When it is missing a test fails under CI (CI is set) and is skipped with
 // a message elsewhere, so a missing file can never pass silently in CI.
-package testdata
+package shareddata
 
 import (
 	"os"

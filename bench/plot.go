@@ -1,0 +1,93 @@
+package bench
+
+import (
+	"fmt"
+	"image/color"
+	"sort"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+)
+
+// Plot draws SQNR against bits per weight, one curve per codec and file,
+// with the Gaussian rate–distortion bound (6.02·R dB) and the high-rate
+// entropy-coded scalar quantizer (6.02·R − 1.53 dB) for reference, and
+// saves it to path (the format follows the extension: .png, .svg, .pdf).
+func Plot(pts []Point, path string) error {
+	p := plot.New()
+	p.Title.Text = "Rate–distortion, bits counted from the file"
+	p.X.Label.Text = "bits per weight"
+	p.Y.Label.Text = "SQNR (dB)"
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Add(plotter.NewGrid())
+
+	lo, hi := 1e9, 0.0
+	type key struct{ file, codec string }
+	curves := map[key]plotter.XYs{}
+	var keys []key
+	for _, pt := range pts {
+		k := key{pt.File, pt.Codec}
+		if _, ok := curves[k]; !ok {
+			keys = append(keys, k)
+		}
+		curves[k] = append(curves[k], plotter.XY{X: pt.BitsPerWeight, Y: pt.SQNRdB})
+		lo, hi = min(lo, pt.BitsPerWeight), max(hi, pt.BitsPerWeight)
+	}
+	if len(keys) == 0 {
+		return fmt.Errorf("bench: nothing to plot")
+	}
+	files := map[string]bool{}
+	for _, k := range keys {
+		files[k.file] = true
+	}
+	for i, k := range keys {
+		xy := curves[k]
+		sort.Slice(xy, func(a, b int) bool { return xy[a].X < xy[b].X })
+		l, s, err := plotter.NewLinePoints(xy)
+		if err != nil {
+			return err
+		}
+		col := plotColors[i%len(plotColors)]
+		l.Color, s.Color = col, col
+		s.Shape = draw.CircleGlyph{}
+		p.Add(l, s)
+		name := k.codec
+		if len(files) > 1 {
+			name = k.file + " " + k.codec
+		}
+		p.Legend.Add(name, l, s)
+	}
+	for _, ref := range []struct {
+		name   string
+		offset float64
+		dashes []vg.Length
+	}{
+		{"Gaussian bound 6.02R", 0, []vg.Length{vg.Points(6), vg.Points(3)}},
+		{"ECSQ theory 6.02R−1.53", -1.53, []vg.Length{vg.Points(2), vg.Points(2)}},
+	} {
+		xy := plotter.XYs{{X: lo - 0.2, Y: 6.02*(lo-0.2) + ref.offset}, {X: hi + 0.2, Y: 6.02*(hi+0.2) + ref.offset}}
+		l, err := plotter.NewLine(xy)
+		if err != nil {
+			return err
+		}
+		l.Color = color.Gray{Y: 100}
+		l.Dashes = ref.dashes
+		p.Add(l)
+		p.Legend.Add(ref.name, l)
+	}
+	return p.Save(8*vg.Inch, 6*vg.Inch, path)
+}
+
+var plotColors = []color.Color{
+	color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
+	color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
+	color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
+	color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
+	color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
+	color.RGBA{R: 0x8c, G: 0x56, B: 0x4b, A: 0xff},
+	color.RGBA{R: 0xe3, G: 0x77, B: 0xc2, A: 0xff},
+	color.RGBA{R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff},
+}

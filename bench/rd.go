@@ -1,0 +1,168 @@
+// Package bench measures codecs the way users judge them: rate–distortion
+// curves with bits counted from the bytes of real .nwc files.
+package bench
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"nwc/convert"
+	"nwc/dtype"
+	"nwc/format"
+	"nwc/reader"
+	"nwc/safetensors"
+)
+
+// A Point is one codec at one target rate on one checkpoint.
+type Point struct {
+	File       string  `json:"file"`
+	Codec      string  `json:"codec"`
+	TargetBits float64 `json:"target_bits"`
+	// BitsPerWeight is counted from the whole file (see
+	// convert.BitsPerWeight).
+	BitsPerWeight float64 `json:"bits_per_weight"`
+	// BlobBitsPerWeight is the part of BitsPerWeight spent on codec blobs
+	// (decoder weights and tables shared by the tensors).
+	BlobBitsPerWeight float64 `json:"blob_bits_per_weight"`
+	FileBytes         int64   `json:"file_bytes"`
+	// NMSE is Σ(w−ŵ)² / Σw² over every element of the tensors of rank ≥ 2
+	// (lossless ones contribute no error); SQNRdB is −10·log10(NMSE).
+	NMSE   float64 `json:"nmse"`
+	SQNRdB float64 `json:"sqnr_db"`
+	// GaussianBoundDB is the rate–distortion bound of a Gaussian source at
+	// BitsPerWeight: 6.02·R dB.
+	GaussianBoundDB float64 `json:"gaussian_bound_db"`
+	EncodeSeconds   float64 `json:"encode_seconds"`
+	DecodeSeconds   float64 `json:"decode_seconds"`
+}
+
+// LosslessSQNR stands for the infinite SQNR of an exact reconstruction,
+// which JSON cannot represent.
+const LosslessSQNR = 999
+
+// RD converts in with each codec at each target rate (codecs without a
+// continuous rate, like q4k, once) and measures every point. Files are
+// written to dir and removed.
+func RD(in string, codecs []string, bits []float64, base convert.Options, dir string) ([]Point, error) {
+	orig, err := loadMatrices(in)
+	if err != nil {
+		return nil, err
+	}
+	var pts []Point
+	for _, c := range codecs {
+		targets := bits
+		if c == "q4k" {
+			targets = []float64{4.5}
+		}
+		for _, b := range targets {
+			p, err := measure(in, c, b, base, dir, orig)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s at %g bits: %w", filepath.Base(in), c, b, err)
+			}
+			pts = append(pts, p)
+		}
+	}
+	return pts, nil
+}
+
+func measure(in, codecID string, bits float64, base convert.Options, dir string, orig map[string][]float32) (Point, error) {
+	p := Point{File: filepath.Base(in), Codec: codecID, TargetBits: bits}
+	src, err := safetensors.OpenPath(in)
+	if err != nil {
+		return p, err
+	}
+	defer src.Close()
+	out := filepath.Join(dir, fmt.Sprintf("rd-%s-%g.nwc", codecID, bits))
+	defer os.Remove(out)
+	o := base
+	o.Codec = codecID
+	if codecID != "q4k" {
+		o.Bits = bits
+	}
+	start := time.Now()
+	st, err := convert.ToNWC(src, out, &o)
+	if err != nil {
+		return p, err
+	}
+	p.EncodeSeconds = time.Since(start).Seconds()
+	p.FileBytes = st.OutBytes
+	p.BitsPerWeight = st.BitsPerWeight
+
+	start = time.Now()
+	r, err := reader.Open(out, nil)
+	if err != nil {
+		return p, err
+	}
+	defer r.Close()
+	decoded := map[string][]float32{}
+	var elems uint64
+	for _, t := range r.Tensors() {
+		if len(t.Shape()) < 2 || !t.DType().IsFloat() {
+			continue
+		}
+		v, err := t.Float32()
+		if err != nil {
+			return p, err
+		}
+		decoded[t.Name()] = v
+		elems += t.NumElements()
+	}
+	p.DecodeSeconds = time.Since(start).Seconds()
+	var blob uint64
+	for _, b := range r.Index().Blobs {
+		if b.Section != nil {
+			blob += b.Section.Length
+		}
+	}
+	if elems > 0 {
+		p.BlobBitsPerWeight = float64(blob) * 8 / float64(elems)
+	}
+	var sig, noise float64
+	for name, w := range orig {
+		d := decoded[name]
+		if len(d) != len(w) {
+			return p, fmt.Errorf("tensor %q: decoded %d values, want %d", name, len(d), len(w))
+		}
+		for i := range w {
+			e := float64(w[i]) - float64(d[i])
+			sig += float64(w[i]) * float64(w[i])
+			noise += e * e
+		}
+	}
+	if sig > 0 {
+		p.NMSE = noise / sig
+		p.SQNRdB = LosslessSQNR
+		if p.NMSE > 0 {
+			p.SQNRdB = min(-10*math.Log10(p.NMSE), LosslessSQNR)
+		}
+	}
+	p.GaussianBoundDB = 6.02 * p.BitsPerWeight
+	return p, nil
+}
+
+// loadMatrices reads the float tensors of rank ≥ 2 of a checkpoint.
+func loadMatrices(in string) (map[string][]float32, error) {
+	src, err := safetensors.OpenPath(in)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	out := map[string][]float32{}
+	for _, ti := range src.Tensors() {
+		dt := format.DType(ti.DType)
+		if len(ti.Shape) < 2 || !dt.IsFloat() {
+			continue
+		}
+		b, err := src.ReadTensor(ti.Name)
+		if err != nil {
+			return nil, err
+		}
+		if out[ti.Name], err = dtype.ToFloat32(nil, b, dt); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

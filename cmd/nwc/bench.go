@@ -1,0 +1,76 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"nwc/bench"
+	"nwc/convert"
+)
+
+func runBench(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "rd" {
+		return usagef("want: nwc bench rd [--codecs LIST] [--bits LIST] [--json] [--plot FILE.png] IN...")
+	}
+	fs := newFlagSet("bench rd", stderr)
+	codecs := fs.String("codecs", "ecsq,rtn,q4k", "comma-separated codecs")
+	bitsList := fs.String("bits", "2,3,4,5,6", "comma-separated target bits per weight")
+	asJSON := fs.Bool("json", false, "print a JSON list of points")
+	plotPath := fs.String("plot", "", "write an RD plot to `FILE` (.png, .svg or .pdf)")
+	var transposed multiFlag
+	fs.Var(&transposed, "transposed", "`REGEX` of matrices stored [in, out] (repeatable)")
+	pos, err := parse(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usagef("want at least one input checkpoint")
+	}
+	var bits []float64
+	for _, s := range strings.Split(*bitsList, ",") {
+		b, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil {
+			return usagef("--bits: %v", err)
+		}
+		bits = append(bits, b)
+	}
+	var base convert.Options
+	if base.Transposed, err = compileAll(transposed); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "nwc-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var pts []bench.Point
+	for _, in := range pos {
+		p, err := bench.RD(in, strings.Split(*codecs, ","), bits, base, dir)
+		if err != nil {
+			return err
+		}
+		pts = append(pts, p...)
+	}
+	if *plotPath != "" {
+		if err := bench.Plot(pts, *plotPath); err != nil {
+			return err
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(pts)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "file\tcodec\ttarget\tbits/weight\tblob b/w\tSQNR dB\t6.02R dB\tNMSE\tencode s\tdecode s\t")
+	for _, p := range pts {
+		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.4f\t%.4f\t%.2f\t%.2f\t%.3g\t%.2f\t%.3f\t\n", p.File, p.Codec, p.TargetBits,
+			p.BitsPerWeight, p.BlobBitsPerWeight, p.SQNRdB, p.GaussianBoundDB, p.NMSE, p.EncodeSeconds, p.DecodeSeconds)
+	}
+	return tw.Flush()
+}

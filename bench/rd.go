@@ -11,7 +11,6 @@ import (
 
 	"nwc/convert"
 	"nwc/dtype"
-	"nwc/format"
 	"nwc/reader"
 	"nwc/safetensors"
 )
@@ -152,7 +151,7 @@ func loadMatrices(in string) (map[string][]float32, error) {
 	defer src.Close()
 	out := map[string][]float32{}
 	for _, ti := range src.Tensors() {
-		dt := format.DType(ti.DType)
+		dt := ti.DType
 		if len(ti.Shape) < 2 || !dt.IsFloat() {
 			continue
 		}

@@ -179,7 +179,7 @@ func (c *conversion) codecFor(it *item) string {
 	if !codec.Lossy(c.o.Codec) {
 		return c.o.Codec
 	}
-	if len(it.shape) < 2 || it.numel < c.o.MinElements || !format.DType(it.info.DType).IsFloat() {
+	if len(it.shape) < 2 || it.numel < c.o.MinElements || !it.info.DType.IsFloat() {
 		return codec.Lossless
 	}
 	for _, re := range c.o.Keep {
@@ -251,7 +251,7 @@ func (c *conversion) write(w *writer.Writer, progress func(int, int, string)) (*
 		if err != nil {
 			return nil, err
 		}
-		t := &codec.Tensor{Name: it.info.Name, DType: format.DType(it.info.DType), Shape: it.shape, Data: data}
+		t := &codec.Tensor{Name: it.info.Name, DType: it.info.DType, Shape: it.shape, Data: data}
 		enc, err := c.encode(it, t, align)
 		if err != nil {
 			return nil, err

@@ -44,7 +44,7 @@ func ToSafetensors(r *reader.Reader, out string, dt string) error {
 		if err != nil {
 			return err
 		}
-		if want := format.DType(ti.DType); want != t.DType() {
+		if want := ti.DType; want != t.DType() {
 			vals, err := dtype.ToFloat32(nil, data, t.DType())
 			if err != nil {
 				return err
@@ -102,7 +102,7 @@ func newSafetensorsWriter(r *reader.Reader, f *atomicfile.File, target format.DT
 		for i, d := range t.Shape() {
 			shape[i] = int64(d)
 		}
-		h.Tensors = append(h.Tensors, safetensors.TensorInfo{Name: t.Name(), DType: safetensors.DType(dt), Shape: shape})
+		h.Tensors = append(h.Tensors, safetensors.TensorInfo{Name: t.Name(), DType: dt, Shape: shape})
 	}
 	return safetensors.NewWriter(f, h)
 }
@@ -113,7 +113,7 @@ func sameTensors(infos []safetensors.TensorInfo, r *reader.Reader) bool {
 	}
 	for _, ti := range infos {
 		t, err := r.Tensor(ti.Name)
-		if err != nil || string(t.DType()) != string(ti.DType) {
+		if err != nil || t.DType() != ti.DType {
 			return false
 		}
 		shape := make([]uint64, len(ti.Shape))

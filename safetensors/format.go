@@ -23,49 +23,33 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+
+	"nwc/format"
 )
 
 // DType names the element type of a tensor exactly as it is spelled in the
-// header.
-type DType string
+// header. It is the container's type, so tensors move between safetensors
+// and .nwc files without conversion of names.
+type DType = format.DType
 
 // The element types accepted by the reader and writer.
 const (
-	F64    DType = "F64"
-	F32    DType = "F32"
-	F16    DType = "F16"
-	BF16   DType = "BF16"
-	F8E4M3 DType = "F8_E4M3"
-	F8E5M2 DType = "F8_E5M2"
-	I64    DType = "I64"
-	I32    DType = "I32"
-	I16    DType = "I16"
-	I8     DType = "I8"
-	U64    DType = "U64"
-	U32    DType = "U32"
-	U16    DType = "U16"
-	U8     DType = "U8"
-	Bool   DType = "BOOL"
+	F64    = format.F64
+	F32    = format.F32
+	F16    = format.F16
+	BF16   = format.BF16
+	F8E4M3 = format.F8E4M3
+	F8E5M2 = format.F8E5M2
+	I64    = format.I64
+	I32    = format.I32
+	I16    = format.I16
+	I8     = format.I8
+	U64    = format.U64
+	U32    = format.U32
+	U16    = format.U16
+	U8     = format.U8
+	Bool   = format.Bool
 )
-
-// Size returns the number of bytes per element, or 0 for an unknown dtype.
-// BOOL and both FP8 formats occupy one byte per element.
-func (d DType) Size() int {
-	switch d {
-	case F64, I64, U64:
-		return 8
-	case F32, I32, U32:
-		return 4
-	case F16, BF16, I16, U16:
-		return 2
-	case F8E4M3, F8E5M2, I8, U8, Bool:
-		return 1
-	}
-	return 0
-}
-
-// Valid reports whether d is one of the supported dtypes.
-func (d DType) Valid() bool { return d.Size() != 0 }
 
 // TensorInfo describes one tensor. Offset and Length locate its bytes: in a
 // File they are absolute offsets in the file; in a Header passed to

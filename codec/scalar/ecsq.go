@@ -406,3 +406,6 @@ func (d *ecsqDecoder) DecodeGroup(i int, payload, dst []byte) error {
 	}
 	return d.lay.Store(dst, m)
 }
+
+// DefaultStep makes ecsq a codec.Stepper: rate control searches its step.
+func (ecsqCodec) DefaultStep() float64 { return DefaultStep }

@@ -1,0 +1,4 @@
+package convert
+
+// The lossy codecs register themselves; conversion looks them up by id.
+import _ "nwc/codec/scalar"

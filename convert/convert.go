@@ -11,7 +11,6 @@ import (
 	"regexp"
 
 	"nwc/codec"
-	"nwc/format"
 	"nwc/safetensors"
 	"nwc/writer"
 )
@@ -125,7 +124,6 @@ type item struct {
 	bits   float64 // target bits per weight, for lossy codecs with a step
 	step   float64 // current step
 	target float64 // byte budget of this pass
-	cost   uint64  // aligned bytes of its sections in the last pass
 	stored uint64  // unaligned bytes of its sections in the last pass
 }
 
@@ -242,17 +240,13 @@ func (c *conversion) write(w *writer.Writer, progress func(int, int, string)) (*
 		return nil, err
 	}
 	st := &Stats{}
-	align := c.o.Writer.AlignLog2
-	if align == 0 {
-		align = format.DefaultAlignLog2
-	}
 	for i, it := range c.items {
 		data, err := c.src.ReadTensor(it.info.Name)
 		if err != nil {
 			return nil, err
 		}
 		t := &codec.Tensor{Name: it.info.Name, DType: it.info.DType, Shape: it.shape, Data: data}
-		enc, err := c.encode(it, t, align)
+		enc, err := c.encode(it, t)
 		if err != nil {
 			return nil, err
 		}
@@ -273,7 +267,7 @@ func (c *conversion) write(w *writer.Writer, progress func(int, int, string)) (*
 
 // encode encodes one tensor, searching its step for its byte budget when
 // rate control has set one.
-func (c *conversion) encode(it *item, t *codec.Tensor, align uint8) (*codec.Encoded, error) {
+func (c *conversion) encode(it *item, t *codec.Tensor) (*codec.Encoded, error) {
 	cd, err := codec.Lookup(it.codec)
 	if err != nil {
 		return nil, err
@@ -285,27 +279,25 @@ func (c *conversion) encode(it *item, t *codec.Tensor, align uint8) (*codec.Enco
 	var enc *codec.Encoded
 	if it.target <= 0 || it.step == 0 {
 		enc, err = cd.Encode(t, o)
-		if err == nil {
-			it.cost = cost(enc, align)
-		}
 	} else {
-		enc, err = searchStep(cd, t, o, it, align)
+		enc, err = searchStep(cd, t, o, it)
 	}
 	if err != nil {
 		return nil, err
 	}
-	it.stored = cost(enc, 0)
+	it.stored = storedBytes(enc)
 	return enc, nil
 }
 
-// cost is what a tensor's own sections take in the file, padding included.
-func cost(e *codec.Encoded, align uint8) uint64 {
+// storedBytes is what a tensor's own sections take in the file, padding
+// aside.
+func storedBytes(e *codec.Encoded) uint64 {
 	var n uint64
 	for _, g := range e.Groups {
-		n += format.AlignUp(uint64(len(g.Data)), align)
+		n += uint64(len(g.Data))
 	}
 	for _, a := range e.Aux {
-		n += format.AlignUp(uint64(len(a.Data)), align)
+		n += uint64(len(a.Data))
 	}
 	return n
 }

@@ -17,8 +17,8 @@ import (
 // its budget. A few passes settle the share of the rest of the file.
 
 const (
-	maxPasses     = 4
-	fileTolerance = 0.004 // relative error of the file's bits per weight
+	maxPasses     = 6
+	fileTolerance = 0.002 // relative error of the file's bits per weight
 	stepTolerance = 0.001 // relative error of one tensor's budget
 	maxSearch     = 16    // encodes per tensor per pass
 )
@@ -62,51 +62,65 @@ func (c *conversion) controlRate() error {
 	if weight == 0 {
 		return nil
 	}
-	var other float64 // file bytes outside the searchable matrices, beyond the small tensors
-	for c.passes = 0; c.passes < maxPasses; c.passes++ {
-		budget := target - other
+	// The matrices share target × k bytes by their bits × elements. Each
+	// pass sets k so that they fill what the rest of the file (index,
+	// padding, lossless matrices) left in the last one; a matrix whose
+	// scales and tables alone exceed its share cannot shrink, and k grows
+	// the others' shares to make up for it.
+	k := 1.0
+	bestErr := math.Inf(1)
+	bestSteps := make([]float64, len(c.items))
+	for c.passes = 0; c.passes < maxPasses; {
 		for _, it := range c.items {
 			if it.bits > 0 && len(it.shape) >= 2 {
-				it.target = max(budget*it.bits*float64(it.numel)/weight, 1)
+				it.target = max(k*target*it.bits*float64(it.numel)/weight, 1)
 			}
 		}
 		size, err := c.dryRun()
 		if err != nil {
 			return err
 		}
+		c.passes++
 		var lossy, small float64
 		for _, it := range c.items {
 			switch {
 			case len(it.shape) < 2:
 				small += float64(it.stored)
 			case it.bits > 0:
-				lossy += float64(it.cost)
+				lossy += float64(it.stored)
 			}
 		}
 		got := float64(size) - small
-		other = got - lossy
-		if math.Abs(got-target) <= fileTolerance*target {
-			c.passes++
+		if lossy > 0 {
+			k *= (target - (got - lossy)) / lossy
+		}
+		if e := math.Abs(got-target) / target; e < bestErr {
+			bestErr = e
+			for i, it := range c.items {
+				bestSteps[i] = it.step
+			}
+		}
+		if bestErr <= fileTolerance {
 			break
 		}
 	}
-	// Freeze the steps found, so the final pass writes exactly what the
-	// last dry run measured.
-	for _, it := range c.items {
+	// Freeze the steps of the best pass, so the final pass writes exactly
+	// what that dry run measured.
+	for i, it := range c.items {
 		it.target = 0
+		it.step = bestSteps[i]
 	}
 	return nil
 }
 
-// searchStep encodes t at the step that makes its sections cost about
-// it.target bytes. The cost falls as the step grows, by about numel/8
+// searchStep encodes t at the step that makes its sections take about
+// it.target bytes, padding aside. The cost falls as the step grows, by about numel/8
 // bytes per doubling at high rates; a secant search on log2(step), kept
 // inside a bracket, usually needs three to five encodes.
-func searchStep(cd codec.Codec, t *codec.Tensor, o *codec.EncodeOptions, it *item, align uint8) (*codec.Encoded, error) {
+func searchStep(cd codec.Codec, t *codec.Tensor, o *codec.EncodeOptions, it *item) (*codec.Encoded, error) {
 	var (
 		best              *codec.Encoded
 		bestStep, bestErr float64
-		bestCost          uint64
 		lo, hi            = math.Inf(-1), math.Inf(1) // log2 steps with cost above / below target
 		x                 = math.Log2(it.step)
 		px, pf            float64
@@ -118,10 +132,10 @@ func searchStep(cd codec.Codec, t *codec.Tensor, o *codec.EncodeOptions, it *ite
 		if err != nil {
 			return nil, err
 		}
-		cst := cost(enc, align)
+		cst := storedBytes(enc) // padding is part of the rest of the file
 		f := float64(cst) - it.target
 		if e := math.Abs(f); best == nil || e < bestErr {
-			best, bestStep, bestErr, bestCost = enc, o.Step, e, cst
+			best, bestStep, bestErr = enc, o.Step, e
 		}
 		if math.Abs(f) <= stepTolerance*it.target || hi-lo < 1e-4 {
 			break
@@ -149,6 +163,6 @@ func searchStep(cd codec.Codec, t *codec.Tensor, o *codec.EncodeOptions, it *ite
 		px, pf, havePrev = x, f, true
 		x = nx
 	}
-	it.step, it.cost = bestStep, bestCost
+	it.step = bestStep
 	return best, nil
 }

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"nwc/calib"
+	"nwc/llama"
+)
+
+// runCalibrate collects the input Hessians of every linear layer of a model
+// over a text and writes them in calib's Hessian file schema.
+func runCalibrate(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("calibrate", stderr)
+	mf := addModelFlags(fs)
+	text := fs.String("text", "", "calibration text `file`, one document per non-blank line (required)")
+	out := fs.String("o", "", "output Hessian `file` (.safetensors, required)")
+	maxTokens := fs.Int("max-tokens", 0, "stop after this many tokens; 0 uses the whole text")
+	win := fs.Int("window", 0, "tokens per forward pass; 0 means the model's context length")
+	f64 := fs.Bool("f64", false, "store float64 Hessians instead of float32")
+	asJSON := fs.Bool("json", false, "print a JSON summary")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 || *text == "" || *out == "" {
+		return usagef("want --model, --tokenizer, --text and -o, no positional arguments")
+	}
+	if *maxTokens < 0 {
+		return usagef("--max-tokens %d is negative", *maxTokens)
+	}
+	m, tok, err := mf.load()
+	if err != nil {
+		return err
+	}
+	docs, err := llama.LoadDocs(*text, tok)
+	if err != nil {
+		return err
+	}
+	hs, err := llama.Calibrate(m, docs, window(m, *win), *maxTokens)
+	if err != nil {
+		return err
+	}
+	set, err := calib.FromLlama(m, hs)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *text, err)
+	}
+	set.F64 = *f64
+	set.Metadata = map[string]string{
+		"model": filepath.Base(*mf.model),
+		"text":  filepath.Base(*text),
+	}
+	if err := calib.WriteHessians(*out, set); err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(map[string]any{
+			"output": *out, "tokens": set.Tokens, "weights": len(set.Weights()), "hessians": len(set.Stored()),
+		})
+	}
+	_, err = fmt.Fprintf(stdout, "%s: %d Hessians for %d weights over %d tokens\n", *out, len(set.Stored()), len(set.Weights()), set.Tokens)
+	return err
+}

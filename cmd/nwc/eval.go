@@ -1,0 +1,131 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+
+	"nwc/llama"
+	"nwc/tokenizer"
+)
+
+// runEval dispatches `nwc eval ppl` and `nwc eval generate`.
+func runEval(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usagef("want a subcommand: ppl or generate")
+	}
+	switch args[0] {
+	case "ppl":
+		return runEvalPPL(args[1:], stdout, stderr)
+	case "generate":
+		return runEvalGenerate(args[1:], stdout, stderr)
+	}
+	return usagef("unknown eval subcommand %q, want ppl or generate", args[0])
+}
+
+// modelFlags are the flags every command running a model shares.
+type modelFlags struct {
+	model, tok *string
+}
+
+func addModelFlags(fs *flag.FlagSet) modelFlags {
+	return modelFlags{
+		model: fs.String("model", "", "model `file`: llama2.c .bin, .safetensors or .nwc (required)"),
+		tok:   fs.String("tokenizer", "", "llama2.c tokenizer `file` such as tok512.bin (required)"),
+	}
+}
+
+// load opens the model and the tokenizer.
+func (f modelFlags) load() (*llama.Model, *tokenizer.Tokenizer, error) {
+	if *f.model == "" || *f.tok == "" {
+		return nil, nil, usagef("--model and --tokenizer are required")
+	}
+	m, err := llama.Load(*f.model)
+	if err != nil {
+		return nil, nil, err
+	}
+	tok, err := tokenizer.Load(*f.tok)
+	if err != nil {
+		return nil, nil, err
+	}
+	if tok.VocabSize() != m.Config().VocabSize {
+		return nil, nil, fmt.Errorf("tokenizer has %d tokens, model %d", tok.VocabSize(), m.Config().VocabSize)
+	}
+	return m, tok, nil
+}
+
+// window returns the evaluation window: the flag's value, or the model's
+// context length when it is 0.
+func window(m *llama.Model, w int) int {
+	if w == 0 {
+		return m.Config().SeqLen
+	}
+	return w
+}
+
+func runEvalPPL(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("eval ppl", stderr)
+	mf := addModelFlags(fs)
+	text := fs.String("text", "", "evaluation text `file`, one document per non-blank line (required)")
+	win := fs.Int("window", 0, "tokens per forward pass; 0 means the model's context length")
+	asJSON := fs.Bool("json", false, `print {"tokens":N,"nll_per_token":x,"ppl":y}`)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 || *text == "" {
+		return usagef("want --model, --tokenizer and --text, no positional arguments")
+	}
+	m, tok, err := mf.load()
+	if err != nil {
+		return err
+	}
+	docs, err := llama.LoadDocs(*text, tok)
+	if err != nil {
+		return err
+	}
+	r, err := llama.EvalNLL(m, docs, window(m, *win))
+	if err != nil {
+		return err
+	}
+	if r.Tokens == 0 {
+		return fmt.Errorf("%s: no tokens to score", *text)
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(struct {
+			Tokens int     `json:"tokens"`
+			NLL    float64 `json:"nll_per_token"`
+			PPL    float64 `json:"ppl"`
+		}{r.Tokens, r.MeanNLL(), r.Perplexity()})
+	}
+	_, err = fmt.Fprintf(stdout, "%s: %d tokens, %.4f nats/token, perplexity %.4f\n", *mf.model, r.Tokens, r.MeanNLL(), r.Perplexity())
+	return err
+}
+
+func runEvalGenerate(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("eval generate", stderr)
+	mf := addModelFlags(fs)
+	prompt := fs.String("prompt", "Once upon a time", "text to continue")
+	n := fs.Int("n", 64, "maximum number of tokens to generate")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usagef("want --model and --tokenizer, no positional arguments")
+	}
+	if *n < 0 {
+		return usagef("-n %d is negative", *n)
+	}
+	m, tok, err := mf.load()
+	if err != nil {
+		return err
+	}
+	out, err := llama.Generate(m, tok, *prompt, *n)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, out)
+	return err
+}

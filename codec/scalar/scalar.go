@@ -28,6 +28,7 @@ import (
 
 	"nwc/codec"
 	"nwc/format"
+	"nwc/ldlq"
 )
 
 // Codec ids.
@@ -64,17 +65,10 @@ var (
 // configured.
 const DefaultLDLQBlock = 128
 
-// ldlqRun, when set, quantizes m (rows×cols, row-major) with LDLQ error
-// compensation for the cols×cols Hessian h: it calls quant for the column
-// blocks [c0, c1) of block columns in order, quant quantizes those columns
-// of m in place to their reconstructed values, and ldlqRun propagates the
-// error to the later columns. It is the seam for package nwc/ldlq
-// (ldlq.Factorize then ldlq.Run); while it is nil, encoding with a Hessian
-// fails with ErrNoLDLQ rather than silently ignoring it.
-var ldlqRun func(m []float32, rows, cols int, h []float64, block int, quant func(c0, c1 int) error) error
-
 // drive quantizes the columns of m in blocks through quant: in order
-// without a Hessian, else through ldlqRun.
+// without a Hessian, else with LDLQ error compensation (package ldlq),
+// which updates the columns not yet coded so they absorb the output error
+// of those already coded.
 func drive(m []float32, rows, cols int, o *codec.EncodeOptions, quant func(c0, c1 int) error) error {
 	block := o.LDLQBlock
 	if block <= 0 {
@@ -91,10 +85,11 @@ func drive(m []float32, rows, cols int, o *codec.EncodeOptions, quant func(c0, c
 	if len(o.Hessian) != cols*cols {
 		return fmt.Errorf("%w: Hessian has %d entries, want %d×%d", ErrOptions, len(o.Hessian), cols, cols)
 	}
-	if ldlqRun == nil {
-		return fmt.Errorf("%w: no LDLQ implementation is linked into codec %s", ErrNoLDLQ, ECSQ)
+	f, err := ldlq.Factorize(o.Hessian, cols, ldlq.DefaultDamp)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrOptions, err)
 	}
-	return ldlqRun(m, rows, cols, o.Hessian, block, quant)
+	return ldlq.Run(m, rows, cols, f, block, quant)
 }
 
 // options returns a copy of opts with nil meaning the zero value.

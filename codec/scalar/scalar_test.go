@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"testing"
 
 	"nwc/codec"
 	"nwc/codec/chunk"
 	"nwc/format"
+	"nwc/ldlq"
 )
 
 // minSQNR is what each codec must reach on Gaussian data at its defaults
@@ -272,41 +274,28 @@ func TestECSQLevels(t *testing.T) {
 	}
 }
 
-// TestLDLQSeam checks that a Hessian is refused while no LDLQ is wired in,
-// and that a wired driver quantizes every column block in order.
-func TestLDLQSeam(t *testing.T) {
+// TestLDLQ checks the Hessian path: rtn and q4k refuse a Hessian, a
+// diagonal Hessian (no correlation between inputs) leaves nothing to
+// compensate and reproduces the plain encoding, and a correlated one lowers
+// the output error tr((W−Ŵ) H (W−Ŵ)ᵀ) against plain quantization at the
+// same step.
+func TestLDLQ(t *testing.T) {
 	const rows, cols = 40, 300
 	tn := gaussian("w", 4, []uint64{rows, cols}, 1, format.F32)
-	h := make([]float64, cols*cols)
+	diag := make([]float64, cols*cols)
 	for j := range cols {
-		h[j*cols+j] = 1
+		diag[j*cols+j] = 1 + float64(j%7)
 	}
-	for _, id := range []string{ECSQ, RTN, Q4K} {
+	for _, id := range []string{RTN, Q4K} {
 		c, _ := codec.Lookup(id)
-		if _, err := c.Encode(tn, &codec.EncodeOptions{Hessian: h}); !errors.Is(err, ErrNoLDLQ) {
-			t.Errorf("%s with a Hessian and no LDLQ: %v, want ErrNoLDLQ", id, err)
+		if _, err := c.Encode(tn, &codec.EncodeOptions{Hessian: diag}); !errors.Is(err, ErrNoLDLQ) {
+			t.Errorf("%s with a Hessian: %v, want ErrNoLDLQ", id, err)
 		}
 	}
-	if _, err := (ecsqCodec{}).Encode(tn, &codec.EncodeOptions{Hessian: h[:10]}); !errors.Is(err, ErrOptions) {
+	if _, err := (ecsqCodec{}).Encode(tn, &codec.EncodeOptions{Hessian: diag[:10]}); !errors.Is(err, ErrOptions) {
 		t.Errorf("Hessian of the wrong size: %v, want ErrOptions", err)
 	}
-
-	// A driver without error feedback must reproduce the plain encoding.
-	var blocks [][2]int
-	ldlqRun = func(m []float32, r, c int, hh []float64, block int, quant func(c0, c1 int) error) error {
-		if r != rows || c != cols || len(hh) != cols*cols || block != 100 {
-			return fmt.Errorf("driver called with %d×%d, %d entries, block %d", r, c, len(hh), block)
-		}
-		for c0 := 0; c0 < c; c0 += block {
-			blocks = append(blocks, [2]int{c0, min(c0+block, c)})
-			if err := quant(c0, min(c0+block, c)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	defer func() { ldlqRun = nil }()
-	got, err := ecsqCodec{}.Encode(tn, &codec.EncodeOptions{Hessian: h, LDLQBlock: 100})
+	got, err := ecsqCodec{}.Encode(tn, &codec.EncodeOptions{Hessian: diag, LDLQBlock: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,11 +304,58 @@ func TestLDLQSeam(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !equalEncoded(got, want) {
-		t.Error("a pass-through LDLQ driver changed the encoding")
+		t.Error("a diagonal Hessian changed the encoding")
 	}
-	if fmt.Sprint(blocks) != "[[0 100] [100 200] [200 300]]" {
-		t.Errorf("blocks %v", blocks)
+
+	// Correlated inputs: H = X Xᵀ/n for X with a shared component.
+	rng := rand.New(rand.NewPCG(7, 8))
+	const n = 2000
+	x := make([]float64, cols*n)
+	for k := 0; k < n; k++ {
+		common := rng.NormFloat64()
+		for j := 0; j < cols; j++ {
+			x[j*n+k] = common + 0.3*rng.NormFloat64()
+		}
 	}
+	h := make([]float64, cols*cols)
+	for i := 0; i < cols; i++ {
+		for j := 0; j < cols; j++ {
+			var s float64
+			for k := 0; k < n; k++ {
+				s += x[i*n+k] * x[j*n+k]
+			}
+			h[i*cols+j] = s / n
+		}
+	}
+	w := floats(t, tn.Data, tn.DType)
+	plain := ecsqDecoded(t, tn, &codec.EncodeOptions{Step: 0.5})
+	comp := ecsqDecoded(t, tn, &codec.EncodeOptions{Step: 0.5, Hessian: h, LDLQBlock: 1})
+	lp, err := ldlq.ProxyLoss(h, cols, w, plain, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, err := ldlq.ProxyLoss(h, cols, w, comp, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("output error with LDLQ %.4g, without %.4g (%.2f×)", lc, lp, lc/lp)
+	if lc > 0.5*lp {
+		t.Errorf("LDLQ output error %.4g is not well below plain %.4g", lc, lp)
+	}
+}
+
+// ecsqDecoded encodes tn with ecsq and opts and decodes it.
+func ecsqDecoded(t *testing.T, tn *codec.Tensor, opts *codec.EncodeOptions) []float32 {
+	t.Helper()
+	enc, err := ecsqCodec{}.Encode(tn, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := decodeAll(t, ECSQ, tn, enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return floats(t, b, tn.DType)
 }
 
 func TestEncodeErrors(t *testing.T) {

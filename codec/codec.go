@@ -11,6 +11,7 @@
 package codec
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"sync"
 
@@ -67,6 +68,10 @@ type EncodeOptions struct {
 	// Levels optionally gives each view column an importance level 0..3
 	// (3 = most important); nil means all 0.
 	Levels []uint8
+	// BlobRef asks codecs whose blob is built into the library (see
+	// RegisterBuiltinBlob) to store only its SHA-256 (BlobData.Ref), which
+	// saves the blob's bytes in files read by this library.
+	BlobRef bool
 }
 
 // DefaultGroupBytes is the decoded size of a chunk group unless configured.
@@ -84,6 +89,33 @@ type EncodedGroup struct {
 type BlobData struct {
 	Codec string
 	Data  []byte
+	// Ref stores only the SHA-256 of Data, which must be registered with
+	// RegisterBuiltinBlob; readers resolve it to their built-in copy.
+	Ref bool
+}
+
+var builtinBlobs sync.Map // builtinKey → []byte
+
+type builtinKey struct {
+	codec string
+	sum   [32]byte
+}
+
+// RegisterBuiltinBlob makes data, a blob of codec id built into the
+// library, resolvable by its SHA-256, so that files may reference it
+// instead of storing it. Registering the same blob twice is harmless.
+func RegisterBuiltinBlob(id string, data []byte) {
+	builtinBlobs.LoadOrStore(builtinKey{id, sha256.Sum256(data)}, data)
+}
+
+// BuiltinBlob returns the built-in blob of codec id with the given
+// SHA-256 (the caller must not modify it).
+func BuiltinBlob(id string, sum [32]byte) ([]byte, bool) {
+	v, ok := builtinBlobs.Load(builtinKey{id, sum})
+	if !ok {
+		return nil, false
+	}
+	return v.([]byte), true
 }
 
 // NamedBytes is one auxiliary section.

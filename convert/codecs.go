@@ -1,4 +1,7 @@
 package convert
 
 // The lossy codecs register themselves; conversion looks them up by id.
-import _ "nwc/codec/scalar"
+import (
+	_ "nwc/codec/neural"
+	_ "nwc/codec/scalar"
+)

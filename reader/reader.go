@@ -198,7 +198,12 @@ func (rd *Reader) blob(i int, parse func([]byte) (any, error)) (any, error) {
 	e.once.Do(func() {
 		b := rd.index.Blobs[i]
 		if b.Section == nil {
-			e.err = format.UnsupportedError(fmt.Sprintf("built-in %s blob %x", b.Codec, b.SHA256[:8]))
+			data, ok := codec.BuiltinBlob(b.Codec, b.SHA256)
+			if !ok {
+				e.err = format.UnsupportedError(fmt.Sprintf("built-in %s blob %x", b.Codec, b.SHA256[:8]))
+				return
+			}
+			e.v, e.err = parse(data)
 			return
 		}
 		var data []byte

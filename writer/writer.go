@@ -203,6 +203,11 @@ func (w *Writer) WriteEncoded(name string, dt format.DType, shape []uint64, code
 	if enc.Blob != nil && len(enc.Blob.Data) == 0 {
 		return fmt.Errorf("writer: tensor %q: empty blob", name)
 	}
+	if enc.Blob != nil && enc.Blob.Ref {
+		if _, ok := codec.BuiltinBlob(enc.Blob.Codec, sha256.Sum256(enc.Blob.Data)); !ok {
+			return fmt.Errorf("writer: tensor %q: blob reference to a %s blob that is not built in", name, enc.Blob.Codec)
+		}
+	}
 	if err := format.ValidateTensor(&t, len(w.index.Blobs)+1, format.Limits{}); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
@@ -223,14 +228,19 @@ func (w *Writer) WriteEncoded(name string, dt format.DType, shape []uint64, code
 	return w.err
 }
 
-// blob stores b unless an identical blob is already in the file.
+// blob stores b unless an identical blob is already in the file; a
+// reference (b.Ref) stores only the SHA-256.
 func (w *Writer) blob(b *codec.BlobData) int {
 	sum := sha256.Sum256(b.Data)
 	if i, ok := w.blobs[sum]; ok && w.index.Blobs[i].Codec == b.Codec {
 		return i
 	}
-	s := w.section(b.Data)
-	w.index.Blobs = append(w.index.Blobs, format.Blob{Codec: b.Codec, SHA256: sum, Section: &s})
+	var s *format.Section
+	if !b.Ref {
+		sec := w.section(b.Data)
+		s = &sec
+	}
+	w.index.Blobs = append(w.index.Blobs, format.Blob{Codec: b.Codec, SHA256: sum, Section: s})
 	w.blobs[sum] = len(w.index.Blobs) - 1
 	return len(w.index.Blobs) - 1
 }

@@ -39,6 +39,7 @@ func init() {
 		{"info", "info IN.nwc [--json]", runInfo},
 		{"eval", "eval ppl --model FILE --tokenizer TOK --text FILE [--window N] [--json] | eval generate --model FILE --tokenizer TOK [--prompt TEXT] [-n N]", runEval},
 		{"calibrate", "calibrate --model FILE --tokenizer TOK --text FILE -o HESSIANS.safetensors [--max-tokens N] [--f64] [--json]", runCalibrate},
+		{"train", "train IN... -o CODEC.nwcc [--lambda L] [--width W] [--blocks B] [--steps N] [--seed S] [--csv FILE]", runTrain},
 		{"bench", "bench rd [--codecs ecsq,rtn,q4k] [--bits 2,3,4,5,6] [--json] [--plot rd.png] IN...", runBench},
 	}
 }

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"nwc/codec"
+	"nwc/codec/neural"
+	"nwc/format"
+	"nwc/safetensors"
+)
+
+// runTrain trains a neural codec on the matrices of safetensors
+// checkpoints (plus synthetic Gaussian and Laplace chunks) and writes the
+// .nwcc codec file, rewriting it at every held-out evaluation so that an
+// interrupted run leaves its latest checkpoint.
+func runTrain(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("train", stderr)
+	out := fs.String("o", "", "output codec `file` (.nwcc, required)")
+	def := neural.DefaultConfig
+	width := fs.Int("width", def.Width, "hidden width of the encoder and decoder")
+	blocks := fs.Int("blocks", def.Blocks, "residual blocks per network")
+	lambda := fs.Float64("lambda", 1, "weight of distortion against rate (1 = equal slope)")
+	steps := fs.Int("steps", 4000, "optimizer steps")
+	batch := fs.Int("batch", 256, "chunks per step")
+	lr := fs.Float64("lr", 1e-3, "Adam learning rate")
+	seed := fs.Uint64("seed", 1, "random seed; the same inputs and seed give the same file")
+	synth := fs.Float64("synthetic", 0.25, "fraction of synthetic chunks per batch (negative: none)")
+	heldEvery := fs.Int("held-every", 10, "hold out every N-th data chunk for evaluation")
+	evalEvery := fs.Int("eval-every", 0, "steps between held-out evaluations (default steps/20)")
+	csvPath := fs.String("csv", "", "also write the held-out curve as CSV to `file`")
+	inputs, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if *out == "" {
+		return usagef("train: -o is required")
+	}
+	cmdline := "nwc train " + strings.Join(args, " ")
+	data := neural.NewDataset(16)
+	for _, path := range inputs {
+		if err := addCheckpoint(data, path); err != nil {
+			return err
+		}
+	}
+	train, held := data.Split(*heldEvery)
+	fmt.Fprintf(stderr, "training on %d chunks, %d held out\n", train.Len(), held.Len())
+	var csv io.Writer = io.Discard
+	if *csvPath != "" {
+		f, err := os.Create(*csvPath)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		csv = f
+	}
+	fmt.Fprintln(csv, "step,seconds,train_loss,loss,rate,dist,plain_loss,plain_rate,plain_dist")
+	start := time.Now()
+	opts := &neural.TrainOptions{
+		Config:    neural.Config{Chunk: 16, Latent: 16, Width: *width, Blocks: *blocks},
+		Lambda:    *lambda,
+		Steps:     *steps,
+		Batch:     *batch,
+		LR:        *lr,
+		Seed:      *seed,
+		Synthetic: *synth,
+		EvalEvery: *evalEvery,
+		Progress: func(m *neural.Model, st neural.TrainStats) error {
+			fmt.Fprintf(stdout, "step %6d %7.1fs  train %.5f  held-out loss %.5f rate %.4f dist %.5f  (scalar %.5f: gain %+.5f)\n",
+				st.Step, st.Elapsed.Seconds(), st.TrainLoss, st.Loss, st.Rate, st.Dist, st.PlainLoss, st.PlainLoss-st.Loss)
+			fmt.Fprintf(csv, "%d,%.2f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n", st.Step, st.Elapsed.Seconds(),
+				st.TrainLoss, st.Loss, st.Rate, st.Dist, st.PlainLoss, st.PlainRate, st.PlainDist)
+			return writeCodec(*out, m, cmdline)
+		},
+	}
+	if _, err := neural.Train(train, held, opts); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "wrote %s in %.1fs\n", *out, time.Since(start).Seconds())
+	return nil
+}
+
+// addCheckpoint adds every floating-point matrix of a checkpoint.
+func addCheckpoint(d *neural.Dataset, path string) error {
+	src, err := safetensors.OpenPath(path)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	for _, ti := range src.Tensors() {
+		if len(ti.Shape) < 2 {
+			continue
+		}
+		b, err := src.ReadTensor(ti.Name)
+		if err != nil {
+			return err
+		}
+		shape := make([]uint64, len(ti.Shape))
+		for i, s := range ti.Shape {
+			shape[i] = uint64(s)
+		}
+		t := &codec.Tensor{Name: ti.Name, DType: format.DType(ti.DType), Shape: shape, Data: b}
+		if _, err := d.AddTensor(t, false); err != nil {
+			return fmt.Errorf("%s: %w", ti.Name, err)
+		}
+	}
+	return nil
+}
+
+// writeCodec writes the codec file atomically, so a reader or a crash
+// never sees half a checkpoint.
+func writeCodec(path string, m *neural.Model, info string) error {
+	c, err := neural.NewCodec(m, info)
+	if err != nil {
+		return err
+	}
+	b, err := c.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".nwcc-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,105 @@
+package neural
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+
+	"nwc/codec"
+	"nwc/format"
+)
+
+// benchTensor encodes a 2048×1024 Gaussian f32 matrix (2 M weights, 8
+// groups of 256 rows) with c at about 4 bits per weight.
+func benchTensor(b *testing.B, c *Codec) (*codec.Tensor, *codec.Encoded) {
+	r := rand.New(rand.NewPCG(1, 1))
+	rows, cols := 2048, 1024
+	data := make([]byte, 0, 4*rows*cols)
+	for range rows * cols {
+		data = binary.LittleEndian.AppendUint32(data, math.Float32bits(float32(r.NormFloat64())))
+	}
+	tt := &codec.Tensor{Name: "w", DType: format.F32, Shape: []uint64{uint64(rows), uint64(cols)}, Data: data}
+	enc, err := c.Encode(tt, &codec.EncodeOptions{Step: 0.25, GroupBytes: 256 * cols * 4})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return tt, enc
+}
+
+// benchDecode decodes every group of enc per iteration, spread over
+// GOMAXPROCS goroutines as the reader does, and reports weights/s.
+func benchDecode(b *testing.B, tt *codec.Tensor, enc *codec.Encoded) {
+	ft := &format.Tensor{Name: tt.Name, DType: tt.DType, Shape: tt.Shape, Codec: ID, Params: enc.Params, View: enc.View, Blob: -1}
+	if enc.Blob != nil {
+		ft.Blob = 0
+	}
+	for _, g := range enc.Groups {
+		ft.Groups = append(ft.Groups, format.Group{End: g.End})
+	}
+	for _, a := range enc.Aux {
+		ft.Aux = append(ft.Aux, format.NamedSection{Name: a.Name})
+	}
+	dec, err := nwcCodec{}.NewDecoder(ft, specEnv{enc})
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := make([]byte, len(tt.Data))
+	workers := runtime.GOMAXPROCS(0)
+	b.SetBytes(int64(len(tt.Data)))
+	b.ResetTimer()
+	for b.Loop() {
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				var start uint64
+				for i, g := range enc.Groups {
+					if i%workers == w {
+						if err := dec.DecodeGroup(i, g.Data, out[start*4:g.End*4]); err != nil {
+							b.Error(err)
+						}
+					}
+					start = g.End
+				}
+			})
+		}
+		wg.Wait()
+	}
+	b.ReportMetric(float64(tt.NumElements())*float64(b.N)/b.Elapsed().Seconds(), "weights/s")
+}
+
+// BenchmarkDecode measures decoding throughput of the default codec with
+// its learned transform, of the scalar fallback, and of a paper-size
+// decoder (width 512, 4 residual blocks) for comparison.
+func BenchmarkDecode(b *testing.B) {
+	def, err := Default()
+	if err != nil {
+		b.Fatal(err)
+	}
+	paper, err := NewModel(Config{Chunk: 16, Latent: 16, Width: 512, Blocks: 4}, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	big, err := NewCodec(paper, "paper-size, untrained")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		c     *Codec
+		force int
+	}{
+		{"default-learned", def, forceLearned},
+		{"default-plain", def, forcePlain},
+		{"paper-512x4", big, forceLearned},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := *tc.c
+			c.force = tc.force
+			tt, enc := benchTensor(b, &c)
+			benchDecode(b, tt, enc)
+		})
+	}
+}

@@ -1,0 +1,243 @@
+package neural
+
+import (
+	"encoding/binary"
+	"sync"
+
+	"nwc/codec"
+	"nwc/codec/chunk"
+	"nwc/codec/mlp"
+	"nwc/codec/rans"
+	"nwc/format"
+)
+
+// scratch holds the buffers of one group decode; a pool shares them
+// between the groups a goroutine decodes.
+type scratch struct {
+	mlp       mlp.Scratch
+	y, buf    []int32
+	lv        []uint8
+	in, dout  []float32
+	out, rows []float32
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// decoder decodes the groups of one tensor; it is immutable after
+// NewDecoder and safe for concurrent use.
+type decoder struct {
+	name   string
+	model  *decoderModel
+	p      params
+	layout chunk.Layout
+	ends   []int // group end rows
+	scales []float32
+	levels []uint8 // per column, nil when all 0
+	tabs   [NumLevels]*rans.Table
+	colLv  []uint8 // per column
+	colsOf [NumLevels]int
+}
+
+// NewDecoder implements codec.Codec: it checks the entry's parameters,
+// groups and auxiliary sections and parses the shared blob.
+func (nwcCodec) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder, error) {
+	p, err := parseParams(t.Params)
+	if err != nil {
+		return nil, format.TensorErrorf(t.Name, -1, "codec nwc: %v", err)
+	}
+	l, err := chunk.ParseLayout(t, p.transposed)
+	if err != nil {
+		return nil, err
+	}
+	ends, err := chunk.CheckGroups(t, l)
+	if err != nil {
+		return nil, err
+	}
+	if err := chunk.CheckAux(t, chunk.AuxScales, chunk.AuxLevels, AuxTables); err != nil {
+		return nil, err
+	}
+	d := &decoder{name: t.Name, p: p, layout: l, ends: ends}
+	if l.Len() == 0 {
+		return d, nil
+	}
+	if p.plain {
+		if t.Blob >= 0 {
+			return nil, format.TensorErrorf(t.Name, -1, "codec nwc: a plain tensor references a blob")
+		}
+	} else {
+		v, err := env.Blob(func(b []byte) (any, error) { return parseBlob(b) })
+		if err != nil {
+			return nil, err
+		}
+		d.model = v.(*decoderModel)
+	}
+	sb, err := env.Aux(chunk.AuxScales)
+	if err != nil {
+		return nil, err
+	}
+	if d.scales, err = chunk.ParseScales(sb, l.Cols); err != nil {
+		return nil, format.TensorErrorf(t.Name, -1, "codec nwc: %v", err)
+	}
+	if _, ok := t.AuxSection(chunk.AuxLevels); ok {
+		lb, err := env.Aux(chunk.AuxLevels)
+		if err != nil {
+			return nil, err
+		}
+		if d.levels, err = chunk.ParseLevels(lb, l.Cols); err != nil {
+			return nil, format.TensorErrorf(t.Name, -1, "codec nwc: %v", err)
+		}
+	}
+	tb, err := env.Aux(AuxTables)
+	if err != nil {
+		return nil, err
+	}
+	tabs, err := parseTables(tb, levelsPresent(d.levels, l.Cols))
+	if err != nil {
+		return nil, format.TensorErrorf(t.Name, -1, "codec nwc: %v", err)
+	}
+	d.tabs = tabs
+	d.colLv = make([]uint8, l.Cols)
+	for j := range d.colLv {
+		d.colLv[j] = levelOf(d.levels, j)
+		d.colsOf[d.colLv[j]]++
+	}
+	return d, nil
+}
+
+// DecodeGroup implements codec.GroupDecoder.
+func (d *decoder) DecodeGroup(i int, payload, dst []byte) error {
+	if i < 0 || i >= len(d.ends) {
+		return format.TensorErrorf(d.name, -1, "codec nwc: group %d of %d", i, len(d.ends))
+	}
+	l := d.layout
+	r0 := 0
+	if i > 0 {
+		r0 = d.ends[i-1]
+	}
+	r1 := d.ends[i]
+	b0, b1 := r0/chunk.Rows, chunk.Chunks(r1)
+	cols := l.Cols
+	n := (b1 - b0) * cols // chunks in the group
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	sc.y = grow(sc.y, n*chunk.Rows)
+	var err error
+	sc.buf, err = decodeGroup(sc.y, payload, d.colLv, &d.colsOf, b0, b1, l.Rows, cols, &d.tabs, sc.buf)
+	if err != nil {
+		return format.TensorErrorf(d.name, -1, "codec nwc: group %d: %v", i, err)
+	}
+	sc.lv = d.colLv
+	sc.in = grow(sc.in, cols*(chunk.Rows+1))
+	sc.dout = grow(sc.dout, cols*chunk.Rows)
+	sc.out = grow(sc.out, cols*chunk.Rows)
+	sc.rows = grow(sc.rows, (r1-r0)*cols)
+	for b := b0; b < b1; b++ {
+		y := sc.y[(b-b0)*cols*chunk.Rows : (b-b0+1)*cols*chunk.Rows]
+		if err := reconstruct(d.model, sc.out, y, sc.lv, cols, &d.p, sc.in, sc.dout, sc); err != nil {
+			return format.TensorErrorf(d.name, -1, "codec nwc: group %d: %v", i, err)
+		}
+		// Write row by row (sequential stores) rather than chunk by
+		// chunk, which would stride through the rows.
+		for k := range validRows(b, l.Rows) {
+			row := sc.rows[((b-b0)*chunk.Rows+k)*cols : ((b-b0)*chunk.Rows+k+1)*cols]
+			for j, s := range d.scales {
+				row[j] = sc.out[j*chunk.Rows+k] * s
+			}
+		}
+	}
+	if err := l.Store(dst, sc.rows); err != nil {
+		return format.TensorErrorf(d.name, -1, "codec nwc: group %d: %v", i, err)
+	}
+	return nil
+}
+
+// A group's payload holds one rANS stream per importance level that occurs
+// among the columns, in increasing level order, each but the last preceded
+// by its byte length as a uvarint. The stream of level q holds, for each
+// row of chunks of the group and each column of level q from left to
+// right, the latents of the chunk's rows that exist in the matrix (a
+// ragged last chunk codes fewer than 16). Splitting by level lets each
+// stream use a single table, the fastest rANS decoding path.
+
+// streamLevels lists the levels that have a table, in increasing order.
+func streamLevels(tabs *[NumLevels]*rans.Table) []int {
+	var qs []int
+	for q, t := range tabs {
+		if t != nil {
+			qs = append(qs, q)
+		}
+	}
+	return qs
+}
+
+// encodeGroup returns the payload of the group made of chunk rows
+// [b0, b1): y holds their latents chunk-major, lv each column's level.
+func encodeGroup(y []int32, lv []uint8, b0, b1, rows, cols int, tabs *[NumLevels]*rans.Table) ([]byte, error) {
+	const k = chunk.Rows
+	qs := streamLevels(tabs)
+	var syms []int32
+	var out []byte
+	for n, q := range qs {
+		syms = syms[:0]
+		for b := b0; b < b1; b++ {
+			nv := validRows(b, rows)
+			for j := range cols {
+				if int(lv[j]) == q {
+					c := (b-b0)*cols + j
+					syms = append(syms, y[c*k:c*k+nv]...)
+				}
+			}
+		}
+		stream, err := rans.Encode(nil, syms, tabs[q:q+1])
+		if err != nil {
+			return nil, err
+		}
+		if n < len(qs)-1 {
+			out = binary.AppendUvarint(out, uint64(len(stream)))
+		}
+		out = append(out, stream...)
+	}
+	return out, nil
+}
+
+// decodeGroup decodes a group's payload into y (chunk-major latents of
+// chunk rows [b0, b1), padding rows 0). colsOf[q] is the number of columns
+// of level q; buf is scratch.
+func decodeGroup(y []int32, payload []byte, lv []uint8, colsOf *[NumLevels]int, b0, b1, rows, cols int, tabs *[NumLevels]*rans.Table, buf []int32) ([]int32, error) {
+	const k = chunk.Rows
+	qs := streamLevels(tabs)
+	groupRows := min(b1*k, rows) - b0*k
+	clear(y)
+	for n, q := range qs {
+		stream := payload
+		if n < len(qs)-1 {
+			l, used := binary.Uvarint(payload)
+			if used <= 0 || l > uint64(len(payload)-used) {
+				return buf, format.Errorf(-1, "level %d stream length is corrupt", q)
+			}
+			stream, payload = payload[used:used+int(l)], payload[used+int(l):]
+		}
+		buf = grow(buf, colsOf[q]*groupRows)
+		if err := rans.Decode(stream, tabs[q:q+1], buf); err != nil {
+			return buf, format.Errorf(-1, "level %d stream: %v", q, err)
+		}
+		i := 0
+		for b := b0; b < b1; b++ {
+			nv := validRows(b, rows)
+			for j := range cols {
+				if int(lv[j]) == q {
+					c := (b-b0)*cols + j
+					i += copy(y[c*k:c*k+nv], buf[i:i+nv])
+				}
+			}
+		}
+	}
+	return buf, nil
+}

@@ -1,0 +1,344 @@
+package neural
+
+import (
+	"math"
+
+	"nwc/codec"
+	"nwc/codec/chunk"
+	"nwc/codec/mlp"
+	"nwc/codec/rans"
+)
+
+// nwcCodec is the registered codec: it encodes with the built-in default
+// model and decodes any model a file carries.
+type nwcCodec struct{}
+
+func init() { codec.Register(ID, nwcCodec{}) }
+
+// Encode implements codec.Codec with the built-in default model.
+func (nwcCodec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encoded, error) {
+	c, err := Default()
+	if err != nil {
+		return nil, err
+	}
+	return c.Encode(t, opts)
+}
+
+// Encode compresses t with c. The tensor is viewed as chunk.Layout
+// describes, columns are normalized to unit RMS and cut into chunks of 16
+// rows, and each chunk is coded at its column's level with step
+// opts.Step·m_q (DefaultStep when 0). The encoder codes the tensor twice,
+// with the learned transform and as the plain scalar quantizer, and keeps
+// whichever has the lower rate–distortion cost (squared error in units of
+// the step at the equal-slope weight, plus bits counted from the real
+// tables), so the learned codec is never worse than the scalar one on a
+// tensor beyond the few bytes of its parameters.
+//
+// opts.Hessian is ignored: LDLQ error feedback (package ldlq, driving a
+// per-column-block quantizer) is not wired into this codec yet, so a
+// Hessian gives the same file as none.
+func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encoded, error) {
+	if opts == nil {
+		opts = &codec.EncodeOptions{}
+	}
+	step := opts.Step
+	if step == 0 {
+		step = DefaultStep
+	}
+	if err := checkStep(step); err != nil {
+		return nil, err
+	}
+	l, m, err := chunk.Load(t, opts.Transposed)
+	if err != nil {
+		return nil, err
+	}
+	if err := chunk.CheckLevels(opts.Levels, l.Cols); err != nil {
+		return nil, err
+	}
+	levels := opts.Levels
+	if !slicesAny(levels) {
+		levels = nil
+	}
+	ends, err := chunk.GroupRows(l, opts.GroupBytes)
+	if err != nil {
+		return nil, err
+	}
+	p := stepsFor(step)
+	p.transposed = opts.Transposed
+	enc := &codec.Encoded{View: l.View, Blob: &codec.BlobData{Codec: ID, Data: c.blob}}
+	if l.Len() == 0 {
+		enc.Params = p.marshal()
+		enc.Blob = nil
+		return enc, nil
+	}
+	rows, cols := l.Rows, l.Cols
+	h := chunk.Scales(m, rows, cols)
+	scales := chunk.ScaleValues(h)
+	chunk.Normalize(m, cols, scales)
+
+	// Chunks in coding order: rows of chunks, columns within a row.
+	nb := chunk.Chunks(rows)
+	n := nb * cols
+	const k = chunk.Rows
+	x := make([]float32, n*k)
+	lv := make([]uint8, n)
+	var g [k]float32
+	for b := range nb {
+		for j := range cols {
+			chunk.Gather(&g, m, rows, cols, b, j)
+			copy(x[(b*cols+j)*k:], g[:])
+			lv[b*cols+j] = levelOf(levels, j)
+		}
+	}
+	plainY := quantizeAll(x, lv, &p)
+	learnedY, err := c.latents(x, lv, &p)
+	if err != nil {
+		return nil, err
+	}
+	// Padding rows of a ragged last chunk are not coded; the decoder
+	// sees them as 0, so the encoder must too.
+	if r := rows % k; r != 0 {
+		for ci := (nb - 1) * cols; ci < n; ci++ {
+			clear(plainY[ci*k+r : (ci+1)*k])
+			clear(learnedY[ci*k+r : (ci+1)*k])
+		}
+	}
+	colLv := make([]uint8, cols)
+	for j := range colLv {
+		colLv[j] = levelOf(levels, j)
+	}
+	base := p
+	// Code the tensor both ways and keep the learned transform only if it
+	// beats the scalar quantizer at equal rate, judged by the tensor's own
+	// local rate–distortion slope (measured with a 10 % coarser step):
+	// at low rates a bit buys more than the 6.02 dB of high-rate theory.
+	plainP := base
+	plainP.plain = true
+	plainP.offset = centroidOffset(x, plainY, lv, &base, scales, rows, cols)
+	pr, err := c.measure(x, plainY, lv, &plainP, scales, rows, cols)
+	if err != nil {
+		return nil, err
+	}
+	learnedP := base
+	lr, err := c.measure(x, learnedY, lv, &learnedP, scales, rows, cols)
+	if err != nil {
+		return nil, err
+	}
+	chosen, p := plainY, plainP
+	tables, tableAux := pr.tabs, pr.aux
+	if c.force == forceLearned || c.force == forceAuto && lr.better(pr, func() (rd, error) {
+		cp := stepsFor(step * 1.1)
+		cy := quantizeAll(x, lv, &cp)
+		if r := rows % k; r != 0 {
+			for ci := (nb - 1) * cols; ci < n; ci++ {
+				clear(cy[ci*k+r : (ci+1)*k])
+			}
+		}
+		cp.plain = true
+		cp.offset = centroidOffset(x, cy, lv, &cp, scales, rows, cols)
+		return c.measure(x, cy, lv, &cp, scales, rows, cols)
+	}) {
+		chosen, p = learnedY, learnedP
+		tables, tableAux = lr.tabs, lr.aux
+	}
+
+	enc.Params = p.marshal()
+	if p.plain {
+		// The scalar quantizer needs no decoder: a file whose tensors all
+		// fall back carries no blob.
+		enc.Blob = nil
+	} else if opts.BlobRef {
+		_, enc.Blob.Ref = codec.BuiltinBlob(ID, c.BlobSHA256())
+	}
+	r0 := 0
+	for _, r1 := range ends {
+		b0, b1 := r0/k, chunk.Chunks(r1)
+		data, err := encodeGroup(chosen[b0*cols*k:b1*cols*k], colLv, b0, b1, rows, cols, &tables)
+		if err != nil {
+			return nil, err
+		}
+		enc.Groups = append(enc.Groups, codec.EncodedGroup{End: uint64(r1) * uint64(cols), Data: data})
+		r0 = r1
+	}
+	if opts.Transposed {
+		enc.Groups[0].End = uint64(l.Len())
+	}
+	sa, err := chunk.AppendScales(nil, h)
+	if err != nil {
+		return nil, err
+	}
+	enc.Aux = []codec.NamedBytes{{Name: chunk.AuxScales, Data: sa}, {Name: AuxTables, Data: tableAux}}
+	if levels != nil {
+		enc.Aux = append(enc.Aux, codec.NamedBytes{Name: chunk.AuxLevels, Data: chunk.AppendLevels(nil, levels)})
+	}
+	enc.Aux = sortedAux(enc.Aux)
+	return enc, nil
+}
+
+func slicesAny(v []uint8) bool {
+	for _, x := range v {
+		if x != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// quantize rounds to the nearest integer, ties to even, saturating at
+// ±2^24 where float32 stops representing every integer.
+func quantize(v float64) int32 {
+	const lim = 1 << 24
+	return int32(math.RoundToEven(math.Max(-lim, math.Min(lim, v))))
+}
+
+// encodeBatch is the number of chunks the encoder evaluates per network
+// call.
+const encodeBatch = 4096
+
+// latents runs the encoder net on every chunk: y = round(x/Δ_q + E(x, ln Δ_q)).
+func (c *Codec) latents(x []float32, lv []uint8, p *params) ([]int32, error) {
+	const k = chunk.Rows
+	n := len(lv)
+	y := make([]int32, n*k)
+	in := make([]float32, encodeBatch*(k+1))
+	out := make([]float32, encodeBatch*k)
+	var sc mlp.Scratch
+	for c0 := 0; c0 < n; c0 += encodeBatch {
+		bn := min(encodeBatch, n-c0)
+		for ci := range bn {
+			copy(in[ci*(k+1):], x[(c0+ci)*k:(c0+ci+1)*k])
+			in[ci*(k+1)+k] = p.features[lv[c0+ci]]
+		}
+		if err := c.encP.Forward(out, in, lv[c0:], bn, &sc); err != nil {
+			return nil, err
+		}
+		for ci := range bn {
+			s := float64(p.steps[lv[c0+ci]])
+			for i := range k {
+				y[(c0+ci)*k+i] = quantize(float64(x[(c0+ci)*k+i])/s + float64(out[ci*k+i]))
+			}
+		}
+	}
+	return y, nil
+}
+
+// centroidOffset returns the offset δ (in 1/256 of a step, at most maxOffset)
+// that minimizes the squared error of the plain reconstruction
+// sign(y)·(|y| − δ)·Δ_q over the nonzero latents: the mean amount by which
+// |x|/Δ_q falls short of |y|. Unimodal weights are denser toward zero
+// within each cell, so the centroid sits below the cell's middle.
+func centroidOffset(x []float32, y []int32, lv []uint8, p *params, scales []float32, rows, cols int) uint8 {
+	const k = chunk.Rows
+	var num, den float64
+	for ci, q := range lv {
+		s := float64(p.steps[q])
+		// Weight by the squared real step, as the error is counted.
+		w := s * float64(scales[ci%cols])
+		w *= w
+		for i := range validRows(ci/cols, rows) {
+			v := y[ci*k+i]
+			if v == 0 {
+				continue
+			}
+			num += w * (math.Abs(float64(v)) - math.Abs(float64(x[ci*k+i]))/s)
+			den += w
+		}
+	}
+	if den == 0 {
+		return 0
+	}
+	return uint8(math.Max(0, math.Min(maxOffset, math.RoundToEven(256*num/den))))
+}
+
+// quantizeAll returns the scalar quantizer's latents round(x/Δ_q).
+func quantizeAll(x []float32, lv []uint8, p *params) []int32 {
+	const k = chunk.Rows
+	y := make([]int32, len(x))
+	for ci, q := range lv {
+		s := float64(p.steps[q])
+		for i := range k {
+			y[ci*k+i] = quantize(float64(x[ci*k+i]) / s)
+		}
+	}
+	return y
+}
+
+// rd is one way of coding a tensor: its squared error in the weights'
+// own units, its bits (latents and tables) and its tables.
+type rd struct {
+	dist, bits float64
+	tabs       [NumLevels]*rans.Table
+	aux        []byte
+}
+
+// better reports whether r beats the scalar quantizer's p at equal rate.
+// coarser measures the scalar quantizer at a coarser step, for the local
+// slope; it is called only when the answer depends on it.
+func (r rd) better(p rd, coarser func() (rd, error)) bool {
+	switch {
+	case r.dist <= p.dist && r.bits <= p.bits:
+		return r.dist < p.dist || r.bits < p.bits
+	case r.dist >= p.dist && r.bits >= p.bits:
+		return false
+	}
+	slope := 6.02 // dB per bit per weight, the high-rate figure
+	c, err := coarser()
+	if err == nil && c.bits < p.bits && c.dist > p.dist && p.dist > 0 {
+		slope = 10 * math.Log10(c.dist/p.dist) / (p.bits - c.bits)
+	}
+	if r.dist == 0 || p.dist == 0 {
+		return r.dist < p.dist
+	}
+	return 10*math.Log10(p.dist/r.dist) > slope*(r.bits-p.bits)
+}
+
+// measure codes latents y with params p and returns the squared error of
+// the real (unpadded) weights, Σ s_j²·(x − x̂)², and the bits of the
+// latents and tables of the whole tensor.
+func (c *Codec) measure(x []float32, y []int32, lv []uint8, p *params, scales []float32, rows, cols int) (rd, error) {
+	const k = chunk.Rows
+	var r rd
+	var err error
+	if r.tabs, r.aux, err = buildTables(y, lv, rows, cols); err != nil {
+		return r, err
+	}
+	n := len(lv)
+	sc := new(scratch)
+	sc.in = make([]float32, encodeBatch*(k+1))
+	sc.dout = make([]float32, encodeBatch*k)
+	out := make([]float32, encodeBatch*k)
+	for c0 := 0; c0 < n; c0 += encodeBatch {
+		bn := min(encodeBatch, n-c0)
+		if err := reconstruct(c.dec1, out, y[c0*k:], lv[c0:], bn, p, sc.in, sc.dout, sc); err != nil {
+			return r, err
+		}
+		for ci := range bn {
+			s := float64(scales[(c0+ci)%cols])
+			for i := range validRows((c0+ci)/cols, rows) {
+				e := (float64(x[(c0+ci)*k+i]) - float64(out[ci*k+i])) * s
+				r.dist += e * e
+			}
+		}
+	}
+	for q, t := range r.tabs {
+		if t == nil {
+			continue
+		}
+		var syms []int32
+		for ci := range n {
+			if int(lv[ci]) == q {
+				syms = append(syms, y[ci*k:ci*k+validRows(ci/cols, rows)]...)
+			}
+		}
+		b, err := rans.Bits(syms, []*rans.Table{t})
+		if err != nil {
+			return r, err
+		}
+		r.bits += b
+	}
+	r.bits += 8 * float64(len(r.aux))
+	return r, nil
+}
+
+// DefaultStep makes nwc a codec.Stepper: rate control searches its step.
+func (nwcCodec) DefaultStep() float64 { return DefaultStep }

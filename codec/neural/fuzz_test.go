@@ -1,0 +1,149 @@
+package neural_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"nwc/codec"
+	"nwc/codec/neural"
+	"nwc/format"
+	"nwc/reader"
+	"nwc/writer"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// goldenTensors are the tensors of testdata/golden.nwc: a learned and a
+// plain tensor, with levels and a ragged last chunk.
+func goldenTensors() []struct {
+	t    *codec.Tensor
+	opts codec.EncodeOptions
+} {
+	levels := make([]uint8, 24)
+	for j := range levels {
+		levels[j] = uint8(j % 4)
+	}
+	return []struct {
+		t    *codec.Tensor
+		opts codec.EncodeOptions
+	}{
+		{gaussTensor("learned", 40, 24, 11), codec.EncodeOptions{Step: 0.6, Levels: levels}},
+		{gaussTensor("plain", 21, 8, 12), codec.EncodeOptions{Step: 0.2}},
+	}
+}
+
+// TestGolden pins the bytes of a small file and the SHA-256 of what it
+// decodes to, so that any change to the encoder, the default model or the
+// decode arithmetic shows up (regenerate with -update).
+func TestGolden(t *testing.T) {
+	var buf bytes.Buffer
+	w, err := writer.New(&buf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range goldenTensors() {
+		if err := w.WriteTensor(g.t, neural.ID, &g.opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := reader.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	for _, tt := range r.Tensors() {
+		b, err := tt.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Write(b)
+	}
+	sum := hex.EncodeToString(h.Sum(nil)) + "\n"
+	file, sumFile := filepath.Join("testdata", "golden.nwc"), filepath.Join("testdata", "golden.sha256")
+	if *update {
+		if err := os.WriteFile(file, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(sumFile, []byte(sum), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Error("the encoder's output differs from testdata/golden.nwc (run with -update after an intended change)")
+	}
+	wantSum, err := os.ReadFile(sumFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum != string(wantSum) {
+		t.Errorf("decoded SHA-256 %s, want %s", strings.TrimSpace(sum), strings.TrimSpace(string(wantSum)))
+	}
+}
+
+// FuzzDecode feeds arbitrary parameters, auxiliary sections and payloads
+// to the decoder of a small tensor with the default blob. Seeds come from
+// testdata/golden.nwc. It must never panic, and must either fail with
+// format.ErrFormat or produce exactly the tensor's bytes.
+func FuzzDecode(f *testing.F) {
+	b, err := os.ReadFile(filepath.Join("testdata", "golden.nwc"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	r, err := reader.NewReader(bytes.NewReader(b), int64(len(b)), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, tt := range r.Tensors() {
+		e := tt.Entry()
+		sec := func(name string) []byte {
+			s, ok := e.AuxSection(name)
+			if !ok {
+				return nil
+			}
+			return b[s.Offset:s.End()]
+		}
+		g := e.Groups[0]
+		f.Add(e.Params, sec("scales"), sec("levels"), sec(neural.AuxTables), b[g.Section.Offset:g.Section.End()], uint8(e.View[0]), uint8(e.View[1]))
+	}
+	def, err := neural.Default()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, params, scales, levels, tables, payload []byte, rows, cols uint8) {
+		if rows == 0 || cols == 0 {
+			return
+		}
+		enc := &codec.Encoded{Params: params, View: [2]uint64{uint64(rows), uint64(cols)},
+			Groups: []codec.EncodedGroup{{End: uint64(rows) * uint64(cols), Data: payload}},
+			Blob:   &codec.BlobData{Codec: neural.ID, Data: def.Blob()}}
+		for _, a := range []codec.NamedBytes{{Name: "levels", Data: levels}, {Name: "scales", Data: scales}, {Name: neural.AuxTables, Data: tables}} {
+			if a.Data != nil {
+				enc.Aux = append(enc.Aux, a)
+			}
+		}
+		tt := &codec.Tensor{Name: "f", DType: format.F32, Shape: []uint64{uint64(rows), uint64(cols)}}
+		out, err := decodeAll(tt, enc)
+		if err != nil {
+			if !isFormat(err) {
+				t.Fatalf("error %v does not wrap format.ErrFormat", err)
+			}
+			return
+		}
+		if len(out) != 4*int(rows)*int(cols) {
+			t.Fatalf("decoded %d bytes for %d×%d", len(out), rows, cols)
+		}
+	})
+}

@@ -4,8 +4,8 @@
 # It cross-compiles the codec/mlp and spec test binaries for linux/arm64, runs
 # their portability tests under qemu-user (installing it with apt-get if
 # missing), and checks the generated code of the pure-Go paths for fused
-# multiply-add instructions, which FORMAT-mlp.md forbids. Run from anywhere
-# in the module; it exits non-zero on the first failure.
+# multiply-add instructions, which FORMAT.md (Appendix A.2) forbids. Run from
+# anywhere in the module; it exits non-zero on the first failure.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

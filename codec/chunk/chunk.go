@@ -34,7 +34,9 @@
 // the last ([GroupRows], checked by decoders with [CheckGroups]), so any
 // row range decodes without the rest of the tensor.
 //
-// The byte formats are specified in codec/scalar/FORMAT-scalar.md.
+// The byte formats are specified in FORMAT.md, §7.3: the matrix and its
+// chunk groups in §7.3.2–7.3.3, the scales and levels sections in
+// §7.3.6–7.3.7.
 package chunk
 
 import (

@@ -7,7 +7,7 @@ import (
 )
 
 // Serialized network layout (all integers and floats little-endian; see
-// FORMAT-mlp.md):
+// FORMAT.md, Appendix A.3):
 //
 //	byte      version, serialVersion
 //	byte      L, the number of layers, in [1, MaxLayers]

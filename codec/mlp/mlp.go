@@ -4,11 +4,11 @@
 // Decoding a neural-codec tensor runs every 16-weight chunk through a
 // decoder MLP, so the MLP's output is part of the format: it must come out
 // bit-identical on every platform and code path. The arithmetic is fixed in
-// FORMAT-mlp.md (and in [nwc/spec.MLPForward], the reference this package is
-// tested against): each product and each sum is rounded to float32 on its
-// own, sums run over the inputs in increasing order, and there is no fused
-// multiply-add. Vector kernels therefore vectorize over output neurons and
-// batch rows, never over the summed index.
+// FORMAT.md, Appendix A.2 (and in [nwc/spec.MLPForward], the reference this
+// package is tested against): each product and each sum is rounded to
+// float32 on its own, sums run over the inputs in increasing order, and
+// there is no fused multiply-add. Vector kernels therefore vectorize over
+// output neurons and batch rows, never over the summed index.
 //
 // A [Net] is the portable description (it marshals to a compact binary
 // form). [Pack] turns it into a [Packed] network laid out for the kernels;

@@ -10,7 +10,8 @@
 // bit of the output. Decoders never trust lengths they are given: they
 // check the input is large enough before allocating anything.
 //
-// The byte layouts are specified in FORMAT-quant.md.
+// The byte layouts are specified in FORMAT.md: §7.5.2 (RTN rows) and
+// §7.6.2 (Q4_K super-blocks).
 package quant
 
 import (

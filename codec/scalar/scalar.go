@@ -13,7 +13,8 @@
 //
 // All three work on the matrix of package chunk (W[out, in], or the
 // transpose of a tensor stored [in, out]) and cut it into chunk groups of
-// whole rows. The byte formats are specified in FORMAT-scalar.md.
+// whole rows. The byte formats are specified in FORMAT.md: §7.3 (rules
+// common to the lossy codecs), §7.4 (ecsq), §7.5 (rtn) and §7.6 (q4k).
 //
 // Import the package for its side effect to make the codecs available:
 //

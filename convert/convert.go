@@ -40,9 +40,9 @@ type Options struct {
 	Transposed []*regexp.Regexp
 	// Encode holds the base options passed to every codec.
 	Encode codec.EncodeOptions
-	// Tensor, if set, adjusts the options of one lossy tensor (to add its
-	// Hessian or importance levels).
-	Tensor func(name string, o *codec.EncodeOptions) error
+	// Guidance, if set, adds Hessian-based importance levels, LDLQ error
+	// compensation and bit allocation.
+	Guidance *Guidance
 	// Writer configures the container.
 	Writer writer.Options
 	// SourceName is the base name recorded for a single-file source;
@@ -169,7 +169,32 @@ func newConversion(src safetensors.Source, opts *Options) (*conversion, error) {
 		}
 		c.items = append(c.items, it)
 	}
+	if g := c.o.Guidance; g != nil && g.Allocate && c.o.Bits > 0 {
+		sens, err := c.sensitivities()
+		if err != nil {
+			return nil, err
+		}
+		byName := map[string]float64{}
+		for _, tb := range AllocateBits(c.o.Bits, sens) {
+			byName[tb.Pattern.String()] = tb.Bits
+		}
+		for _, it := range c.items {
+			// A user's --tensor-bits override wins over the allocation.
+			if b, ok := byName["^"+regexp.QuoteMeta(it.info.Name)+"$"]; ok && it.bits == c.o.Bits && !c.overridden(it) {
+				it.bits = b
+			}
+		}
+	}
 	return c, nil
+}
+
+func (c *conversion) overridden(it *item) bool {
+	for _, tb := range c.o.TensorBits {
+		if tb.Pattern.MatchString(it.info.Name) {
+			return true
+		}
+	}
+	return false
 }
 
 // codecFor decides how one tensor is coded.
@@ -198,17 +223,20 @@ func (c *conversion) options(it *item) (*codec.EncodeOptions, error) {
 	if it.codec == "rtn" && o.Bits == 0 && c.o.Bits != 0 {
 		o.Bits = rtnBits(c.o.Bits, o.Group)
 	}
-	for _, re := range c.o.Transposed {
-		if re.MatchString(it.info.Name) {
-			o.Transposed = true
-		}
-	}
-	if c.o.Tensor != nil {
-		if err := c.o.Tensor(it.info.Name, &o); err != nil {
-			return nil, err
-		}
+	o.Transposed = c.transposed(it)
+	if c.o.Guidance != nil {
+		c.o.Guidance.apply(it, &o)
 	}
 	return &o, nil
+}
+
+func (c *conversion) transposed(it *item) bool {
+	for _, re := range c.o.Transposed {
+		if re.MatchString(it.info.Name) {
+			return true
+		}
+	}
+	return false
 }
 
 // rtnBits picks rtn's integer width nearest to a target rate, counting its

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+
+	"nwc/calib"
+	"nwc/convert"
+	"nwc/llama"
+	"nwc/tokenizer"
+)
+
+// guidance builds the output-guided options of convert from its flags:
+// Hessians from a file or computed on calibration text, importance levels
+// from their diagonals, LDLQ unless turned off, and bit allocation.
+func guidance(in, hessians, importance, calibText, tokPath string, ldlqBlock int, ldlq, levels, allocate bool) (*convert.Guidance, error) {
+	set := 0
+	for _, s := range []string{hessians, importance, calibText} {
+		if s != "" {
+			set++
+		}
+	}
+	switch {
+	case set == 0:
+		if allocate {
+			return nil, usagef("--allocate needs --hessians, --importance or --calib")
+		}
+		return nil, nil
+	case set > 1:
+		return nil, usagef("give one of --hessians, --importance and --calib")
+	case calibText != "" && tokPath == "":
+		return nil, usagef("--calib needs --tokenizer")
+	}
+	g := &convert.Guidance{Importance: levels || importance != "", LDLQ: ldlq && importance == "", LDLQBlock: ldlqBlock, Allocate: allocate}
+	var err error
+	switch {
+	case hessians != "":
+		g.Hessians, err = calib.ReadHessians(hessians)
+	case importance != "":
+		g.Hessians, err = calib.ReadHessians(importance)
+	default:
+		g.Hessians, err = calibrate(in, calibText, tokPath)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// calibrate runs the model at path on a text and collects the Hessians of
+// its linear layers.
+func calibrate(path, text, tokPath string) (*calib.Set, error) {
+	m, err := llama.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("--calib: loading %s as a Llama model: %w", path, err)
+	}
+	tok, err := tokenizer.Load(tokPath)
+	if err != nil {
+		return nil, err
+	}
+	docs, err := llama.LoadDocs(text, tok)
+	if err != nil {
+		return nil, err
+	}
+	hs, err := llama.Calibrate(m, docs, m.Config().SeqLen, 0)
+	if err != nil {
+		return nil, err
+	}
+	return calib.FromLlama(m, hs)
+}

@@ -16,6 +16,8 @@ import (
 	"math/rand/v2"
 
 	"nwc/codec"
+	_ "nwc/codec/neural"
+	"nwc/dtype"
 	"nwc/format"
 	"nwc/reader"
 	"nwc/writer"
@@ -35,6 +37,10 @@ type tensorSpec struct {
 	shape []uint64
 	codec string
 	seed  uint64
+	// weights makes the data finite weight-like values (lossy codecs
+	// refuse NaN and infinities); opts are extra encode options.
+	weights bool
+	opts    codec.EncodeOptions
 }
 
 type fileSpec struct {
@@ -78,7 +84,51 @@ func Goldens() []Golden {
 		{name: "b", dtype: format.I64, shape: []uint64{2}, codec: codec.Lossless, seed: 10},
 	}}.build})
 	gs = append(gs, Golden{Name: "no_tensors.nwc", Build: fileSpec{}.build})
+	levels := make([]uint8, 48)
+	levels[3], levels[7], levels[40] = 1, 2, 3
+	lossy := fileSpec{groupBytes: 2048, tensors: []tensorSpec{
+		{name: "ecsq", dtype: format.F32, shape: []uint64{70, 48}, codec: "ecsq", seed: 21, weights: true},
+		{name: "ecsq_levels_bf16", dtype: format.BF16, shape: []uint64{64, 48}, codec: "ecsq", seed: 22, weights: true,
+			opts: codec.EncodeOptions{Levels: levels, Step: 0.4}},
+		{name: "ecsq_transposed", dtype: format.F16, shape: []uint64{48, 33}, codec: "ecsq", seed: 23, weights: true,
+			opts: codec.EncodeOptions{Transposed: true}},
+		{name: "rtn3_g32", dtype: format.F32, shape: []uint64{20, 100}, codec: "rtn", seed: 24, weights: true,
+			opts: codec.EncodeOptions{Bits: 3, Group: 32}},
+		{name: "q4k", dtype: format.F32, shape: []uint64{8, 512}, codec: "q4k", seed: 25, weights: true},
+		{name: "conv_ecsq", dtype: format.F32, shape: []uint64{16, 4, 3, 3}, codec: "ecsq", seed: 26, weights: true},
+	}}
+	gs = append(gs, Golden{Name: "lossy_scalar.nwc", Build: lossy.build})
+	gs = append(gs, Golden{Name: "nwc_blob.nwc", Build: func() ([]byte, error) { return neuralSpec(levels, false).build() }})
+	gs = append(gs, Golden{Name: "nwc_builtin_ref.nwc", Build: func() ([]byte, error) { return neuralSpec(levels, true).build() }})
 	return gs
+}
+
+// neuralSpec describes a file of nwc tensors of which the first keeps the
+// learned transform (so the decoder MLP is exercised and the file needs
+// the blob) and the second falls back to the scalar path. The encoder keeps
+// the learned path only where it wins, so the first tensor's seed and step
+// are the first, in a fixed order, for which it does.
+func neuralSpec(levels []uint8, ref bool) fileSpec {
+	s := fileSpec{groupBytes: 4096, tensors: []tensorSpec{
+		{name: "nwc_levels", dtype: format.BF16, shape: []uint64{50, 48}, codec: "nwc", seed: 32, weights: true,
+			opts: codec.EncodeOptions{Levels: levels, Step: 0.2, BlobRef: ref}},
+	}}
+	c, err := codec.Lookup("nwc")
+	if err != nil {
+		return s
+	}
+	for seed := uint64(40); seed < 48; seed++ {
+		for _, step := range []float64{0.6, 0.3, 0.1, 0.05, 1} {
+			ts := tensorSpec{name: "nwc_learned", dtype: format.F32, shape: []uint64{256, 64}, codec: "nwc", seed: seed,
+				weights: true, opts: codec.EncodeOptions{Step: step, BlobRef: ref}}
+			t := &codec.Tensor{Name: ts.name, DType: ts.dtype, Shape: ts.shape, Data: Weights(ts.dtype, ts.shape, seed)}
+			if enc, err := c.Encode(t, &ts.opts); err == nil && enc.Blob != nil {
+				s.tensors = append([]tensorSpec{ts}, s.tensors...)
+				return s
+			}
+		}
+	}
+	return s
 }
 
 func (s fileSpec) build() ([]byte, error) {
@@ -91,9 +141,15 @@ func (s fileSpec) build() ([]byte, error) {
 		return nil, err
 	}
 	for _, ts := range s.tensors {
-		t := &codec.Tensor{Name: ts.name, DType: ts.dtype, Shape: ts.shape, Data: Data(ts.dtype, ts.shape, ts.seed)}
-		if err := w.WriteTensor(t, ts.codec, &codec.EncodeOptions{GroupBytes: s.groupBytes}); err != nil {
-			return nil, err
+		data := Data(ts.dtype, ts.shape, ts.seed)
+		if ts.weights {
+			data = Weights(ts.dtype, ts.shape, ts.seed)
+		}
+		t := &codec.Tensor{Name: ts.name, DType: ts.dtype, Shape: ts.shape, Data: data}
+		opts := ts.opts
+		opts.GroupBytes = s.groupBytes
+		if err := w.WriteTensor(t, ts.codec, &opts); err != nil {
+			return nil, fmt.Errorf("%s: %w", ts.name, err)
 		}
 	}
 	if err := w.Close(); err != nil {
@@ -137,6 +193,34 @@ func Data(dt format.DType, shape []uint64, seed uint64) []byte {
 			}
 		}
 	}
+	return b
+}
+
+// Weights returns deterministic finite weight-like data: Laplacian values
+// whose scale varies by column, as in trained layers.
+func Weights(dt format.DType, shape []uint64, seed uint64) []byte {
+	n := uint64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	cols := uint64(1)
+	if len(shape) > 1 {
+		cols = n / shape[0]
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x77656967))
+	colScale := make([]float64, cols)
+	for j := range colScale {
+		colScale[j] = 0.01 + 0.05*rng.Float64()
+	}
+	vals := make([]float32, n)
+	for i := range vals {
+		v := rng.ExpFloat64()
+		if rng.Uint32()&1 == 1 {
+			v = -v
+		}
+		vals[i] = float32(v * colScale[uint64(i)%cols])
+	}
+	b, _ := dtype.FromFloat32(nil, vals, dt) // dt is a float type of the specs above
 	return b
 }
 

@@ -22,6 +22,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	bitsList := fs.String("bits", "2,3,4,5,6", "comma-separated target bits per weight")
 	asJSON := fs.Bool("json", false, "print a JSON list of points")
 	plotPath := fs.String("plot", "", "write an RD plot to `FILE` (.png, .svg or .pdf)")
+	codecRef := fs.Bool("codec-ref", false, "nwc: reference the built-in decoder by SHA-256 instead of storing it")
 	var transposed multiFlag
 	fs.Var(&transposed, "transposed", "`REGEX` of matrices stored [in, out] (repeatable)")
 	pos, err := parse(fs, args[1:])
@@ -40,6 +41,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		bits = append(bits, b)
 	}
 	var base convert.Options
+	base.Encode.BlobRef = *codecRef
 	if base.Transposed, err = compileAll(transposed); err != nil {
 		return err
 	}

@@ -7,9 +7,10 @@ import "unsafe"
 // haveAVX2 is read once: CPUID can trap to the hypervisor in a VM.
 var haveAVX2 = hasAVX2()
 
-// activeKernel is the kernel Forward uses. Tests call the kernels directly
-// (see kernels) so that every one runs in the default build.
-var activeKernel = bestKernel()
+// activeKernel is the kernel Forward uses, named activeName. Tests call
+// the kernels directly (see kernels) so that every one runs in the default
+// build.
+var activeKernel, activeName = bestKernel()
 
 // kernels lists every kernel this build can run on this CPU, by name.
 func kernels() map[string]kernelFunc {
@@ -20,20 +21,11 @@ func kernels() map[string]kernelFunc {
 	return m
 }
 
-func bestKernel() kernelFunc {
-	if haveAVX2 {
-		return kernelAVX2
+func bestKernel() (kernelFunc, string) {
+	if haveAVX2 && !envGeneric() {
+		return kernelAVX2, "avx2"
 	}
-	return kernelGeneric
-}
-
-// Kernel names the kernel [Packed.Forward] uses on this machine: "avx2" or
-// "generic".
-func Kernel() string {
-	if haveAVX2 {
-		return "avx2"
-	}
-	return "generic"
+	return kernelGeneric, "generic"
 }
 
 // hasAVX2 reports whether the CPU has AVX2 and the OS saves the YMM

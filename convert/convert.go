@@ -122,6 +122,8 @@ type item struct {
 	numel  uint64
 	codec  string
 	bits   float64 // target bits per weight, for lossy codecs with a step
+	fixed  bool    // bits come from a --tensor-bits override
+	factor float64 // step relative to the file's step (bit allocation)
 	step   float64 // current step
 	target float64 // byte budget of this pass
 	stored uint64  // unaligned bytes of its sections in the last pass
@@ -151,7 +153,7 @@ func newConversion(src safetensors.Source, opts *Options) (*conversion, error) {
 	}
 	c.keepHeader = !codec.Lossy(c.o.Codec)
 	for _, ti := range src.Tensors() {
-		it := &item{info: ti, shape: make([]uint64, len(ti.Shape)), numel: 1}
+		it := &item{info: ti, shape: make([]uint64, len(ti.Shape)), numel: 1, factor: 1}
 		for i, d := range ti.Shape {
 			it.shape[i] = uint64(d)
 			it.numel *= uint64(d)
@@ -159,42 +161,33 @@ func newConversion(src safetensors.Source, opts *Options) (*conversion, error) {
 		it.codec = c.codecFor(it)
 		if codec.Lossy(it.codec) && stepper != nil {
 			it.step = stepper.DefaultStep()
+			if c.o.Encode.Step > 0 {
+				it.step = c.o.Encode.Step
+			}
 			it.bits = c.o.Bits
 			for _, tb := range c.o.TensorBits {
 				if tb.Pattern.MatchString(ti.Name) {
-					it.bits = tb.Bits
+					it.bits, it.fixed = tb.Bits, true
 					break
 				}
 			}
 		}
 		c.items = append(c.items, it)
 	}
-	if g := c.o.Guidance; g != nil && g.Allocate && c.o.Bits > 0 {
+	if g := c.o.Guidance; g != nil && g.Allocate {
 		sens, err := c.sensitivities()
 		if err != nil {
 			return nil, err
 		}
-		byName := map[string]float64{}
-		for _, tb := range AllocateBits(c.o.Bits, sens) {
-			byName[tb.Pattern.String()] = tb.Bits
-		}
+		factors := StepFactors(sens)
 		for _, it := range c.items {
-			// A user's --tensor-bits override wins over the allocation.
-			if b, ok := byName["^"+regexp.QuoteMeta(it.info.Name)+"$"]; ok && it.bits == c.o.Bits && !c.overridden(it) {
-				it.bits = b
+			if f, ok := factors[it.info.Name]; ok {
+				it.factor = f
+				it.step *= f
 			}
 		}
 	}
 	return c, nil
-}
-
-func (c *conversion) overridden(it *item) bool {
-	for _, tb := range c.o.TensorBits {
-		if tb.Pattern.MatchString(it.info.Name) {
-			return true
-		}
-	}
-	return false
 }
 
 // codecFor decides how one tensor is coded.

@@ -18,10 +18,13 @@ type Guidance struct {
 	Importance bool
 	Thresholds calib.Thresholds // zero value: calib.DefaultThresholds
 	// LDLQ codes column blocks with error compensation.
-	LDLQ      bool
-	LDLQBlock int // 0: the codec's default (128)
+	LDLQ bool
+	// LDLQBlock is the number of columns per LDLQ block; 0 selects
+	// cols/16, at least 1 and at most 128: error compensation works
+	// between blocks only, so small matrices need small blocks.
+	LDLQBlock int
 	// Allocate spreads the target rate over the matrices by their output
-	// error sensitivity (see AllocateBits) instead of uniformly.
+	// error sensitivity (see StepFactors) instead of uniformly.
 	Allocate bool
 }
 
@@ -58,6 +61,9 @@ func (g *Guidance) apply(it *item, o *codec.EncodeOptions) {
 	if g.LDLQ {
 		o.Hessian = h.Data
 		o.LDLQBlock = g.LDLQBlock
+		if o.LDLQBlock == 0 {
+			o.LDLQBlock = min(max(h.N/16, 1), 128)
+		}
 	}
 }
 
@@ -102,4 +108,4 @@ func (c *conversion) sensitivities() ([]Sensitivity, error) {
 	return out, nil
 }
 
-func codecLossyWithStep(it *item) bool { return it.bits > 0 && len(it.shape) >= 2 }
+func codecLossyWithStep(it *item) bool { return it.step > 0 && len(it.shape) >= 2 }

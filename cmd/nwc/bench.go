@@ -14,8 +14,11 @@ import (
 )
 
 func runBench(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "ppl" {
+		return runBenchPPL(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "rd" {
-		return usagef("want: nwc bench rd [--codecs LIST] [--bits LIST] [--json] [--plot FILE.png] IN...")
+		return usagef("want: nwc bench rd [--codecs LIST] [--bits LIST] [--json] [--plot FILE.png] IN...\n   or: nwc bench ppl --model FILE --tokenizer TOK --text FILE [--hessians FILE] [--bits LIST] [--json]")
 	}
 	fs := newFlagSet("bench rd", stderr)
 	codecs := fs.String("codecs", "ecsq,rtn,q4k", "comma-separated codecs")
@@ -32,13 +35,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if len(pos) == 0 {
 		return usagef("want at least one input checkpoint")
 	}
-	var bits []float64
-	for _, s := range strings.Split(*bitsList, ",") {
-		b, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-		if err != nil {
-			return usagef("--bits: %v", err)
-		}
-		bits = append(bits, b)
+	bits, err := parseBits(*bitsList)
+	if err != nil {
+		return err
 	}
 	var base convert.Options
 	base.Encode.BlobRef = *codecRef
@@ -75,4 +74,17 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 			p.BitsPerWeight, p.BlobBitsPerWeight, p.SQNRdB, p.GaussianBoundDB, p.NMSE, p.EncodeSeconds, p.DecodeSeconds)
 	}
 	return tw.Flush()
+}
+
+// parseBits parses a comma-separated list of rates.
+func parseBits(list string) ([]float64, error) {
+	var bits []float64
+	for _, s := range strings.Split(list, ",") {
+		b, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil {
+			return nil, usagef("--bits: %v", err)
+		}
+		bits = append(bits, b)
+	}
+	return bits, nil
 }

@@ -40,7 +40,7 @@ func init() {
 		{"eval", "eval ppl --model FILE --tokenizer TOK --text FILE [--window N] [--json] | eval generate --model FILE --tokenizer TOK [--prompt TEXT] [-n N]", runEval},
 		{"calibrate", "calibrate --model FILE --tokenizer TOK --text FILE -o HESSIANS.safetensors [--max-tokens N] [--f64] [--json]", runCalibrate},
 		{"train", "train IN... -o CODEC.nwcc [--lambda L] [--width W] [--blocks B] [--steps N] [--seed S] [--csv FILE]", runTrain},
-		{"bench", "bench rd [--codecs ecsq,rtn,q4k] [--bits 2,3,4,5,6] [--json] [--plot rd.png] IN...", runBench},
+		{"bench", "bench rd [--codecs ecsq,rtn,q4k,nwc] [--bits 2,3,4,5,6] [--json] [--plot rd.png] IN... | bench ppl --model F --tokenizer T --text F [--hessians H] [--bits LIST] [--json]", runBench},
 	}
 }
 

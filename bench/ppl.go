@@ -1,0 +1,116 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"nwc/calib"
+	"nwc/convert"
+	"nwc/llama"
+	"nwc/safetensors"
+)
+
+// A Variant is one way of compressing a model for the perplexity table.
+type Variant struct {
+	Name  string
+	Codec string
+	// Guidance adds importance levels, LDLQ and bit allocation; nil for
+	// plain coding.
+	Guidance *convert.Guidance
+}
+
+// Variants returns the rows of issue 5's table for a set of Hessians:
+// the baselines, then nwc with each output-guided step added in turn.
+func Variants(h *calib.Set) []Variant {
+	vs := []Variant{{Name: "rtn g128", Codec: "rtn"}, {Name: "q4k", Codec: "q4k"}, {Name: "ecsq", Codec: "ecsq"}, {Name: "nwc", Codec: "nwc"}}
+	if h == nil {
+		return vs
+	}
+	return append(vs,
+		Variant{Name: "ecsq + LDLQ", Codec: "ecsq", Guidance: &convert.Guidance{Hessians: h, LDLQ: true}},
+		Variant{Name: "nwc + importance", Codec: "nwc", Guidance: &convert.Guidance{Hessians: h, Importance: true}},
+		Variant{Name: "nwc + importance + LDLQ", Codec: "nwc", Guidance: &convert.Guidance{Hessians: h, Importance: true, LDLQ: true}},
+		Variant{Name: "nwc + importance + LDLQ + allocation", Codec: "nwc", Guidance: &convert.Guidance{Hessians: h, Importance: true, LDLQ: true, Allocate: true}},
+		Variant{Name: "nwc + LDLQ", Codec: "nwc", Guidance: &convert.Guidance{Hessians: h, LDLQ: true}},
+	)
+}
+
+// A PPLPoint is one variant at one rate: the model's mean negative
+// log-likelihood per token on the evaluation text.
+type PPLPoint struct {
+	Variant       string  `json:"variant"`
+	TargetBits    float64 `json:"target_bits"`
+	BitsPerWeight float64 `json:"bits_per_weight"`
+	Tokens        int     `json:"tokens"`
+	NLL           float64 `json:"nll_per_token"`
+	// RelNLL is NLL / NLL of the original weights − 1.
+	RelNLL float64 `json:"rel_nll"`
+}
+
+// PPL converts the Llama checkpoint in with every variant at every rate
+// (q4k once, at its fixed rate), loads each result and evaluates it on
+// docs. The first point is the original model ("fp32"). base holds
+// options common to every conversion.
+func PPL(in string, docs [][]int, variants []Variant, bits []float64, base convert.Options, dir string) ([]PPLPoint, error) {
+	m, err := llama.Load(in)
+	if err != nil {
+		return nil, err
+	}
+	window := m.Config().SeqLen
+	ref, err := llama.EvalNLL(m, docs, window)
+	if err != nil {
+		return nil, err
+	}
+	pts := []PPLPoint{{Variant: "fp32", TargetBits: 32, BitsPerWeight: 32, Tokens: ref.Tokens, NLL: ref.MeanNLL()}}
+	for _, v := range variants {
+		targets := bits
+		if v.Codec == "q4k" {
+			targets = []float64{4.5}
+		}
+		for _, b := range targets {
+			p, err := pplPoint(in, docs, window, v, b, base, dir)
+			if err != nil {
+				return nil, fmt.Errorf("%s at %g bits: %w", v.Name, b, err)
+			}
+			p.RelNLL = p.NLL/ref.MeanNLL() - 1
+			pts = append(pts, p)
+		}
+	}
+	return pts, nil
+}
+
+func pplPoint(in string, docs [][]int, window int, v Variant, bits float64, base convert.Options, dir string) (PPLPoint, error) {
+	p := PPLPoint{Variant: v.Name, TargetBits: bits}
+	src, err := safetensors.OpenPath(in)
+	if err != nil {
+		return p, err
+	}
+	defer src.Close()
+	out := filepath.Join(dir, "ppl.nwc")
+	defer os.Remove(out)
+	o := base
+	o.Codec = v.Codec
+	if v.Codec != "q4k" {
+		o.Bits = bits
+	}
+	if v.Guidance != nil {
+		g := *v.Guidance
+		o.Guidance = &g
+	}
+	st, err := convert.ToNWC(src, out, &o)
+	if err != nil {
+		return p, err
+	}
+	p.BitsPerWeight = st.BitsPerWeight
+	m, err := llama.Load(out)
+	if err != nil {
+		return p, err
+	}
+	r, err := llama.EvalNLL(m, docs, window)
+	if err != nil {
+		return p, err
+	}
+	p.Tokens, p.NLL = r.Tokens, r.MeanNLL()
+	return p, nil
+}

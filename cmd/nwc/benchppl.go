@@ -1,0 +1,96 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"nwc/bench"
+	"nwc/calib"
+	"nwc/convert"
+	"nwc/llama"
+	"nwc/tokenizer"
+)
+
+// runBenchPPL prints the perplexity table: nll/token of a Llama model on a
+// text after compression by each variant at each rate.
+func runBenchPPL(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench ppl", stderr)
+	model := fs.String("model", "", "Llama checkpoint `FILE` (.safetensors or index.json; required)")
+	tokPath := fs.String("tokenizer", "", "llama2.c tokenizer `FILE` (required)")
+	text := fs.String("text", "", "evaluation text `FILE`, one document per line (required)")
+	hessians := fs.String("hessians", "", "Hessian `FILE`; default: calibrate on --calib-text")
+	calibText := fs.String("calib-text", "", "calibration text `FILE` (default: --text)")
+	bitsList := fs.String("bits", "2,3,4,5,6", "comma-separated target bits per weight")
+	only := fs.String("variants", "", "comma-separated variant names to run (default all)")
+	asJSON := fs.Bool("json", false, "print a JSON list of points")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 || *model == "" || *tokPath == "" || *text == "" {
+		return usagef("want --model, --tokenizer and --text")
+	}
+	bits, err := parseBits(*bitsList)
+	if err != nil {
+		return err
+	}
+	tok, err := tokenizer.Load(*tokPath)
+	if err != nil {
+		return err
+	}
+	docs, err := llama.LoadDocs(*text, tok)
+	if err != nil {
+		return err
+	}
+	var h *calib.Set
+	if *hessians != "" {
+		h, err = calib.ReadHessians(*hessians)
+	} else {
+		ct := *calibText
+		if ct == "" {
+			ct = *text
+		}
+		h, err = calibrate(*model, ct, *tokPath)
+	}
+	if err != nil {
+		return err
+	}
+	variants := bench.Variants(h)
+	if *only != "" {
+		want := map[string]bool{}
+		for _, v := range strings.Split(*only, ",") {
+			want[strings.TrimSpace(v)] = true
+		}
+		var keep []bench.Variant
+		for _, v := range variants {
+			if want[v.Name] {
+				keep = append(keep, v)
+			}
+		}
+		variants = keep
+	}
+	dir, err := os.MkdirTemp("", "nwc-ppl-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	pts, err := bench.PPL(*model, docs, variants, bits, convert.Options{}, dir)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(pts)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "variant\ttarget\tbits/weight\ttokens\tnll/token\tvs fp32\t")
+	for _, p := range pts {
+		fmt.Fprintf(tw, "%s\t%.2f\t%.4f\t%d\t%.4f\t%+.2f%%\t\n", p.Variant, p.TargetBits, p.BitsPerWeight, p.Tokens, p.NLL, 100*p.RelNLL)
+	}
+	return tw.Flush()
+}

@@ -55,7 +55,7 @@ func toF8(v float32, table *[256]float32, saturate bool) uint8 {
 		maxCode = 0x7b // E5M2: 0x7c is +Inf
 	}
 	if a >= table[maxCode] {
-		if saturate || a < table[maxCode]+(table[maxCode]-table[maxCode-1])/2 {
+		if saturate || a < table[maxCode]+float32((table[maxCode]-table[maxCode-1])/2) {
 			return sign | maxCode
 		}
 		return sign | 0x7c

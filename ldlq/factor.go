@@ -10,9 +10,11 @@
 // minimizes that loss far better than coding every column on its own.
 //
 // Factorize regularizes H and factors it once; Run drives a codec's
-// per-block quantizer over a matrix. A Factor is read-only after
-// Factorize, so one Factor may serve several matrices with the same input
-// (a layer's query, key and value projections) concurrently.
+// per-block quantizer over a matrix; Drive does both for an encoder given
+// an optional Hessian, and falls back to plain block order without one.
+// A Factor is read-only after Factorize, so one Factor may serve several
+// matrices with the same input (a layer's query, key and value
+// projections) concurrently.
 //
 // # The block update
 //

@@ -499,3 +499,93 @@ func TestProxyLoss(t *testing.T) {
 		t.Errorf("ProxyLoss with a short matrix: %v, want ErrInvalid", err)
 	}
 }
+
+// TestDrive checks the encoder's entry point: without a Hessian it visits
+// the blocks in order and leaves the columns alone; with one it gives what
+// Factorize and Run give; bad arguments are refused.
+func TestDrive(t *testing.T) {
+	const rows, cols = 3, 7
+	w := randomWeights(rows, cols, 5)
+	round := func(m []float32, blocks *[][2]int) func(c0, c1 int) error {
+		return func(c0, c1 int) error {
+			*blocks = append(*blocks, [2]int{c0, c1})
+			return roundToGrid(m, rows, cols, 0.5)(c0, c1)
+		}
+	}
+
+	var got [][2]int
+	m := append([]float32(nil), w...)
+	if err := Drive(m, rows, cols, nil, 3, round(m, &got)); err != nil {
+		t.Fatal(err)
+	}
+	if want := [][2]int{{0, 3}, {3, 6}, {6, 7}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("blocks without a Hessian: %v, want %v", got, want)
+	}
+	for i, v := range m {
+		if want := float32(math.RoundToEven(float64(w[i])/0.5)) * 0.5; v != want {
+			t.Fatalf("element %d without a Hessian: %v, want %v rounded to %v", i, v, w[i], want)
+		}
+	}
+
+	h := correlatedHessian(cols, 50, 0.9, 3)
+	f, err := Factorize(h, cols, DefaultDamp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var viaRun, viaDrive [][2]int
+	a := append([]float32(nil), w...)
+	if err := Run(a, rows, cols, f, 2, round(a, &viaRun)); err != nil {
+		t.Fatal(err)
+	}
+	b := append([]float32(nil), w...)
+	if err := Drive(b, rows, cols, h, 2, round(b, &viaDrive)); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(a) != fmt.Sprint(b) || fmt.Sprint(viaRun) != fmt.Sprint(viaDrive) {
+		t.Errorf("Drive with a Hessian gave %v in blocks %v; Run gave %v in %v", b, viaDrive, a, viaRun)
+	}
+	if fmt.Sprint(a) == fmt.Sprint(m) {
+		t.Error("the correlated Hessian changed nothing; the comparison above proves little")
+	}
+
+	got = nil
+	err = Drive(make([]float32, 300), 1, 300, nil, 0, func(c0, c1 int) error {
+		got = append(got, [2]int{c0, c1})
+		return nil
+	})
+	if err != nil || len(got) != 3 || got[1] != [2]int{128, 256} {
+		t.Errorf("default block: %v, %v; want blocks of %d", got, err, DefaultBlock)
+	}
+
+	indefinite := make([]float64, cols*cols)
+	for i := range cols {
+		indefinite[i*cols+i] = 1
+	}
+	indefinite[1], indefinite[cols] = 3, 3
+	ok := func(int, int) error { return nil }
+	boom := errors.New("codec failure")
+	for _, tc := range []struct {
+		name  string
+		m     []float32
+		rows  int
+		h     []float64
+		block int
+		quant func(c0, c1 int) error
+		want  error
+	}{
+		{"short Hessian", make([]float32, 21), 3, h[:cols], 1, ok, ErrInvalid},
+		{"all-dead Hessian", make([]float32, 21), 3, make([]float64, cols*cols), 1, ok, nil},
+		{"indefinite Hessian", make([]float32, 21), 3, indefinite, 1, ok, ErrNotPositiveDefinite},
+		{"length", make([]float32, 20), 3, nil, 1, ok, ErrInvalid},
+		{"negative rows", nil, -1, nil, 1, ok, ErrInvalid},
+		{"negative block", make([]float32, 21), 3, nil, -1, ok, ErrInvalid},
+		{"nil quantizer", make([]float32, 21), 3, nil, 1, nil, ErrInvalid},
+		{"quantizer error", make([]float32, 21), 3, nil, 1, func(int, int) error { return boom }, boom},
+		{"quantizer error with a Hessian", make([]float32, 21), 3, h, 1, func(int, int) error { return boom }, boom},
+	} {
+		err := Drive(tc.m, tc.rows, cols, tc.h, tc.block, tc.quant)
+		if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("%s: Drive = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}

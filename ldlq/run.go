@@ -68,6 +68,42 @@ func Run(m []float32, rows, cols int, f *Factor, block int, quant func(c0, c1 in
 	return r.err
 }
 
+// Drive is the loop a codec's encoder runs over its matrix: it quantizes
+// the rows×cols row-major matrix m through quant, block of columns by
+// block of columns, with the same contract for quant as [Run]. With a nil
+// Hessian there is nothing to compensate and Drive simply calls quant on
+// the blocks in increasing order, leaving the columns as they are; else it
+// factors h (cols×cols, row-major) with [DefaultDamp] and runs LDLQ. A
+// codec thus has one code path whether or not it was given a Hessian, and
+// a Hessian without correlations (diagonal) reproduces the encoding
+// without one. block is the number of columns per block, 0 meaning
+// DefaultBlock.
+//
+// Errors are those of [Factorize] and [Run]; with a nil Hessian, mismatched
+// sizes or a negative block wrap ErrInvalid and an error from quant is
+// returned unchanged.
+func Drive(m []float32, rows, cols int, h []float64, block int, quant func(c0, c1 int) error) error {
+	if h != nil {
+		f, err := Factorize(h, cols, DefaultDamp)
+		if err != nil {
+			return err
+		}
+		return Run(m, rows, cols, f, block, quant)
+	}
+	if quant == nil || rows < 0 || cols < 0 || len(m) != rows*cols || block < 0 {
+		return fmt.Errorf("%w: %d values as %d×%d in blocks of %d", ErrInvalid, len(m), rows, cols, block)
+	}
+	if block == 0 {
+		block = DefaultBlock
+	}
+	for c0 := 0; c0 < cols; c0 += block {
+		if err := quant(c0, min(c0+block, cols)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // runner holds the working state of one Run.
 type runner struct {
 	m          []float32

@@ -23,6 +23,10 @@
 // decoder blob is registered with [codec.RegisterBuiltinBlob] so that
 // files may reference it by SHA-256 ([codec.EncodeOptions.BlobRef]).
 //
+// Given a layer's input Hessian ([codec.EncodeOptions.Hessian]), the
+// encoder runs both codings with LDLQ error compensation (package ldlq);
+// that is encoder-only and leaves the format and the decoder unchanged.
+//
 // # Format
 //
 // FORMAT-nwc.md specifies the parameters, auxiliary sections, blob, group
@@ -84,7 +88,7 @@ const maxOffset = 127
 // computed with two float32 operations, so a decoder needs no logarithm
 // and files need not store it.
 func StepFeature(step float32) float32 {
-	return float32(math.Float32bits(step))*(1.0/(1<<23)) - 127
+	return float32(float32(math.Float32bits(step))*(1.0/(1<<23))) - 127 // conversions forbid FMA (FORMAT.md A.2)
 }
 
 // setLevels derives the per-level steps and features from level 0's step.
@@ -224,7 +228,7 @@ func reconstruct(d *decoderModel, out []float32, y []int32, lv []uint8, n int, p
 	for c := range n {
 		s := p.steps[lv[c]]
 		for i := range k {
-			out[c*k+i] = (float32(y[c*k+i]) + dout[c*k+i]) * s
+			out[c*k+i] = float32(float32(y[c*k+i])+dout[c*k+i]) * s
 		}
 	}
 	return nil
@@ -240,7 +244,7 @@ func plainValue(y int32, step, off float32) float32 {
 	if a < 0 {
 		a = -a
 	}
-	v := (float32(a) - off) * step
+	v := float32(float32(a)-off) * step
 	if y < 0 {
 		v = -v
 	}

@@ -1,6 +1,7 @@
 package neural
 
 import (
+	"fmt"
 	"math"
 
 	"nwc/codec"
@@ -34,9 +35,14 @@ func (nwcCodec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 // tables), so the learned codec is never worse than the scalar one on a
 // tensor beyond the few bytes of its parameters.
 //
-// opts.Hessian is ignored: LDLQ error feedback (package ldlq, driving a
-// per-column-block quantizer) is not wired into this codec yet, so a
-// Hessian gives the same file as none.
+// With opts.Hessian (cols×cols, the second moment of the layer's inputs)
+// each of the two codings runs its own LDLQ pass (package ldlq) over
+// blocks of opts.LDLQBlock columns: every block is normalized and coded
+// as its columns stand once the output error of the blocks before it has
+// been folded in, and its decoded values feed the next blocks. The
+// decoder is unchanged. A Hessian of the wrong size, or one that is not
+// positive definite even after damping, gives an error wrapping
+// ErrOptions.
 func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encoded, error) {
 	if opts == nil {
 		opts = &codec.EncodeOptions{}
@@ -48,12 +54,15 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 	if err := checkStep(step); err != nil {
 		return nil, err
 	}
-	l, m, err := chunk.Load(t, opts.Transposed)
+	l, w, err := chunk.Load(t, opts.Transposed)
 	if err != nil {
 		return nil, err
 	}
 	if err := chunk.CheckLevels(opts.Levels, l.Cols); err != nil {
 		return nil, err
+	}
+	if opts.Hessian != nil && len(opts.Hessian) != l.Cols*l.Cols {
+		return nil, fmt.Errorf("%w: Hessian has %d entries, want %d×%d", ErrOptions, len(opts.Hessian), l.Cols, l.Cols)
 	}
 	levels := opts.Levels
 	if !slicesAny(levels) {
@@ -72,76 +81,53 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 		return enc, nil
 	}
 	rows, cols := l.Rows, l.Cols
-	h := chunk.Scales(m, rows, cols)
-	scales := chunk.ScaleValues(h)
-	chunk.Normalize(m, cols, scales)
-
-	// Chunks in coding order: rows of chunks, columns within a row.
-	nb := chunk.Chunks(rows)
-	n := nb * cols
-	const k = chunk.Rows
-	x := make([]float32, n*k)
-	lv := make([]uint8, n)
-	var g [k]float32
-	for b := range nb {
-		for j := range cols {
-			chunk.Gather(&g, m, rows, cols, b, j)
-			copy(x[(b*cols+j)*k:], g[:])
-			lv[b*cols+j] = levelOf(levels, j)
-		}
-	}
-	plainY := quantizeAll(x, lv, &p)
-	learnedY, err := c.latents(x, lv, &p)
-	if err != nil {
-		return nil, err
-	}
-	// Padding rows of a ragged last chunk are not coded; the decoder
-	// sees them as 0, so the encoder must too.
-	if r := rows % k; r != 0 {
-		for ci := (nb - 1) * cols; ci < n; ci++ {
-			clear(plainY[ci*k+r : (ci+1)*k])
-			clear(learnedY[ci*k+r : (ci+1)*k])
-		}
-	}
 	colLv := make([]uint8, cols)
 	for j := range colLv {
 		colLv[j] = levelOf(levels, j)
+	}
+	run := pass{c: c, w: w, rows: rows, cols: cols, colLv: colLv, hessian: opts.Hessian, block: max(opts.LDLQBlock, 0)}
+	// Chunks in coding order: rows of chunks, columns within a row.
+	nb := chunk.Chunks(rows)
+	const k = chunk.Rows
+	lv := make([]uint8, nb*cols)
+	for ci := range lv {
+		lv[ci] = colLv[ci%cols]
 	}
 	base := p
 	// Code the tensor both ways and keep the learned transform only if it
 	// beats the scalar quantizer at equal rate, judged by the tensor's own
 	// local rate–distortion slope (measured with a 10 % coarser step):
 	// at low rates a bit buys more than the 6.02 dB of high-rate theory.
-	plainP := base
-	plainP.plain = true
-	plainP.offset = centroidOffset(x, plainY, lv, &base, scales, rows, cols)
-	pr, err := c.measure(x, plainY, lv, &plainP, scales, rows, cols)
+	plain, err := run.plain(base)
 	if err != nil {
 		return nil, err
 	}
-	learnedP := base
-	lr, err := c.measure(x, learnedY, lv, &learnedP, scales, rows, cols)
+	pr, err := c.measure(plain.x, plain.y, lv, &plain.p, plain.scales, rows, cols)
 	if err != nil {
 		return nil, err
 	}
-	chosen, p := plainY, plainP
+	learned, err := run.code(base, true)
+	if err != nil {
+		return nil, err
+	}
+	lr, err := c.measure(learned.x, learned.y, lv, &learned.p, learned.scales, rows, cols)
+	if err != nil {
+		return nil, err
+	}
+	chosen := plain
 	tables, tableAux := pr.tabs, pr.aux
 	if c.force == forceLearned || c.force == forceAuto && lr.better(pr, func() (rd, error) {
-		cp := stepsFor(step * 1.1)
-		cy := quantizeAll(x, lv, &cp)
-		if r := rows % k; r != 0 {
-			for ci := (nb - 1) * cols; ci < n; ci++ {
-				clear(cy[ci*k+r : (ci+1)*k])
-			}
+		cd, err := run.plain(stepsFor(step * 1.1))
+		if err != nil {
+			return rd{}, err
 		}
-		cp.plain = true
-		cp.offset = centroidOffset(x, cy, lv, &cp, scales, rows, cols)
-		return c.measure(x, cy, lv, &cp, scales, rows, cols)
+		return c.measure(cd.x, cd.y, lv, &cd.p, cd.scales, rows, cols)
 	}) {
-		chosen, p = learnedY, learnedP
+		chosen = learned
 		tables, tableAux = lr.tabs, lr.aux
 	}
 
+	p = chosen.p
 	enc.Params = p.marshal()
 	if p.plain {
 		// The scalar quantizer needs no decoder: a file whose tensors all
@@ -153,7 +139,7 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 	r0 := 0
 	for _, r1 := range ends {
 		b0, b1 := r0/k, chunk.Chunks(r1)
-		data, err := encodeGroup(chosen[b0*cols*k:b1*cols*k], colLv, b0, b1, rows, cols, &tables)
+		data, err := encodeGroup(chosen.y[b0*cols*k:b1*cols*k], colLv, b0, b1, rows, cols, &tables)
 		if err != nil {
 			return nil, err
 		}
@@ -163,7 +149,7 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 	if opts.Transposed {
 		enc.Groups[0].End = uint64(l.Len())
 	}
-	sa, err := chunk.AppendScales(nil, h)
+	sa, err := chunk.AppendScales(nil, chosen.h)
 	if err != nil {
 		return nil, err
 	}
@@ -200,8 +186,9 @@ func (c *Codec) latents(x []float32, lv []uint8, p *params) ([]int32, error) {
 	const k = chunk.Rows
 	n := len(lv)
 	y := make([]int32, n*k)
-	in := make([]float32, encodeBatch*(k+1))
-	out := make([]float32, encodeBatch*k)
+	// LDLQ calls this once per column block, often with few chunks.
+	in := make([]float32, min(n, encodeBatch)*(k+1))
+	out := make([]float32, min(n, encodeBatch)*k)
 	var sc mlp.Scratch
 	for c0 := 0; c0 < n; c0 += encodeBatch {
 		bn := min(encodeBatch, n-c0)

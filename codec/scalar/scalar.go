@@ -69,28 +69,18 @@ const DefaultLDLQBlock = 128
 // drive quantizes the columns of m in blocks through quant: in order
 // without a Hessian, else with LDLQ error compensation (package ldlq),
 // which updates the columns not yet coded so they absorb the output error
-// of those already coded.
+// of those already coded. A Hessian that cannot be used (wrong size,
+// non-finite, not positive definite after damping) is an option error.
 func drive(m []float32, rows, cols int, o *codec.EncodeOptions, quant func(c0, c1 int) error) error {
-	block := o.LDLQBlock
-	if block <= 0 {
-		block = DefaultLDLQBlock
-	}
-	if o.Hessian == nil {
-		for c0 := 0; c0 < cols; c0 += block {
-			if err := quant(c0, min(c0+block, cols)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if len(o.Hessian) != cols*cols {
+	if o.Hessian != nil && len(o.Hessian) != cols*cols {
 		return fmt.Errorf("%w: Hessian has %d entries, want %d×%d", ErrOptions, len(o.Hessian), cols, cols)
 	}
-	f, err := ldlq.Factorize(o.Hessian, cols, ldlq.DefaultDamp)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrOptions, err)
+	// A negative block size has always meant the default here.
+	err := ldlq.Drive(m, rows, cols, o.Hessian, max(o.LDLQBlock, 0), quant)
+	if errors.Is(err, ldlq.ErrInvalid) || errors.Is(err, ldlq.ErrNotPositiveDefinite) {
+		return fmt.Errorf("%w: %w", ErrOptions, err)
 	}
-	return ldlq.Run(m, rows, cols, f, block, quant)
+	return err
 }
 
 // options returns a copy of opts with nil meaning the zero value.

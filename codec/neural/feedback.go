@@ -1,0 +1,185 @@
+package neural
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"nwc/codec/chunk"
+	"nwc/ldlq"
+)
+
+// ErrOptions reports encode options the encoder cannot use: a Hessian
+// whose size does not match the matrix's columns, or one that is not
+// positive definite even after damping. (A bad step is ErrStep, bad
+// levels chunk.ErrLevels.)
+var ErrOptions = errors.New("neural: invalid encode options")
+
+// A pass codes one tensor's matrix with one quantizer, column block by
+// column block, through ldlq.Drive: in plain block order without a
+// Hessian, else with LDLQ error feedback. The encoder runs one pass per
+// candidate coding, because the feedback depends on the quantizer's
+// errors.
+type pass struct {
+	c          *Codec
+	w          []float32 // rows×cols, the loaded weights; never modified
+	rows, cols int
+	colLv      []uint8
+	hessian    []float64
+	block      int // columns per LDLQ block; 0 is ldlq.DefaultBlock
+}
+
+// A coding is the outcome of a pass, in the encoder's chunk order (rows of
+// chunks, columns within a row): the normalized chunks the quantizer was
+// given (LDLQ's targets, with padding rows of a ragged last chunk zero),
+// their latents (padding zero), the column scales as fp16 bits and as
+// values, and the parameters.
+type coding struct {
+	x      []float32
+	y      []int32
+	h      []uint16
+	scales []float32
+	p      params
+}
+
+// plain codes the matrix as the scalar quantizer at p's steps. The
+// centroid offset enters the reconstruction that LDLQ feeds back, so it
+// must be fixed before the pass; it is fitted to the weights as loaded
+// (as ecsq does), which without a Hessian is exactly the coding's own.
+func (r *pass) plain(p params) (*coding, error) {
+	p.plain = true
+	p.offset = 0
+	free := *r
+	free.hessian = nil
+	cd, err := free.code(p, false)
+	if err != nil {
+		return nil, err
+	}
+	lv := make([]uint8, len(cd.y)/chunk.Rows)
+	for ci := range lv {
+		lv[ci] = r.colLv[ci%r.cols]
+	}
+	p.offset = centroidOffset(cd.x, cd.y, lv, &cd.p, cd.scales, r.rows, r.cols)
+	if r.hessian == nil {
+		// Without feedback the latents do not depend on the offset.
+		cd.p.offset = p.offset
+		return cd, nil
+	}
+	return r.code(p, false)
+}
+
+// code runs the pass with the learned encoder net (learned) or the plain
+// scalar quantizer, with p's steps and offset.
+//
+// Each block's scales are the fp16 RMS of its columns as they stand when
+// the block is reached, after LDLQ has folded the earlier blocks' error
+// into them: those are the scales the file stores and the decoder
+// multiplies by. Without a Hessian they are the RMS of the weights, and
+// the whole matrix is one block, so the network sees the same batches as
+// an encoder without LDLQ (the nets are batch-independent anyway).
+func (r *pass) code(p params, learned bool) (*coding, error) {
+	const k = chunk.Rows
+	rows, cols := r.rows, r.cols
+	nb := chunk.Chunks(rows)
+	cd := &coding{
+		x:      make([]float32, nb*cols*k),
+		y:      make([]int32, nb*cols*k),
+		h:      make([]uint16, cols),
+		scales: make([]float32, cols),
+		p:      p,
+	}
+	m, block := r.w, r.block
+	if r.hessian == nil {
+		block = cols
+	} else {
+		// LDLQ overwrites the matrix with targets and decoded values.
+		m = slices.Clone(r.w)
+	}
+	var (
+		colBuf, bx, out []float32
+		blv             []uint8
+		sc              scratch
+	)
+	quant := func(c0, c1 int) error {
+		bw := c1 - c0
+		colBuf = grow(colBuf, rows*bw)
+		for i := range rows {
+			copy(colBuf[i*bw:(i+1)*bw], m[i*cols+c0:i*cols+c1])
+		}
+		hb := chunk.Scales(colBuf, rows, bw)
+		copy(cd.h[c0:], hb)
+		copy(cd.scales[c0:], chunk.ScaleValues(hb))
+
+		// The block's chunks, in the same order as the whole matrix's.
+		n := nb * bw
+		bx = grow(bx, n*k)
+		blv = grow(blv, n)
+		for b := range nb {
+			vr := validRows(b, rows)
+			for j := c0; j < c1; j++ {
+				ci := b*bw + j - c0
+				blv[ci] = r.colLv[j]
+				xc := bx[ci*k : (ci+1)*k]
+				// As chunk.Normalize: a zero scale zeroes the column.
+				if s := cd.scales[j]; s == 0 {
+					clear(xc[:vr])
+				} else {
+					for i := range vr {
+						xc[i] = m[(b*k+i)*cols+j] / s
+					}
+				}
+				clear(xc[vr:])
+			}
+		}
+		var y []int32
+		if learned {
+			var err error
+			if y, err = r.c.latents(bx, blv, &cd.p); err != nil {
+				return err
+			}
+		} else {
+			y = quantizeAll(bx, blv, &cd.p)
+		}
+		// Padding rows of a ragged last chunk are not coded; the decoder
+		// sees them as 0, so the encoder must too.
+		if vr := validRows(nb-1, rows); vr < k {
+			for ci := (nb - 1) * bw; ci < n; ci++ {
+				clear(y[ci*k+vr : (ci+1)*k])
+			}
+		}
+		for b := range nb {
+			src, dst := b*bw*k, (b*cols+c0)*k
+			copy(cd.x[dst:dst+bw*k], bx[src:src+bw*k])
+			copy(cd.y[dst:dst+bw*k], y[src:src+bw*k])
+		}
+		if r.hessian == nil {
+			return nil // nothing reads the decoded values
+		}
+		out = grow(out, n*k)
+		sc.in = grow(sc.in, min(n, encodeBatch)*(k+1))
+		sc.dout = grow(sc.dout, min(n, encodeBatch)*k)
+		for a := 0; a < n; a += encodeBatch {
+			if err := reconstruct(r.c.dec1, out[a*k:], y[a*k:], blv[a:], min(encodeBatch, n-a), &cd.p, sc.in, sc.dout, &sc); err != nil {
+				return err
+			}
+		}
+		// What the decoder writes: the normalized value times the scale.
+		for b := range nb {
+			for j := c0; j < c1; j++ {
+				ci, s := b*bw+j-c0, cd.scales[j]
+				for i := range validRows(b, rows) {
+					m[(b*k+i)*cols+j] = out[ci*k+i] * s
+				}
+			}
+		}
+		return nil
+	}
+	err := ldlq.Drive(m, rows, cols, r.hessian, block, quant)
+	if errors.Is(err, ldlq.ErrInvalid) || errors.Is(err, ldlq.ErrNotPositiveDefinite) {
+		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return cd, nil
+}

@@ -72,6 +72,10 @@ type EncodeOptions struct {
 	// RegisterBuiltinBlob) to store only its SHA-256 (BlobData.Ref), which
 	// saves the blob's bytes in files read by this library.
 	BlobRef bool
+	// NoBlob asks codecs to code without a shared blob: nwc then codes
+	// every tensor on its scalar path. Conversion sets it when the blob
+	// would cost the file more than it can save.
+	NoBlob bool
 }
 
 // DefaultGroupBytes is the decoded size of a chunk group unless configured.
@@ -169,6 +173,13 @@ type Codec interface {
 type Stepper interface {
 	// DefaultStep is the step used when EncodeOptions.Step is 0.
 	DefaultStep() float64
+}
+
+// A BlobSizer is a codec that stores a shared blob (decoder weights) in
+// files that use it, so that conversion can weigh the blob's cost.
+type BlobSizer interface {
+	// BlobSize is the size in bytes of the blob a file would store.
+	BlobSize() int
 }
 
 // Lossy reports whether the codec registered as id changes values.

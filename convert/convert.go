@@ -62,6 +62,10 @@ type TensorBits struct {
 // llama.cpp does.
 var DefaultKeep = []*regexp.Regexp{regexp.MustCompile(`(?i)(norm|bias)`)}
 
+// MaxBlobBitsPerWeight is the most a codec's shared blob may cost, spread
+// over the lossy matrices, before conversion codes without it.
+const MaxBlobBitsPerWeight = 0.01
+
 // DefaultMinElements is the size under which a matrix stays lossless: its
 // per-column scales and tables would cost more than they save.
 const DefaultMinElements = 1024
@@ -173,6 +177,22 @@ func newConversion(src safetensors.Source, opts *Options) (*conversion, error) {
 			}
 		}
 		c.items = append(c.items, it)
+	}
+	// A shared blob (nwc's decoder) must pay for itself: the learned
+	// transform gains at most ~0.1 dB over the scalar path at equal rate,
+	// about 0.015 bits per weight, so a blob costing more than
+	// MaxBlobBitsPerWeight is not stored and nwc codes every tensor on its
+	// scalar path. Referencing a built-in blob (BlobRef) costs nothing.
+	if bs, ok := cd.(codec.BlobSizer); ok && !c.o.Encode.BlobRef {
+		var elems uint64
+		for _, it := range c.items {
+			if codec.Lossy(it.codec) {
+				elems += it.numel
+			}
+		}
+		if elems > 0 && float64(bs.BlobSize())*8/float64(elems) > MaxBlobBitsPerWeight {
+			c.o.Encode.NoBlob = true
+		}
 	}
 	if g := c.o.Guidance; g != nil && g.Allocate {
 		sens, err := c.sensitivities()

@@ -106,17 +106,16 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 	if err != nil {
 		return nil, err
 	}
-	learned, err := run.code(base, true)
-	if err != nil {
-		return nil, err
-	}
-	lr, err := c.measure(learned.x, learned.y, lv, &learned.p, learned.scales, rows, cols)
-	if err != nil {
-		return nil, err
-	}
 	chosen := plain
 	tables, tableAux := pr.tabs, pr.aux
-	if c.force == forceLearned || c.force == forceAuto && lr.better(pr, func() (rd, error) {
+	if opts.NoBlob && c.force != forceLearned {
+		// The caller judged that the decoder's weights would cost the
+		// file more than the learned transform can save.
+	} else if learned, err := run.code(base, true); err != nil {
+		return nil, err
+	} else if lr, err := c.measure(learned.x, learned.y, lv, &learned.p, learned.scales, rows, cols); err != nil {
+		return nil, err
+	} else if c.force == forceLearned || c.force == forceAuto && lr.better(pr, func() (rd, error) {
 		cd, err := run.plain(stepsFor(step * 1.1))
 		if err != nil {
 			return rd{}, err
@@ -329,3 +328,13 @@ func (c *Codec) measure(x []float32, y []int32, lv []uint8, p *params, scales []
 
 // DefaultStep makes nwc a codec.Stepper: rate control searches its step.
 func (nwcCodec) DefaultStep() float64 { return DefaultStep }
+
+// BlobSize makes nwc a codec.BlobSizer: the bytes of the default model's
+// blob, which files store once unless they reference it.
+func (nwcCodec) BlobSize() int {
+	c, err := Default()
+	if err != nil {
+		return 0
+	}
+	return len(c.Blob())
+}

@@ -5,13 +5,13 @@ package spec
 const NWCChunkRows = 16
 
 // An NWCTensor is everything the neural codec ("nwc", codec/neural/
-// FORMAT-nwc.md) needs to reconstruct one tensor, already parsed: the
+// FORMAT.md §7.7) needs to reconstruct one tensor, already parsed: the
 // entropy decoding of the latents is plain rANS and the container parsing
 // is specified elsewhere; what is normative here is the arithmetic.
 type NWCTensor struct {
 	Rows, Cols int // the coded matrix (after any transposition)
 	// Steps and Features are the per-level step Δ_q and decoder feature
-	// f_q derived from the tensor's parameters (FORMAT-nwc.md §3).
+	// f_q derived from the tensor's parameters (FORMAT.md §7.7.3).
 	Steps, Features [4]float32
 	// Plain is true when the tensor skips the decoder network; Offset is
 	// then the centroid offset δ in steps.

@@ -29,7 +29,7 @@
 //
 // # Format
 //
-// FORMAT-nwc.md specifies the parameters, auxiliary sections, blob, group
+// FORMAT.md §7.7 specifies the parameters, auxiliary sections, blob, group
 // payloads and the normative decode arithmetic; spec.NWCReconstruct is
 // the reference decoder the fast path is tested against. Version 1 is
 // read and written.
@@ -67,7 +67,7 @@ const DefaultStep = 0.25
 // costs under 0.1 % over the entropy with a 32 KiB decoding table.
 const tablePrecision = 14
 
-// params are a tensor's codec parameters (FORMAT-nwc.md §3). The file
+// params are a tensor's codec parameters (FORMAT.md §7.7.3). The file
 // stores the level-0 step; the rest follows with float32 operations, so
 // decoders never evaluate sqrt or log.
 type params struct {
@@ -198,14 +198,14 @@ func stepsFor(step float64) (p params) {
 }
 
 // reconstruct turns the latents of n chunks (n×Chunk, chunk-major) into
-// normalized weights, the decoder's normative arithmetic (FORMAT-nwc.md
+// normalized weights, the decoder's normative arithmetic (FORMAT.md §7.7
 // §5): without a net, x̂ = fl(y·Δ_q); with one, x̂ = fl(fl(y + D_i)·Δ_q)
 // where D is the net evaluated on fl(y·Δ_q) and the level's feature.
 // in and d are scratch of n×(Chunk+1) and n×Chunk values.
 func reconstruct(d *decoderModel, out []float32, y []int32, lv []uint8, n int, p *params, in, dout []float32, sc *scratch) error {
 	const k = chunk.Rows
 	if p.plain {
-		off := float32(p.offset) / 256
+		off := float32(float32(p.offset) / 256) // a separate rounding: no FMA with its use
 		for c := range n {
 			s := p.steps[lv[c]]
 			for i := range k {

@@ -14,7 +14,7 @@ import (
 	"nwc/format"
 )
 
-// Versions of the two serialized forms (see FORMAT-nwc.md).
+// Versions of the two serialized forms (see FORMAT.md §7.7).
 const (
 	fileVersion = 1 // a .nwcc codec file: encoder, decoder, prior, provenance
 	blobVersion = 1 // a codec blob in a .nwc file: the decoder only

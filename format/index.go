@@ -23,10 +23,22 @@ type Group struct {
 }
 
 // A NamedSection is a tensor's auxiliary data (per-column scales,
-// importance levels, ...) whose meaning the tensor's codec defines.
+// importance levels, ...) whose meaning the tensor's codec defines. Small
+// auxiliary data is stored inline in the index (Inline non-nil, Section
+// zero), where it costs no section entry and no alignment padding; larger
+// data is a section.
 type NamedSection struct {
-	Name string
+	Name   string
+	Inline []byte
 	Section
+}
+
+// Len returns the length of the data, inline or not.
+func (a NamedSection) Len() uint64 {
+	if a.Inline != nil {
+		return uint64(len(a.Inline))
+	}
+	return a.Length
 }
 
 // A Blob is codec data shared by any number of tensors: a decoder's
@@ -78,18 +90,18 @@ func (t *Tensor) StoredBytes() uint64 {
 		n += g.Length
 	}
 	for _, a := range t.Aux {
-		n += a.Length
+		n += a.Len()
 	}
 	return n
 }
 
-// AuxSection returns the auxiliary section called name.
-func (t *Tensor) AuxSection(name string) (Section, bool) {
+// AuxEntry returns the auxiliary data called name.
+func (t *Tensor) AuxEntry(name string) (NamedSection, bool) {
 	i := sort.Search(len(t.Aux), func(i int) bool { return t.Aux[i].Name >= name })
 	if i < len(t.Aux) && t.Aux[i].Name == name {
-		return t.Aux[i].Section, true
+		return t.Aux[i], true
 	}
-	return Section{}, false
+	return NamedSection{}, false
 }
 
 // GroupStart returns the first element of group i.
@@ -254,7 +266,11 @@ func writeTensor(w *MsgWriter, t *Tensor) {
 		w.MapLen(len(t.Aux))
 		for _, a := range t.Aux {
 			w.String(a.Name)
-			writeSection(w, a.Section)
+			if a.Inline != nil {
+				w.Bin(a.Inline)
+			} else {
+				writeSection(w, a.Section)
+			}
 		}
 	}
 }

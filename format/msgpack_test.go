@@ -114,7 +114,7 @@ func TestIndexRoundTrip(t *testing.T) {
 		Blobs:    []Blob{{Codec: "nwc", SHA256: [32]byte{1}, Section: &Section{128, 5, 9}}, {Codec: "nwc", SHA256: [32]byte{2}}},
 		Tensors: []Tensor{{Name: "t", DType: F32, Shape: []uint64{2, 3}, Codec: "raw", Params: []byte{0x80}, Blob: 1,
 			View: [2]uint64{2, 3}, Groups: []Group{{End: 6, Section: Section{192, 24, 3}}},
-			Aux: []NamedSection{{Name: "scales", Section: Section{256, 2, 4}}}}},
+			Aux: []NamedSection{{Name: "levels", Inline: []byte{7}}, {Name: "scales", Section: Section{256, 2, 4}}}}},
 	}
 	b := x.Marshal()
 	y, err := ParseIndex(b, 0, Limits{})
@@ -124,8 +124,11 @@ func TestIndexRoundTrip(t *testing.T) {
 	if string(y.Marshal()) != string(b) {
 		t.Fatal("index does not round-trip")
 	}
-	if s, ok := y.Tensors[0].AuxSection("scales"); !ok || s.Length != 2 {
+	if s, ok := y.Tensors[0].AuxEntry("scales"); !ok || s.Len() != 2 || s.Inline != nil {
 		t.Fatal("aux section lost")
+	}
+	if s, ok := y.Tensors[0].AuxEntry("levels"); !ok || string(s.Inline) != "\x07" {
+		t.Fatal("inline aux lost")
 	}
 }
 

@@ -3,6 +3,8 @@ package format
 import (
 	"math/bits"
 	"sort"
+
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // Limits bound what a reader accepts from a file, so that hostile input
@@ -274,6 +276,18 @@ func parseTensor(m *MsgReader, lim Limits) (Tensor, error) {
 			err = parseGroups(m, &t)
 		case keyAux:
 			err = m.MapKeys("tensor aux", func(name string) error {
+				c, err := m.d.PeekCode()
+				if err != nil {
+					return m.wrap(err, "aux "+name)
+				}
+				if c == msgpcode.Bin8 || c == msgpcode.Bin16 || c == msgpcode.Bin32 {
+					b, err := m.Bytes("aux " + name)
+					if b == nil {
+						b = []byte{}
+					}
+					t.Aux = append(t.Aux, NamedSection{Name: name, Inline: b})
+					return err
+				}
 				s, err := parseSection(m, "aux section "+name)
 				t.Aux = append(t.Aux, NamedSection{Name: name, Section: s})
 				return err

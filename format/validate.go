@@ -43,7 +43,9 @@ func (x *Index) Sections() []Located {
 			out = append(out, Located{What: fmt.Sprintf("tensor %q group %d", t.Name, j), Tensor: t.Name, Section: g.Section})
 		}
 		for _, a := range t.Aux {
-			out = append(out, Located{What: fmt.Sprintf("tensor %q aux %q", t.Name, a.Name), Tensor: t.Name, Section: a.Section})
+			if a.Inline == nil {
+				out = append(out, Located{What: fmt.Sprintf("tensor %q aux %q", t.Name, a.Name), Tensor: t.Name, Section: a.Section})
+			}
 		}
 	}
 	return out
@@ -127,6 +129,9 @@ func ValidateTensor(t *Tensor, nblobs int, lim Limits) error {
 	for j, a := range t.Aux {
 		if a.Name == "" || (j > 0 && t.Aux[j-1].Name == a.Name) {
 			return TensorErrorf(t.Name, -1, "aux section names must be non-empty and unique")
+		}
+		if a.Inline != nil && len(a.Inline) == 0 {
+			return TensorErrorf(t.Name, -1, "inline aux %q is empty", a.Name)
 		}
 	}
 	return nil

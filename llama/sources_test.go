@@ -9,9 +9,10 @@ import (
 	"slices"
 	"testing"
 
-	"nwc/convert"
+	"nwc/codec"
 	"nwc/format"
 	"nwc/reader"
+	"nwc/writer"
 	"nwc/safetensors"
 )
 
@@ -69,9 +70,7 @@ func TestLoadFormats(t *testing.T) {
 		t.Fatal(err)
 	}
 	nwcPath := filepath.Join(dir, "tiny.nwc")
-	if _, err := convert.ToNWC(src, nwcPath, nil); err != nil {
-		t.Fatal(err)
-	}
+	toNWC(t, src, nwcPath)
 	src.Close()
 	for _, p := range []string{filepath.Join("testdata", "tiny.bin"), st, st64, nwcPath} {
 		got, err := Load(p)
@@ -125,9 +124,7 @@ func TestNWCSourceNotFound(t *testing.T) {
 		t.Errorf("SafetensorsSource missing tensor: %v", err)
 	}
 	p := filepath.Join(dir, "tiny.nwc")
-	if _, err := convert.ToNWC(src, p, nil); err != nil {
-		t.Fatal(err)
-	}
+	toNWC(t, src, p)
 	m2, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
@@ -140,5 +137,35 @@ func TestNWCSourceNotFound(t *testing.T) {
 	defer rc.Close()
 	if _, _, err := (NWCSource{R: rc.Reader}).Tensor("nope"); !errors.Is(err, ErrNotFound) || !errors.Is(err, format.ErrNotFound) {
 		t.Errorf("NWCSource missing tensor: %v", err)
+	}
+}
+
+// toNWC writes src losslessly to a .nwc file with the writer alone
+// (package convert imports calib, which imports this package).
+func toNWC(t *testing.T, src safetensors.Source, path string) {
+	t.Helper()
+	f, err := writer.Create(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Abort()
+	if err := f.SetMetadata(src.Metadata()); err != nil {
+		t.Fatal(err)
+	}
+	for _, ti := range src.Tensors() {
+		data, err := src.ReadTensor(ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shape := make([]uint64, len(ti.Shape))
+		for i, d := range ti.Shape {
+			shape[i] = uint64(d)
+		}
+		if err := f.WriteTensor(&codec.Tensor{Name: ti.Name, DType: ti.DType, Shape: shape, Data: data}, codec.Lossless, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -49,11 +49,14 @@ func (t *Tensor) StoredBytes() uint64 { return t.e.StoredBytes() }
 type tensorEnv struct{ t *Tensor }
 
 func (env *tensorEnv) Aux(name string) ([]byte, error) {
-	s, ok := env.t.e.AuxSection(name)
+	a, ok := env.t.e.AuxEntry(name)
 	if !ok {
 		return nil, format.TensorErrorf(env.t.e.Name, -1, "codec %s needs aux section %q", env.t.e.Codec, name)
 	}
-	return env.t.r.readSection(s, fmt.Sprintf("tensor %q aux %q", env.t.e.Name, name))
+	if a.Inline != nil {
+		return a.Inline, nil // covered by the index checksum
+	}
+	return env.t.r.readSection(a.Section, fmt.Sprintf("tensor %q aux %q", env.t.e.Name, name))
 }
 
 func (env *tensorEnv) Blob(parse func([]byte) (any, error)) (any, error) {

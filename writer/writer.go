@@ -22,7 +22,17 @@ type Options struct {
 	// AlignLog2 is log2 of the alignment of every section, in
 	// [format.MinAlignLog2, format.MaxAlignLog2]; 0 selects 64 bytes.
 	AlignLog2 uint8
+	// MaxInlineAux is the largest auxiliary data stored inline in the
+	// index rather than as a section (which costs an entry and up to one
+	// alignment unit of padding); 0 selects DefaultMaxInlineAux, a
+	// negative value stores every aux as a section.
+	MaxInlineAux int
 }
+
+// DefaultMaxInlineAux keeps the scales, tables and levels of small
+// matrices in the index, where they cost no padding, while the index of a
+// large model stays small.
+const DefaultMaxInlineAux = 256
 
 // ErrClosed is returned by calls on a closed Writer.
 var ErrClosed = errors.New("writer: closed")
@@ -32,6 +42,7 @@ type Writer struct {
 	bw     *bufio.Writer
 	off    uint64 // bytes written so far
 	align  uint8
+	inline int   // aux data up to this size goes into the index
 	err    error // sticky: the first write error ends the file
 	closed bool
 
@@ -50,11 +61,16 @@ func New(w io.Writer, opts *Options) (*Writer, error) {
 	if align < format.MinAlignLog2 || align > format.MaxAlignLog2 {
 		return nil, fmt.Errorf("writer: alignment 2^%d outside [2^%d, 2^%d]", align, format.MinAlignLog2, format.MaxAlignLog2)
 	}
+	inline := DefaultMaxInlineAux
+	if opts != nil && opts.MaxInlineAux != 0 {
+		inline = opts.MaxInlineAux
+	}
 	wr := &Writer{
-		bw:    bufio.NewWriterSize(w, 1<<20),
-		align: align,
-		names: map[string]struct{}{},
-		blobs: map[[32]byte]int{},
+		bw:     bufio.NewWriterSize(w, 1<<20),
+		align:  align,
+		inline: inline,
+		names:  map[string]struct{}{},
+		blobs:  map[[32]byte]int{},
 	}
 	p := format.Preamble{Major: format.VersionMajor, Minor: format.VersionMinor, AlignLog2: align}.Marshal()
 	wr.write(p[:])
@@ -218,7 +234,11 @@ func (w *Writer) WriteEncoded(name string, dt format.DType, shape []uint64, code
 		t.Groups[i].Section = w.section(g.Data)
 	}
 	for i, a := range aux {
-		t.Aux[i].Section = w.section(a.Data)
+		if len(a.Data) <= w.inline {
+			t.Aux[i].Inline = append([]byte(nil), a.Data...)
+		} else {
+			t.Aux[i].Section = w.section(a.Data)
+		}
 	}
 	if w.err != nil {
 		return w.err

@@ -85,7 +85,7 @@ func (nwcCodec) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder,
 	if d.scales, err = chunk.ParseScales(sb, l.Cols); err != nil {
 		return nil, format.TensorErrorf(t.Name, -1, "codec nwc: %v", err)
 	}
-	if _, ok := t.AuxSection(chunk.AuxLevels); ok {
+	if _, ok := t.AuxEntry(chunk.AuxLevels); ok {
 		lb, err := env.Aux(chunk.AuxLevels)
 		if err != nil {
 			return nil, err

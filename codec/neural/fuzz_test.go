@@ -109,11 +109,14 @@ func FuzzDecode(f *testing.F) {
 	for _, tt := range r.Tensors() {
 		e := tt.Entry()
 		sec := func(name string) []byte {
-			s, ok := e.AuxSection(name)
+			a, ok := e.AuxEntry(name)
 			if !ok {
 				return nil
 			}
-			return b[s.Offset:s.End()]
+			if a.Inline != nil {
+				return a.Inline
+			}
+			return b[a.Offset:a.Section.End()]
 		}
 		g := e.Groups[0]
 		f.Add(e.Params, sec("scales"), sec("levels"), sec(neural.AuxTables), b[g.Section.Offset:g.Section.End()], uint8(e.View[0]), uint8(e.View[1]))

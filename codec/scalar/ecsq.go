@@ -320,7 +320,7 @@ func (ecsqCodec) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder
 		return nil, bad(err)
 	}
 	var levels []uint8
-	if _, ok := t.AuxSection(chunk.AuxLevels); ok {
+	if _, ok := t.AuxEntry(chunk.AuxLevels); ok {
 		if b, err = env.Aux(chunk.AuxLevels); err != nil {
 			return nil, err
 		}

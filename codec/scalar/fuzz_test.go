@@ -42,7 +42,7 @@ func addGoldenSeeds(f *testing.F) {
 		}
 		aux := map[string][]byte{}
 		for _, a := range t.Aux {
-			aux[a.Name] = sec(a.Section)
+			aux[a.Name] = auxBytes(file, a)
 		}
 		rows, cols := t.Shape[0], t.Shape[1]
 		if len(t.Groups) > 1 {
@@ -189,7 +189,7 @@ func TestCorrupt(t *testing.T) {
 			e.Aux = append([]format.NamedSection(nil), tn.Aux...)
 			env := memEnv{}
 			for _, a := range tn.Aux {
-				env[a.Name] = sec(a.Section)
+				env[a.Name] = bytes.Clone(auxBytes(file, a))
 			}
 			groups := make([][]byte, len(tn.Groups))
 			for i, g := range tn.Groups {
@@ -250,4 +250,12 @@ func goldenIndex(file []byte) (*format.Index, error) {
 		return nil, err
 	}
 	return format.ParseIndex(file[tr.IndexOffset:tr.IndexOffset+tr.IndexLength], int64(tr.IndexOffset), format.Limits{})
+}
+
+// auxBytes returns the data of an aux entry of file, inline or not.
+func auxBytes(file []byte, a format.NamedSection) []byte {
+	if a.Inline != nil {
+		return a.Inline
+	}
+	return file[a.Offset : a.Offset+a.Length]
 }

@@ -231,7 +231,7 @@ func TestECSQLevels(t *testing.T) {
 		t.Fatal(err)
 	}
 	e, _ := entry(ECSQ, tn, enc)
-	if _, ok := e.AuxSection(chunk.AuxLevels); !ok {
+	if _, ok := e.AuxEntry(chunk.AuxLevels); !ok {
 		t.Fatal("no levels section")
 	}
 	got, err := decodeAll(t, ECSQ, tn, enc)
@@ -265,7 +265,7 @@ func TestECSQLevels(t *testing.T) {
 			t.Fatal(err)
 		}
 		e, _ := entry(ECSQ, tn, enc)
-		if _, ok := e.AuxSection(chunk.AuxLevels); ok != (lv != 0) {
+		if _, ok := e.AuxEntry(chunk.AuxLevels); ok != (lv != 0) {
 			t.Errorf("level %d everywhere: levels section present = %v", lv, ok)
 		}
 		if _, err := decodeAll(t, ECSQ, tn, enc); err != nil {

@@ -39,20 +39,32 @@ func Plot(pts []Point, path string) error {
 	if len(keys) == 0 {
 		return fmt.Errorf("bench: nothing to plot")
 	}
-	files := map[string]bool{}
+	// Colour tells the codec, glyph and dash the file: curves of codecs
+	// that nearly coincide stay distinguishable.
+	files, codecs := map[string]int{}, map[string]int{}
 	for _, k := range keys {
-		files[k.file] = true
+		if _, ok := files[k.file]; !ok {
+			files[k.file] = len(files)
+		}
+		if _, ok := codecs[k.codec]; !ok {
+			codecs[k.codec] = len(codecs)
+		}
 	}
-	for i, k := range keys {
+	glyphs := []draw.GlyphDrawer{draw.CircleGlyph{}, draw.TriangleGlyph{}, draw.BoxGlyph{}, draw.PlusGlyph{}}
+	for _, k := range keys {
 		xy := curves[k]
 		sort.Slice(xy, func(a, b int) bool { return xy[a].X < xy[b].X })
 		l, s, err := plotter.NewLinePoints(xy)
 		if err != nil {
 			return err
 		}
-		col := plotColors[i%len(plotColors)]
+		col := plotColors[codecs[k.codec]%len(plotColors)]
 		l.Color, s.Color = col, col
-		s.Shape = draw.CircleGlyph{}
+		s.Shape = glyphs[files[k.file]%len(glyphs)]
+		s.Radius = vg.Points(3 + float64(codecs[k.codec]%3))
+		if files[k.file] > 0 {
+			l.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
+		}
 		p.Add(l, s)
 		name := k.codec
 		if len(files) > 1 {

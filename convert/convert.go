@@ -227,7 +227,7 @@ func (c *conversion) codecFor(it *item) string {
 }
 
 // options returns the encode options of one tensor.
-func (c *conversion) options(it *item) (*codec.EncodeOptions, error) {
+func (c *conversion) options(it *item, t *codec.Tensor) (*codec.EncodeOptions, error) {
 	o := c.o.Encode
 	if !codec.Lossy(it.codec) {
 		return &o, nil
@@ -238,7 +238,9 @@ func (c *conversion) options(it *item) (*codec.EncodeOptions, error) {
 	}
 	o.Transposed = c.transposed(it)
 	if c.o.Guidance != nil {
-		c.o.Guidance.apply(it, &o)
+		if err := c.o.Guidance.apply(it, &o, t); err != nil {
+			return nil, err
+		}
 	}
 	return &o, nil
 }
@@ -313,7 +315,7 @@ func (c *conversion) encode(it *item, t *codec.Tensor) (*codec.Encoded, error) {
 	if err != nil {
 		return nil, err
 	}
-	o, err := c.options(it)
+	o, err := c.options(it, t)
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,10 @@ import (
 // elsewhere) decide which columns matter and let LDLQ compensate errors.
 type Guidance struct {
 	Hessians *calib.Set
-	// Importance gives each column an importance level from diag(H).
+	// Importance gives each column an importance level: its expected
+	// share of the output error, H_jj·mean_r(W_rj²). Ranking by H_jj
+	// alone would ignore that every column is normalized by its own RMS,
+	// so a column's error grows with its scale squared.
 	Importance bool
 	Thresholds calib.Thresholds // zero value: calib.DefaultThresholds
 	// LDLQ codes column blocks with error compensation.
@@ -43,20 +46,29 @@ func (g *Guidance) hessianFor(name string, cols uint64, transposed bool) *calib.
 }
 
 // apply adds the Hessian and levels of one tensor to its options.
-func (g *Guidance) apply(it *item, o *codec.EncodeOptions) {
+func (g *Guidance) apply(it *item, o *codec.EncodeOptions, t *codec.Tensor) error {
 	if len(it.shape) < 2 {
-		return
+		return nil
 	}
-	h := g.hessianFor(it.info.Name, it.numel/it.shape[0], o.Transposed)
+	cols := it.numel / it.shape[0]
+	h := g.hessianFor(it.info.Name, cols, o.Transposed)
 	if h == nil {
-		return
+		return nil
 	}
 	if g.Importance {
 		th := g.Thresholds
 		if th == (calib.Thresholds{}) {
 			th = calib.DefaultThresholds
 		}
-		o.Levels = calib.Levels(h.Diag(), th)
+		colSq, err := columnMeanSquares(t, cols)
+		if err != nil {
+			return err
+		}
+		score := h.Diag()
+		for j := range score {
+			score[j] *= colSq[j]
+		}
+		o.Levels = calib.Levels(score, th)
 	}
 	if g.LDLQ {
 		o.Hessian = h.Data
@@ -65,6 +77,25 @@ func (g *Guidance) apply(it *item, o *codec.EncodeOptions) {
 			o.LDLQBlock = min(max(h.N/16, 1), 128)
 		}
 	}
+	return nil
+}
+
+// columnMeanSquares returns mean_r(W_rj²) for every column of the matrix
+// view (rows = shape[0]) of a tensor.
+func columnMeanSquares(t *codec.Tensor, cols uint64) ([]float64, error) {
+	w, err := dtype.ToFloat32(nil, t.Data, t.DType)
+	if err != nil {
+		return nil, err
+	}
+	sq := make([]float64, cols)
+	for i, v := range w {
+		sq[uint64(i)%cols] += float64(v) * float64(v)
+	}
+	rows := float64(uint64(len(w)) / cols)
+	for j := range sq {
+		sq[j] /= rows
+	}
+	return sq, nil
 }
 
 // sensitivities measures Σ_j s_j²·H_jj / cols for every lossy matrix that
@@ -84,18 +115,13 @@ func (c *conversion) sensitivities() ([]Sensitivity, error) {
 		if err != nil {
 			return nil, err
 		}
-		w, err := dtype.ToFloat32(nil, data, it.info.DType)
+		colSq, err := columnMeanSquares(&codec.Tensor{DType: it.info.DType, Data: data}, cols)
 		if err != nil {
 			return nil, err
 		}
-		colSq := make([]float64, cols)
-		for i, v := range w {
-			colSq[uint64(i)%cols] += float64(v) * float64(v)
-		}
-		rows := float64(it.shape[0])
 		var a float64
 		for j, sq := range colSq {
-			a += sq / rows * h.Data[j*h.N+j]
+			a += sq * h.Data[j*h.N+j]
 		}
 		a /= float64(cols)
 		if a > 0 && !math.IsInf(a, 0) {

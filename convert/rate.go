@@ -75,9 +75,7 @@ func (c *conversion) controlRate() error {
 	}
 	// x is log2 of the file's step; each free matrix uses x + log2(factor).
 	x := math.Log2(c.baseStep())
-	lo, hi := math.Inf(-1), math.Inf(1)
-	var px, pf float64
-	havePrev := false
+	search := newSecant(-freeElems/8, 1) // bytes per doubling of the step, at high rates
 	bestErr := math.Inf(1)
 	fixedSteps := make([]float64, len(c.items))
 	for c.passes = 0; c.passes < maxPasses; {
@@ -107,28 +105,7 @@ func (c *conversion) controlRate() error {
 		if bestErr <= fileTolerance || free == 0 {
 			break
 		}
-		if f > 0 {
-			lo = max(lo, x)
-		} else {
-			hi = min(hi, x)
-		}
-		slope := -freeElems / 8 // bytes per doubling of the step, at high rates
-		if havePrev && x != px && (f-pf)/(x-px) < 0 {
-			slope = (f - pf) / (x - px)
-		}
-		nx := x - f/slope
-		if !(nx > lo && nx < hi) {
-			switch {
-			case math.IsInf(lo, -1):
-				nx = hi - 1
-			case math.IsInf(hi, 1):
-				nx = lo + 1
-			default:
-				nx = (lo + hi) / 2
-			}
-		}
-		px, pf, havePrev = x, f, true
-		x = nx
+		x = search.next(x, f)
 	}
 	// Freeze the steps of the best pass, so the final pass writes exactly
 	// what that dry run measured.
@@ -169,10 +146,8 @@ func searchStep(cd codec.Codec, t *codec.Tensor, o *codec.EncodeOptions, it *ite
 	var (
 		best              *codec.Encoded
 		bestStep, bestErr float64
-		lo, hi            = math.Inf(-1), math.Inf(1) // log2 steps with cost above / below target
 		x                 = math.Log2(it.step)
-		px, pf            float64
-		havePrev          bool
+		search            = newSecant(-float64(it.numel)/8, 2) // bytes per doubling of the step
 	)
 	for i := 0; i < maxSearch; i++ {
 		o.Step = math.Exp2(x)
@@ -185,32 +160,53 @@ func searchStep(cd codec.Codec, t *codec.Tensor, o *codec.EncodeOptions, it *ite
 		if e := math.Abs(f); best == nil || e < bestErr {
 			best, bestStep, bestErr = enc, o.Step, e
 		}
-		if math.Abs(f) <= stepTolerance*it.target || hi-lo < 1e-4 {
+		if math.Abs(f) <= stepTolerance*it.target || search.hi-search.lo < 1e-4 {
 			break
 		}
-		if f > 0 {
-			lo = max(lo, x)
-		} else {
-			hi = min(hi, x)
-		}
-		slope := -float64(it.numel) / 8 // bytes per doubling of the step
-		if havePrev && x != px && (f-pf)/(x-px) < 0 {
-			slope = (f - pf) / (x - px)
-		}
-		nx := x - f/slope
-		if !(nx > lo && nx < hi) { // outside the bracket: bisect, or step out
-			switch {
-			case math.IsInf(lo, -1):
-				nx = hi - 2
-			case math.IsInf(hi, 1):
-				nx = lo + 2
-			default:
-				nx = (lo + hi) / 2
-			}
-		}
-		px, pf, havePrev = x, f, true
-		x = nx
+		x = search.next(x, f)
 	}
 	it.step = bestStep
 	return best, nil
+}
+
+// secant finds the root of a falling function f(x) of x = log2(step): a
+// secant step from the last two points (or the high-rate slope at first),
+// kept inside the bracket of points seen on either side, bisecting or
+// stepping out by jump when it would leave it.
+type secant struct {
+	lo, hi   float64 // x with f > 0 / f < 0
+	slope    float64 // initial slope estimate
+	jump     float64
+	px, pf   float64
+	havePrev bool
+}
+
+func newSecant(slope, jump float64) *secant {
+	return &secant{lo: math.Inf(-1), hi: math.Inf(1), slope: slope, jump: jump}
+}
+
+// next returns the next x to try after f(x) = f.
+func (s *secant) next(x, f float64) float64 {
+	if f > 0 {
+		s.lo = max(s.lo, x)
+	} else {
+		s.hi = min(s.hi, x)
+	}
+	slope := s.slope
+	if s.havePrev && x != s.px && (f-s.pf)/(x-s.px) < 0 {
+		slope = (f - s.pf) / (x - s.px)
+	}
+	nx := x - f/slope
+	if !(nx > s.lo && nx < s.hi) {
+		switch {
+		case math.IsInf(s.lo, -1):
+			nx = s.hi - s.jump
+		case math.IsInf(s.hi, 1):
+			nx = s.lo + s.jump
+		default:
+			nx = (s.lo + s.hi) / 2
+		}
+	}
+	s.px, s.pf, s.havePrev = x, f, true
+	return nx
 }

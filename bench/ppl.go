@@ -18,6 +18,9 @@ type Variant struct {
 	// Guidance adds importance levels, LDLQ and bit allocation; nil for
 	// plain coding.
 	Guidance *convert.Guidance
+	// Probe measures each matrix's sensitivity on the model itself (over
+	// the start of the text, see convert.Probe) for the bit allocation.
+	Probe bool
 }
 
 // Variants returns the rows of issue 5's table for a set of Hessians:
@@ -33,6 +36,8 @@ func Variants(h *calib.Set) []Variant {
 		Variant{Name: "nwc + importance + LDLQ", Codec: "nwc", Guidance: &convert.Guidance{Hessians: h, Importance: true, LDLQ: true}},
 		Variant{Name: "nwc + importance + LDLQ + allocation", Codec: "nwc", Guidance: &convert.Guidance{Hessians: h, Importance: true, LDLQ: true, Allocate: true}},
 		Variant{Name: "nwc + LDLQ", Codec: "nwc", Guidance: &convert.Guidance{Hessians: h, LDLQ: true}},
+		Variant{Name: "nwc + LDLQ + measured allocation", Codec: "nwc", Guidance: &convert.Guidance{Hessians: h, LDLQ: true, Allocate: true}, Probe: true},
+		Variant{Name: "nwc + importance + LDLQ + measured allocation", Codec: "nwc", Guidance: &convert.Guidance{Hessians: h, Importance: true, LDLQ: true, Allocate: true}, Probe: true},
 	)
 }
 
@@ -69,7 +74,7 @@ func PPL(in string, docs [][]int, variants []Variant, bits []float64, base conve
 			targets = []float64{4.5}
 		}
 		for _, b := range targets {
-			p, err := pplPoint(in, docs, window, v, b, base, dir)
+			p, err := pplPoint(in, m, docs, window, v, b, base, dir)
 			if err != nil {
 				return nil, fmt.Errorf("%s at %g bits: %w", v.Name, b, err)
 			}
@@ -80,7 +85,7 @@ func PPL(in string, docs [][]int, variants []Variant, bits []float64, base conve
 	return pts, nil
 }
 
-func pplPoint(in string, docs [][]int, window int, v Variant, bits float64, base convert.Options, dir string) (PPLPoint, error) {
+func pplPoint(in string, ref *llama.Model, docs [][]int, window int, v Variant, bits float64, base convert.Options, dir string) (PPLPoint, error) {
 	p := PPLPoint{Variant: v.Name, TargetBits: bits}
 	src, err := safetensors.OpenPath(in)
 	if err != nil {
@@ -96,6 +101,9 @@ func pplPoint(in string, docs [][]int, window int, v Variant, bits float64, base
 	}
 	if v.Guidance != nil {
 		g := *v.Guidance
+		if v.Probe {
+			g.Probe = &convert.Probe{Model: ref.Clone(), Docs: docs, Window: window}
+		}
 		o.Guidance = &g
 	}
 	st, err := convert.ToNWC(src, out, &o)

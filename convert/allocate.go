@@ -18,7 +18,7 @@ type Sensitivity struct {
 
 // MaxBitsShift bounds how far bit allocation moves a matrix from the
 // file's rate, in bits (a factor 2^MaxBitsShift of the step).
-const MaxBitsShift = 2.0
+const MaxBitsShift = 1.0
 
 // StepFactors turns sensitivities into per-matrix step factors that
 // minimize the total output error Σ n_i·a_i·D_i for a given file size. With

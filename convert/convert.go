@@ -195,7 +195,13 @@ func newConversion(src safetensors.Source, opts *Options) (*conversion, error) {
 		}
 	}
 	if g := c.o.Guidance; g != nil && g.Allocate {
-		sens, err := c.sensitivities()
+		var sens []Sensitivity
+		var err error
+		if g.Probe != nil {
+			sens, err = c.measuredSensitivities(g.Probe)
+		} else {
+			sens, err = c.sensitivities()
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -26,9 +26,11 @@ type Guidance struct {
 	// cols/16, at least 1 and at most 128: error compensation works
 	// between blocks only, so small matrices need small blocks.
 	LDLQBlock int
-	// Allocate spreads the target rate over the matrices by their output
-	// error sensitivity (see StepFactors) instead of uniformly.
+	// Allocate spreads the target rate over the matrices by their
+	// sensitivity (see StepFactors) instead of uniformly: measured with
+	// Probe when set, else estimated from the Hessians.
 	Allocate bool
+	Probe    *Probe
 }
 
 // hessianFor returns the Hessian of a matrix whose view has cols columns,

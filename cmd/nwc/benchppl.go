@@ -54,7 +54,7 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 		if ct == "" {
 			ct = *text
 		}
-		h, err = calibrate(*model, ct, *tokPath)
+		_, _, h, err = calibrate(*model, ct, *tokPath)
 	}
 	if err != nil {
 		return err

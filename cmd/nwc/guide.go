@@ -38,7 +38,14 @@ func guidance(in, hessians, importance, calibText, tokPath string, ldlqBlock int
 	case importance != "":
 		g.Hessians, err = calib.ReadHessians(importance)
 	default:
-		g.Hessians, err = calibrate(in, calibText, tokPath)
+		var m *llama.Model
+		var docs [][]int
+		m, docs, g.Hessians, err = calibrate(in, calibText, tokPath)
+		if err == nil && allocate {
+			// With the model at hand, measure each matrix's effect on
+			// the loss rather than estimate it from the Hessians.
+			g.Probe = &convert.Probe{Model: m, Docs: docs}
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -47,23 +54,24 @@ func guidance(in, hessians, importance, calibText, tokPath string, ldlqBlock int
 }
 
 // calibrate runs the model at path on a text and collects the Hessians of
-// its linear layers.
-func calibrate(path, text, tokPath string) (*calib.Set, error) {
+// its linear layers; it also returns the model and the tokenized text.
+func calibrate(path, text, tokPath string) (*llama.Model, [][]int, *calib.Set, error) {
 	m, err := llama.Load(path)
 	if err != nil {
-		return nil, fmt.Errorf("--calib: loading %s as a Llama model: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("--calib: loading %s as a Llama model: %w", path, err)
 	}
 	tok, err := tokenizer.Load(tokPath)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	docs, err := llama.LoadDocs(text, tok)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	hs, err := llama.Calibrate(m, docs, m.Config().SeqLen, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	return calib.FromLlama(m, hs)
+	set, err := calib.FromLlama(m, hs)
+	return m, docs, set, err
 }

@@ -1,0 +1,93 @@
+package convert_test
+
+import (
+	"math"
+	"path/filepath"
+	"testing"
+
+	"nwc/convert"
+	"nwc/format"
+	"nwc/internal/shareddata"
+	"nwc/llama"
+	"nwc/reader"
+	"nwc/safetensors"
+	"nwc/tokenizer"
+)
+
+// TestMeasuredAllocation converts stories260K with the bit allocation
+// measured on the model itself: the file still meets its rate, the
+// probe leaves the model as it found it, and the matrices get different
+// steps.
+func TestMeasuredAllocation(t *testing.T) {
+	in := shareddata.Path(t, "stories260K", "stories260K.safetensors")
+	m, err := llama.Load(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.Load(shareddata.Path(t, "stories260K", "tok512.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := llama.LoadDocs(shareddata.Path(t, "text", "tinystories-dev.txt"), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := m.Clone()
+	src, err := safetensors.OpenPath(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	out := filepath.Join(t.TempDir(), "m.nwc")
+	st, err := convert.ToNWC(src, out, &convert.Options{Codec: "ecsq", Bits: 4, Guidance: &convert.Guidance{
+		Allocate: true, Probe: &convert.Probe{Model: m, Docs: docs, MaxTokens: 512},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(st.BitsPerWeight-4) > 0.04 {
+		t.Errorf("file at %.4f bits, want 4 ± 1%%", st.BitsPerWeight)
+	}
+	for name, w := range before.Weights() {
+		got, _, _ := m.Tensor(name)
+		for i := range w {
+			if got[i] != w[i] {
+				t.Fatalf("the probe left %s changed", name)
+			}
+		}
+	}
+	r, err := reader.Open(out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	steps := map[float64]bool{}
+	for _, tt := range r.Tensors() {
+		if tt.Codec() == "ecsq" {
+			steps[paramStep(t, tt.Entry().Params)] = true
+		}
+	}
+	// Without allocation every matrix shares the file's one step.
+	if len(steps) < 3 {
+		t.Errorf("%d distinct steps over the matrices: the allocation did not vary them", len(steps))
+	}
+}
+
+// paramStep reads the "step" of an ecsq parameter map.
+func paramStep(t *testing.T, params []byte) float64 {
+	t.Helper()
+	m := format.NewMsgReader(params, -1)
+	var step float64
+	err := m.MapKeys("params", func(k string) error {
+		if k == "step" {
+			v, err := m.Float(k)
+			step = v
+			return err
+		}
+		return m.Skip(k)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return step
+}

@@ -12,8 +12,8 @@ import (
 	"nwc/codec"
 	"nwc/format"
 	"nwc/reader"
-	"nwc/writer"
 	"nwc/safetensors"
+	"nwc/writer"
 )
 
 // writeSafetensors stores m's tensors as dt with md as metadata.

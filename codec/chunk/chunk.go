@@ -226,6 +226,17 @@ func GroupRows(l Layout, groupBytes int) ([]int, error) {
 	return ends, nil
 }
 
+// ParseGroups parses the layout of a tensor entry (ParseLayout) and checks
+// its groups (CheckGroups): the first step of every lossy decoder.
+func ParseGroups(t *format.Tensor, transposed bool) (Layout, []int, error) {
+	l, err := ParseLayout(t, transposed)
+	if err != nil {
+		return l, nil, err
+	}
+	ends, err := CheckGroups(t, l)
+	return l, ends, err
+}
+
 // CheckGroups checks that the groups of a tensor entry are blocks of whole
 // rows of the coded matrix, each a multiple of [Rows] rows except the last,
 // or a single group for a transposed layout, and returns each group's end

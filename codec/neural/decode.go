@@ -52,11 +52,7 @@ func (nwcCodec) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder,
 	if err != nil {
 		return nil, format.TensorErrorf(t.Name, -1, "codec nwc: %v", err)
 	}
-	l, err := chunk.ParseLayout(t, p.transposed)
-	if err != nil {
-		return nil, err
-	}
-	ends, err := chunk.CheckGroups(t, l)
+	l, ends, err := chunk.ParseGroups(t, p.transposed)
 	if err != nil {
 		return nil, err
 	}

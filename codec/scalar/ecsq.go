@@ -292,11 +292,7 @@ func (ecsqCodec) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder
 	); err != nil {
 		return nil, err
 	}
-	lay, err := chunk.ParseLayout(t, p.transposed)
-	if err != nil {
-		return nil, err
-	}
-	ends, err := chunk.CheckGroups(t, lay)
+	lay, ends, err := chunk.ParseGroups(t, p.transposed)
 	if err != nil {
 		return nil, err
 	}

@@ -111,11 +111,7 @@ func (rtnCodec) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder,
 	); err != nil {
 		return nil, err
 	}
-	lay, err := chunk.ParseLayout(t, p.transposed)
-	if err != nil {
-		return nil, err
-	}
-	ends, err := chunk.CheckGroups(t, lay)
+	lay, ends, err := chunk.ParseGroups(t, p.transposed)
 	if err != nil {
 		return nil, err
 	}
@@ -230,11 +226,7 @@ func (q4kCodec) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder,
 	if err := parseParams(t, boolParam("transposed", &p.transposed)); err != nil {
 		return nil, err
 	}
-	lay, err := chunk.ParseLayout(t, p.transposed)
-	if err != nil {
-		return nil, err
-	}
-	ends, err := chunk.CheckGroups(t, lay)
+	lay, ends, err := chunk.ParseGroups(t, p.transposed)
 	if err != nil {
 		return nil, err
 	}

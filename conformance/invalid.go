@@ -44,6 +44,19 @@ func Invalids() []Invalid {
 		{"index_not_msgpack.nwc", "format", false, rawIndex(func([]byte) []byte { return []byte{0xc1, 0x00} })},
 		{"index_trailing_bytes.nwc", "format", false, rawIndex(func(ix []byte) []byte { return append(ix, 0xc0) })},
 		{"index_no_tensors.nwc", "format", false, rawIndex(func([]byte) []byte { return []byte{0x80} })},
+		{"index_zstd_corrupt.nwc", "format", false, rawIndex(func(ix []byte) []byte {
+			c := format.CompressIndex(ix)
+			c[len(c)/2] ^= 0x55
+			return c
+		})},
+		{"index_zstd_truncated.nwc", "format", false, rawIndex(func(ix []byte) []byte {
+			c := format.CompressIndex(ix)
+			return c[:len(c)-3]
+		})},
+		{"index_zstd_huge.nwc", "limit", false, rawIndex(func([]byte) []byte {
+			// A single-segment frame declaring 2^40 bytes of content.
+			return []byte{0x28, 0xb5, 0x2f, 0xfd, 0xe0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0}
+		})},
 		{"duplicate_name.nwc", "format", false, index(func(x *format.Index) { x.Tensors[1].Name = x.Tensors[0].Name })},
 		{"unknown_dtype.nwc", "unsupported", false, index(func(x *format.Index) { x.Tensors[0].DType = "F4" })},
 		{"unknown_codec.nwc", "unsupported", true, index(func(x *format.Index) { x.Tensors[0].Codec = "zstd-magic" })},
@@ -164,11 +177,17 @@ func section(i int, edit func([]byte)) func() ([]byte, error) {
 }
 
 // rebuildIndex replaces the index of a valid file and rewrites the trailer.
+// edit sees the msgpack index (decompressed if it was stored compressed);
+// its result is stored as it is.
 func rebuildIndex(b []byte, edit func([]byte) []byte) ([]byte, error) {
 	tb := b[len(b)-format.TrailerLen:]
 	off := binary.LittleEndian.Uint64(tb[0:])
 	n := binary.LittleEndian.Uint64(tb[8:])
-	ix := edit(append([]byte(nil), b[off:off+n]...))
+	raw, err := format.DecompressIndex(b[off:off+n], int64(off), format.DefaultMaxIndexSize)
+	if err != nil {
+		return nil, err
+	}
+	ix := edit(append([]byte(nil), raw...))
 	out := append(append([]byte(nil), b[:off]...), ix...)
 	tr := format.Trailer{
 		IndexOffset: off,

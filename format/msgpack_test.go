@@ -148,3 +148,29 @@ func TestClass(t *testing.T) {
 		}
 	}
 }
+
+func TestIndexCompression(t *testing.T) {
+	x := &Index{}
+	for i := 0; i < 50; i++ {
+		x.Tensors = append(x.Tensors, Tensor{Name: "layers.weight", DType: F32, Shape: []uint64{4}, Codec: "raw", Blob: -1, View: [2]uint64{1, 4}})
+	}
+	raw := x.Marshal()
+	c := CompressIndex(raw)
+	if !IndexCompressed(c) || len(c) >= len(raw)/2 {
+		t.Fatalf("compressed %d → %d bytes", len(raw), len(c))
+	}
+	got, err := DecompressIndex(c, 0, int64(len(raw)))
+	if err != nil || string(got) != string(raw) {
+		t.Fatalf("round trip: %v", err)
+	}
+	if _, err := DecompressIndex(c, 0, int64(len(raw)-1)); Class(err) != "limit" {
+		t.Errorf("index over the limit: %v", err)
+	}
+	tiny := (&Index{}).Marshal()
+	if s := CompressIndex(tiny); IndexCompressed(s) {
+		t.Error("an index zstd cannot shorten was compressed")
+	}
+	if _, err := DecompressIndex(append(c[:len(c):len(c)], 0x28, 0xb5, 0x2f, 0xfd, 0), 0, 1<<20); Class(err) != "format" {
+		t.Errorf("trailing frame accepted: %v", err)
+	}
+}

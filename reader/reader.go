@@ -102,7 +102,15 @@ func (rd *Reader) init() error {
 	if got := format.CRC(ib); got != t.IndexCRC {
 		return &format.ChecksumError{What: "index", Off: int64(t.IndexOffset), Want: t.IndexCRC, Got: got}
 	}
-	x, err := format.ParseIndex(ib, int64(t.IndexOffset), rd.opts.Limits)
+	base := int64(t.IndexOffset)
+	if format.IndexCompressed(ib) {
+		raw, err := format.DecompressIndex(ib, base, rd.opts.Limits.MaxIndexSize)
+		if err != nil {
+			return err
+		}
+		ib, base = raw, -1 // offsets into a decompressed index are not file offsets
+	}
+	x, err := format.ParseIndex(ib, base, rd.opts.Limits)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,9 @@ type Options struct {
 	// alignment unit of padding); 0 selects DefaultMaxInlineAux, a
 	// negative value stores every aux as a section.
 	MaxInlineAux int
+	// PlainIndex stores the index as msgpack even where zstd would make
+	// it shorter (for debugging with msgpack tools).
+	PlainIndex bool
 }
 
 // DefaultMaxInlineAux keeps the scales, tables and levels of small
@@ -39,12 +42,13 @@ var ErrClosed = errors.New("writer: closed")
 
 // A Writer writes one .nwc file.
 type Writer struct {
-	bw     *bufio.Writer
-	off    uint64 // bytes written so far
-	align  uint8
-	inline int   // aux data up to this size goes into the index
-	err    error // sticky: the first write error ends the file
-	closed bool
+	bw         *bufio.Writer
+	off        uint64 // bytes written so far
+	align      uint8
+	inline     int // aux data up to this size goes into the index
+	plainIndex bool
+	err        error // sticky: the first write error ends the file
+	closed     bool
 
 	index format.Index
 	names map[string]struct{}
@@ -66,11 +70,12 @@ func New(w io.Writer, opts *Options) (*Writer, error) {
 		inline = opts.MaxInlineAux
 	}
 	wr := &Writer{
-		bw:     bufio.NewWriterSize(w, 1<<20),
-		align:  align,
-		inline: inline,
-		names:  map[string]struct{}{},
-		blobs:  map[[32]byte]int{},
+		plainIndex: opts != nil && opts.PlainIndex,
+		bw:         bufio.NewWriterSize(w, 1<<20),
+		align:      align,
+		inline:     inline,
+		names:      map[string]struct{}{},
+		blobs:      map[[32]byte]int{},
 	}
 	p := format.Preamble{Major: format.VersionMajor, Minor: format.VersionMinor, AlignLog2: align}.Marshal()
 	wr.write(p[:])
@@ -281,6 +286,9 @@ func (w *Writer) Close() error {
 	}
 	w.pad()
 	idx := w.index.Marshal()
+	if !w.plainIndex {
+		idx = format.CompressIndex(idx)
+	}
 	tr := format.Trailer{
 		IndexOffset: w.off,
 		IndexLength: uint64(len(idx)),

@@ -249,7 +249,11 @@ func goldenIndex(file []byte) (*format.Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	return format.ParseIndex(file[tr.IndexOffset:tr.IndexOffset+tr.IndexLength], int64(tr.IndexOffset), format.Limits{})
+	ix, err := format.DecompressIndex(file[tr.IndexOffset:tr.IndexOffset+tr.IndexLength], int64(tr.IndexOffset), format.DefaultMaxIndexSize)
+	if err != nil {
+		return nil, err
+	}
+	return format.ParseIndex(ix, -1, format.Limits{})
 }
 
 // auxBytes returns the data of an aux entry of file, inline or not.

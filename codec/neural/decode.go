@@ -56,12 +56,17 @@ func (nwcCodec) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder,
 	if err != nil {
 		return nil, err
 	}
-	if err := chunk.CheckAux(t, chunk.AuxScales, chunk.AuxLevels, AuxTables); err != nil {
-		return nil, err
-	}
 	d := &decoder{name: t.Name, p: p, layout: l, ends: ends}
 	if l.Len() == 0 {
+		// An empty tensor has nothing to decode, so it may carry no data
+		// either: nothing can hide in a valid file.
+		if len(t.Aux) != 0 || t.Blob >= 0 {
+			return nil, format.TensorErrorf(t.Name, -1, "codec nwc: an empty tensor has aux data or a blob")
+		}
 		return d, nil
+	}
+	if err := chunk.CheckAux(t, chunk.AuxScales, chunk.AuxLevels, AuxTables); err != nil {
+		return nil, err
 	}
 	if p.plain {
 		if t.Blob >= 0 {

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"nwc/bench"
 	"nwc/convert"
@@ -63,11 +61,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(pts)
+		return writeJSON(stdout, pts)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := newTable(stdout)
 	fmt.Fprintln(tw, "file\tcodec\ttarget\tbits/weight\tblob b/w\tSQNR dB\t6.02R dB\tNMSE\tencode s\tdecode s\t")
 	for _, p := range pts {
 		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.4f\t%.4f\t%.2f\t%.2f\t%.3g\t%.2f\t%.3f\t\n", p.File, p.Codec, p.TargetBits,

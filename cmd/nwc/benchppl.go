@@ -1,12 +1,10 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 
 	"nwc/bench"
 	"nwc/calib"
@@ -83,11 +81,9 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(pts)
+		return writeJSON(stdout, pts)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := newTable(stdout)
 	fmt.Fprintln(tw, "variant\ttarget\tbits/weight\ttokens\tnll/token\tvs fp32\t")
 	for _, p := range pts {
 		fmt.Fprintf(tw, "%s\t%.2f\t%.4f\t%d\t%.4f\t%+.2f%%\t\n", p.Variant, p.TargetBits, p.BitsPerWeight, p.Tokens, p.NLL, 100*p.RelNLL)

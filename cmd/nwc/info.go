@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"text/tabwriter"
 
 	"nwc/reader"
 )
@@ -51,7 +50,7 @@ func runInfo(args []string, stdout, stderr io.Writer) error {
 		enc := json.NewEncoder(stdout)
 		return enc.Encode(fi)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := newTable(stdout)
 	fmt.Fprintln(tw, "name\tdtype\tshape\tcodec\tbytes\tbits/weight\t")
 	for _, t := range fi.Tensors {
 		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%d\t%.3f\t\n", t.Name, t.DType, t.Shape, t.Codec, t.Bytes, t.BitsPerWeight)

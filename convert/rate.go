@@ -16,7 +16,7 @@ import (
 // distortion is the same everywhere: for a fixed file size this spends
 // bits where they buy the most, which equal bits per matrix does not (on
 // stories260K at 5 bits per weight equal bits gave +10 % nll, one step
-// +4.6 %). Rate control searches that step: it encodes the checkpoint into
+// +3.6 %). Rate control searches that step: it encodes the checkpoint into
 // a discarding writer, which gives the exact file size without touching
 // the disk, and moves the step by a secant search on log(step) kept inside
 // a bracket. Matrices with a --tensor-bits override get their own byte

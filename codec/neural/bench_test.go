@@ -32,16 +32,7 @@ func benchTensor(b *testing.B, c *Codec) (*codec.Tensor, *codec.Encoded) {
 // benchDecode decodes every group of enc per iteration, spread over
 // GOMAXPROCS goroutines as the reader does, and reports weights/s.
 func benchDecode(b *testing.B, tt *codec.Tensor, enc *codec.Encoded) {
-	ft := &format.Tensor{Name: tt.Name, DType: tt.DType, Shape: tt.Shape, Codec: ID, Params: enc.Params, View: enc.View, Blob: -1}
-	if enc.Blob != nil {
-		ft.Blob = 0
-	}
-	for _, g := range enc.Groups {
-		ft.Groups = append(ft.Groups, format.Group{End: g.End})
-	}
-	for _, a := range enc.Aux {
-		ft.Aux = append(ft.Aux, format.NamedSection{Name: a.Name})
-	}
+	ft := specEntry(tt, enc)
 	dec, err := nwcCodec{}.NewDecoder(ft, specEnv{enc})
 	if err != nil {
 		b.Fatal(err)

@@ -100,7 +100,9 @@ func (v specEnv) Aux(name string) ([]byte, error) {
 
 func (v specEnv) Blob(parse func([]byte) (any, error)) (any, error) { return parse(v.e.Blob.Data) }
 
-func decodeForSpec(t *testing.T, tt *codec.Tensor, enc *codec.Encoded) []float32 {
+// specEntry is the index entry of an encoded tensor, with its data served
+// from memory by specEnv.
+func specEntry(tt *codec.Tensor, enc *codec.Encoded) *format.Tensor {
 	ft := &format.Tensor{Name: tt.Name, DType: tt.DType, Shape: tt.Shape, Codec: ID, Params: enc.Params, View: enc.View, Blob: -1}
 	if enc.Blob != nil {
 		ft.Blob = 0
@@ -111,6 +113,11 @@ func decodeForSpec(t *testing.T, tt *codec.Tensor, enc *codec.Encoded) []float32
 	for _, a := range enc.Aux {
 		ft.Aux = append(ft.Aux, format.NamedSection{Name: a.Name})
 	}
+	return ft
+}
+
+func decodeForSpec(t *testing.T, tt *codec.Tensor, enc *codec.Encoded) []float32 {
+	ft := specEntry(tt, enc)
 	dec, err := nwcCodec{}.NewDecoder(ft, specEnv{enc})
 	if err != nil {
 		t.Fatal(err)

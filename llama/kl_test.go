@@ -1,0 +1,104 @@
+package llama
+
+import (
+	"errors"
+	"math"
+	"runtime"
+	"testing"
+)
+
+func TestKLLogits(t *testing.T) {
+	// p = (½, ½), q = (¾, ¼): KL = ½·ln(⅔) + ½·ln 2.
+	want := 0.5*math.Log(2.0/3) + 0.5*math.Log(2)
+	if got := klLogits([]float32{0, 0}, []float32{float32(math.Log(3)), 0}); math.Abs(got-want) > 1e-7 {
+		t.Errorf("klLogits = %v, want %v", got, want)
+	}
+	// Shifting logits changes nothing.
+	if got := klLogits([]float32{1, 2, 3}, []float32{101, 102, 103}); got > 1e-12 {
+		t.Errorf("KL of shifted logits = %v, want 0", got)
+	}
+}
+
+// TestEvalKL checks EvalKL against the divergence computed from the
+// float64 reference forward pass of both models, window by window.
+func TestEvalKL(t *testing.T) {
+	ref := randomModel(t, tinyConfig, 11)
+	m := randomModel(t, tinyConfig, 12)
+	docs := [][]int{
+		{1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 2, 3, 4, 5, 9, 9, 9},
+		{1},
+		{1, 7},
+	}
+	const window = 8
+	var want float64
+	n := 0
+	for _, d := range docs {
+		for _, w := range windows(d, window) {
+			lr, lm := refForward(ref, w), refForward(m, w)
+			for p := 0; p+1 < len(w); p++ {
+				want += refKL(lr[p], lm[p])
+				n++
+			}
+		}
+	}
+	want /= float64(n)
+	got, err := EvalKL(ref, m, docs, window)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want < 0.01 || math.Abs(got-want) > 1e-4*want {
+		t.Errorf("EvalKL = %v, want %v", got, want)
+	}
+	if self, err := EvalKL(ref, ref, docs, window); err != nil || self != 0 {
+		t.Errorf("EvalKL of a model with itself = %v, %v; want 0", self, err)
+	}
+	prev := runtime.GOMAXPROCS(1)
+	one, err := EvalKL(ref, m, docs, window)
+	runtime.GOMAXPROCS(prev)
+	if err != nil || one != got {
+		t.Errorf("EvalKL with GOMAXPROCS=1 = %v, %v; want %v", one, err, got)
+	}
+}
+
+func TestEvalKLErrors(t *testing.T) {
+	ref := randomModel(t, tinyConfig, 11)
+	other := tinyConfig
+	other.NLayers = 1
+	if _, err := EvalKL(ref, randomModel(t, other, 1), [][]int{{1, 2}}, 4); !errors.Is(err, ErrShape) {
+		t.Errorf("different configurations: err = %v, want ErrShape", err)
+	}
+	if _, err := EvalKL(ref, ref, [][]int{{1, 2}}, 1); !errors.Is(err, ErrContext) {
+		t.Errorf("window 1: err = %v, want ErrContext", err)
+	}
+	if _, err := EvalKL(ref, ref, [][]int{{1, 99}}, 4); !errors.Is(err, ErrToken) {
+		t.Errorf("bad token: err = %v, want ErrToken", err)
+	}
+	if kl, err := EvalKL(ref, ref, nil, 4); err != nil || !math.IsNaN(kl) {
+		t.Errorf("no docs: %v, %v; want NaN", kl, err)
+	}
+}
+
+func refKL(a, b []float64) float64 {
+	la, lb := refLogSoftmax(a), refLogSoftmax(b)
+	var kl float64
+	for i := range la {
+		kl += math.Exp(la[i]) * (la[i] - lb[i])
+	}
+	return kl
+}
+
+func refLogSoftmax(x []float64) []float64 {
+	m := math.Inf(-1)
+	for _, v := range x {
+		m = max(m, v)
+	}
+	var s float64
+	for _, v := range x {
+		s += math.Exp(v - m)
+	}
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = v - m - math.Log(s)
+	}
+	return out
+}

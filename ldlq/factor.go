@@ -75,8 +75,17 @@ type Factor struct {
 	// the part above the diagonal is stored meaningfully (the diagonal is
 	// one by construction and the lower part is zero).
 	m    []float32
+	d    []float64 // the diagonal D
 	dead []bool
 }
+
+// Pivots returns the diagonal of D in H = M D Mᵀ for the regularized
+// Hessian: D_jj is the part of input j's second moment that the inputs
+// after it do not explain. Under LDLQ an error e in column j, which later
+// columns can only partly absorb, costs D_jj·e² of expected squared
+// output per row, so D_jj (not H_jj) is how much column j's accuracy
+// matters once error compensation runs.
+func (f *Factor) Pivots() []float64 { return append([]float64(nil), f.d...) }
 
 // N returns the number of columns the Factor was built for.
 func (f *Factor) N() int { return f.n }
@@ -171,6 +180,7 @@ func Factorize(h []float64, n int, damp float64) (*Factor, error) {
 	// V[i][j] = U'[n−1−j][n−1−i], and M[i][j] = V[i][j] / V[j][j].
 	ud := r
 	m := make([]float32, n*n)
+	d := make([]float64, n)
 	for j := range n {
 		rj := n - 1 - j
 		vjj := ud[rj*n+rj]
@@ -178,12 +188,13 @@ func Factorize(h []float64, n int, damp float64) (*Factor, error) {
 			return nil, fmt.Errorf("%w: pivot %d is %v", ErrNotPositiveDefinite, j, vjj)
 		}
 		m[j*n+j] = 1
+		d[j] = vjj * vjj
 		row := ud[rj*n:]
 		for i := 0; i < j; i++ {
 			m[i*n+j] = float32(row[n-1-i] / vjj)
 		}
 	}
-	return &Factor{n: n, m: m, dead: dead}, nil
+	return &Factor{n: n, m: m, d: d, dead: dead}, nil
 }
 
 // ProxyLoss returns tr((W − Ŵ) H (W − Ŵ)ᵀ), the expected squared output

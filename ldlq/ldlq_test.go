@@ -589,3 +589,56 @@ func TestDrive(t *testing.T) {
 		}
 	}
 }
+
+// TestPivots checks D of H = M D Mᵀ: on a diagonal Hessian the pivots are
+// its regularized diagonal, and in general D_jj is the Schur complement of
+// input j given the inputs after it, 1/[(H_{j:,j:})⁻¹]_00, which for the
+// last column is its own diagonal and whose product is det H.
+func TestPivots(t *testing.T) {
+	diag := []float64{4, 1, 0, 2}
+	h := make([]float64, 16)
+	for i, v := range diag {
+		h[i*4+i] = v
+	}
+	f, err := Factorize(h, 4, 0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Mean of the non-zero diagonal is 7/3; the dead column becomes 1.
+	want := []float64{4*3.0/7 + 0.5, 3.0/7 + 0.5, 1 + 0.5, 2*3.0/7 + 0.5}
+	for j, d := range f.Pivots() {
+		if math.Abs(d-want[j]) > 1e-12 {
+			t.Errorf("diagonal Hessian: pivot %d = %v, want %v", j, d, want[j])
+		}
+	}
+
+	const n = 6
+	g := syntheticHessian(n, 40, 9)
+	f, err = Factorize(g, n, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mean float64
+	for i := range n {
+		mean += g[i*n+i]
+	}
+	mean /= n
+	norm := mat.NewSymDense(n, nil)
+	for i := range n {
+		for j := i; j < n; j++ {
+			norm.SetSym(i, j, g[i*n+j]/mean)
+		}
+	}
+	p := f.Pivots()
+	for j := range n {
+		var tail mat.SymDense
+		tail.SubsetSym(norm, []int{0, 1, 2, 3, 4, 5}[j:])
+		var inv mat.Dense
+		if err := inv.Inverse(&tail); err != nil {
+			t.Fatal(err)
+		}
+		if want := 1 / inv.At(0, 0); math.Abs(p[j]-want) > 1e-9*want {
+			t.Errorf("pivot %d = %v, want the Schur complement %v", j, p[j], want)
+		}
+	}
+}

@@ -68,6 +68,13 @@ type EncodeOptions struct {
 	// Levels optionally gives each view column an importance level 0..3
 	// (3 = most important); nil means all 0.
 	Levels []uint8
+	// ScaleFactors optionally multiplies each view column's scale, and so
+	// its quantizer step, by a positive factor (nil means all 1), for
+	// codecs that normalize columns (ecsq, nwc). Unlike Levels it costs
+	// nothing in the file, since decoders only see the scaled scales; the
+	// guided conversion uses it to give the columns whose errors the
+	// layer's output feels most the finest steps.
+	ScaleFactors []float32
 	// BlobRef asks codecs whose blob is built into the library (see
 	// RegisterBuiltinBlob) to store only its SHA-256 (BlobData.Ref), which
 	// saves the blob's bytes in files read by this library.

@@ -61,6 +61,9 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 	if err := chunk.CheckLevels(opts.Levels, l.Cols); err != nil {
 		return nil, err
 	}
+	if err := chunk.CheckFactors(opts.ScaleFactors, l.Cols); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+	}
 	if opts.Hessian != nil && len(opts.Hessian) != l.Cols*l.Cols {
 		return nil, fmt.Errorf("%w: Hessian has %d entries, want %d×%d", ErrOptions, len(opts.Hessian), l.Cols, l.Cols)
 	}
@@ -85,7 +88,7 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 	for j := range colLv {
 		colLv[j] = levelOf(levels, j)
 	}
-	run := pass{c: c, w: w, rows: rows, cols: cols, colLv: colLv, hessian: opts.Hessian, block: max(opts.LDLQBlock, 0)}
+	run := pass{c: c, w: w, rows: rows, cols: cols, colLv: colLv, hessian: opts.Hessian, factors: opts.ScaleFactors, block: max(opts.LDLQBlock, 0)}
 	// Chunks in coding order: rows of chunks, columns within a row.
 	nb := chunk.Chunks(rows)
 	const k = chunk.Rows

@@ -26,6 +26,7 @@ type pass struct {
 	rows, cols int
 	colLv      []uint8
 	hessian    []float64
+	factors    []float32 // column scale factors, or nil
 	block      int // columns per LDLQ block; 0 is ldlq.DefaultBlock
 }
 
@@ -106,7 +107,11 @@ func (r *pass) code(p params, learned bool) (*coding, error) {
 		for i := range rows {
 			copy(colBuf[i*bw:(i+1)*bw], m[i*cols+c0:i*cols+c1])
 		}
-		hb := chunk.Scales(colBuf, rows, bw)
+		var f []float32
+		if r.factors != nil {
+			f = r.factors[c0:c1]
+		}
+		hb := chunk.CodingScales(colBuf, rows, bw, f)
 		copy(cd.h[c0:], hb)
 		copy(cd.scales[c0:], chunk.ScaleValues(hb))
 

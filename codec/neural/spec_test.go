@@ -16,10 +16,6 @@ import (
 // reference of package spec and requires the same bits, for learned and
 // plain tensors, with levels and a ragged last chunk.
 func TestMatchesSpec(t *testing.T) {
-	c, err := Default()
-	if err != nil {
-		t.Fatal(err)
-	}
 	r := rand.New(rand.NewPCG(8, 8))
 	rows, cols := 45, 12
 	data := make([]byte, 0, 4*rows*cols)
@@ -33,52 +29,55 @@ func TestMatchesSpec(t *testing.T) {
 	}
 	sawPlain, sawLearned := false, false
 	for _, step := range []float64{2, 1, 0.5, 0.1, 0.01} {
-		enc, err := c.Encode(tt, &codec.EncodeOptions{Step: step, Levels: levels, GroupBytes: 16 * cols * 4})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := parseParams(enc.Params)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sawPlain, sawLearned = sawPlain || p.plain, sawLearned || !p.plain
-		aux := map[string][]byte{}
-		for _, a := range enc.Aux {
-			aux[a.Name] = a.Data
-		}
-		scales, err := chunk.ParseScales(aux[chunk.AuxScales], cols)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tabs, err := parseTables(aux[AuxTables], levelsPresent(levels, cols))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ref := &spec.NWCTensor{Rows: rows, Cols: cols, Steps: p.steps, Features: p.features, Plain: p.plain, Offset: float32(p.offset) / 256, Scales: scales, Levels: levels}
-		var colsOf [NumLevels]int
-		for _, q := range levels {
-			colsOf[q]++
-		}
-		r0 := 0
-		for _, g := range enc.Groups {
-			r1 := int(g.End) / cols
-			b0, b1 := r0/chunk.Rows, chunk.Chunks(r1)
-			y := make([]int32, (b1-b0)*cols*chunk.Rows)
-			if _, err := decodeGroup(y, g.Data, levels, &colsOf, b0, b1, rows, cols, &tabs, nil); err != nil {
+		for _, force := range []int{forceAuto, forceLearned} {
+			c := forced(t, force)
+			enc, err := c.Encode(tt, &codec.EncodeOptions{Step: step, Levels: levels, GroupBytes: 16 * cols * 4})
+			if err != nil {
 				t.Fatal(err)
 			}
-			ref.Latents = append(ref.Latents, y...)
-			r0 = r1
-		}
-		for _, l := range c.dec.Layers {
-			ref.Decoder = append(ref.Decoder, spec.MLPLayer{In: l.In, Out: l.Out, W: l.W, B: l.B, ReLU: l.ReLU, Residual: l.Residual})
-		}
-		ref.Embed = c.dec.Embed
-		want := spec.NWCReconstruct(ref)
-		got := decodeForSpec(t, tt, enc)
-		for i := range want {
-			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-				t.Fatalf("step %g: element %d: fast decoder %v (%#x), spec %v (%#x)", step, i, got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+			p, err := parseParams(enc.Params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sawPlain, sawLearned = sawPlain || p.plain, sawLearned || !p.plain
+			aux := map[string][]byte{}
+			for _, a := range enc.Aux {
+				aux[a.Name] = a.Data
+			}
+			scales, err := chunk.ParseScales(aux[chunk.AuxScales], cols)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tabs, err := parseTables(aux[AuxTables], levelsPresent(levels, cols))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := &spec.NWCTensor{Rows: rows, Cols: cols, Steps: p.steps, Features: p.features, Plain: p.plain, Offset: float32(p.offset) / 256, Scales: scales, Levels: levels}
+			var colsOf [NumLevels]int
+			for _, q := range levels {
+				colsOf[q]++
+			}
+			r0 := 0
+			for _, g := range enc.Groups {
+				r1 := int(g.End) / cols
+				b0, b1 := r0/chunk.Rows, chunk.Chunks(r1)
+				y := make([]int32, (b1-b0)*cols*chunk.Rows)
+				if _, err := decodeGroup(y, g.Data, levels, &colsOf, b0, b1, rows, cols, &tabs, nil); err != nil {
+					t.Fatal(err)
+				}
+				ref.Latents = append(ref.Latents, y...)
+				r0 = r1
+			}
+			for _, l := range c.dec.Layers {
+				ref.Decoder = append(ref.Decoder, spec.MLPLayer{In: l.In, Out: l.Out, W: l.W, B: l.B, ReLU: l.ReLU, Residual: l.Residual})
+			}
+			ref.Embed = c.dec.Embed
+			want := spec.NWCReconstruct(ref)
+			got := decodeForSpec(t, tt, enc)
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("%s, step %g: element %d: fast decoder %v (%#x), spec %v (%#x)", forceNames[force], step, i, got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+				}
 			}
 		}
 	}

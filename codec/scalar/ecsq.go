@@ -153,6 +153,9 @@ func (ecsqCodec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enco
 	if err := chunk.CheckLevels(o.Levels, lay.Cols); err != nil {
 		return nil, err
 	}
+	if err := chunk.CheckFactors(o.ScaleFactors, lay.Cols); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+	}
 	ends, err := chunk.GroupRows(lay, o.GroupBytes)
 	if err != nil {
 		return nil, err
@@ -164,7 +167,7 @@ func (ecsqCodec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enco
 		return e, nil
 	}
 	rows, cols := lay.Rows, lay.Cols
-	hs := chunk.Scales(m, rows, cols)
+	hs := chunk.CodingScales(m, rows, cols, o.ScaleFactors)
 	steps := columnSteps(step, chunk.ScaleValues(hs), o.Levels)
 	// The offset comes from the unquantized matrix, so that LDLQ, which
 	// needs each block's reconstruction as it goes, can use it too.

@@ -61,7 +61,7 @@ func Example() {
 		fmt.Printf("%-4s %.2f bits per weight, SQNR %.1f dB\n", tn.Codec(), float64(8*tn.StoredBytes())/(rows*cols), 10*math.Log10(s/e))
 	}
 	// Output:
-	// ecsq 3.67 bits per weight, SQNR 22.2 dB
+	// ecsq 3.66 bits per weight, SQNR 23.5 dB
 	// rtn  4.19 bits per weight, SQNR 21.2 dB
 	// q4k  4.50 bits per weight, SQNR 24.4 dB
 }

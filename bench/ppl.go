@@ -30,14 +30,20 @@ func Variants(h *calib.Set) []Variant {
 	if h == nil {
 		return vs
 	}
+	guided := func(name, id string, g convert.Guidance, probe bool) Variant {
+		g.Hessians = h
+		return Variant{Name: name, Codec: id, Guidance: &g, Probe: probe}
+	}
 	return append(vs,
-		Variant{Name: "ecsq + LDLQ", Codec: "ecsq", Guidance: &convert.Guidance{Hessians: h, LDLQ: true}},
-		Variant{Name: "nwc + importance", Codec: "nwc", Guidance: &convert.Guidance{Hessians: h, Importance: true}},
-		Variant{Name: "nwc + importance + LDLQ", Codec: "nwc", Guidance: &convert.Guidance{Hessians: h, Importance: true, LDLQ: true}},
-		Variant{Name: "nwc + importance + LDLQ + allocation", Codec: "nwc", Guidance: &convert.Guidance{Hessians: h, Importance: true, LDLQ: true, Allocate: true}},
-		Variant{Name: "nwc + LDLQ", Codec: "nwc", Guidance: &convert.Guidance{Hessians: h, LDLQ: true}},
-		Variant{Name: "nwc + LDLQ + measured allocation", Codec: "nwc", Guidance: &convert.Guidance{Hessians: h, LDLQ: true, Allocate: true}, Probe: true},
-		Variant{Name: "nwc + importance + LDLQ + measured allocation", Codec: "nwc", Guidance: &convert.Guidance{Hessians: h, Importance: true, LDLQ: true, Allocate: true}, Probe: true},
+		guided("ecsq + LDLQ", "ecsq", convert.Guidance{LDLQ: true}, false),
+		guided("nwc + importance", "nwc", convert.Guidance{Importance: true}, false),
+		guided("nwc + importance + LDLQ", "nwc", convert.Guidance{Importance: true, LDLQ: true}, false),
+		guided("nwc + importance + LDLQ + measured allocation", "nwc", convert.Guidance{Importance: true, LDLQ: true, Allocate: true}, true),
+		guided("nwc + LDLQ", "nwc", convert.Guidance{LDLQ: true}, false),
+		guided("nwc + column steps + LDLQ", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true}, false),
+		guided("nwc + column steps + LDLQ + allocation (Hessian proxy)", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true}, false),
+		guided("nwc + column steps + LDLQ + measured allocation", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true}, true),
+		guided("ecsq + column steps + LDLQ + measured allocation", "ecsq", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true}, true),
 	)
 }
 

@@ -20,6 +20,11 @@ type Guidance struct {
 	// so a column's error grows with its scale squared.
 	Importance bool
 	Thresholds calib.Thresholds // zero value: calib.DefaultThresholds
+	// ColumnSteps gives every column its own step, falling as the square
+	// root of its weight in the output error (see columnFactors), through
+	// the column scales the file stores anyway: finer-grained than
+	// importance levels and free in the file.
+	ColumnSteps bool
 	// LDLQ codes column blocks with error compensation.
 	LDLQ bool
 	// LDLQBlock is the number of columns per LDLQ block; 0 selects
@@ -71,6 +76,15 @@ func (g *Guidance) apply(it *item, o *codec.EncodeOptions, t *codec.Tensor) erro
 			score[j] *= colSq[j]
 		}
 		o.Levels = calib.Levels(score, th)
+	}
+	if g.ColumnSteps {
+		colSq, err := columnMeanSquares(t, cols)
+		if err != nil {
+			return err
+		}
+		if o.ScaleFactors, err = columnFactors(h, colSq, g.LDLQ); err != nil {
+			return fmt.Errorf("%s: %w", it.info.Name, err)
+		}
 	}
 	if g.LDLQ {
 		o.Hessian = h.Data

@@ -27,14 +27,16 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&transposed, "transposed", "`REGEX` of matrices stored [in, out], like PaddlePaddle linears (repeatable)")
 	minElems := fs.Uint64("min-elements", convert.DefaultMinElements, "matrices with fewer elements stay lossless")
 	rtnBits := fs.Int("rtn-bits", 0, "rtn bit width (default: nearest to --bits, else 4)")
-	hessians := fs.String("hessians", "", "Hessian `FILE` (nwc calibrate): importance levels and LDLQ error compensation")
-	importance := fs.String("importance", "", "Hessian `FILE` used for importance levels only (no LDLQ)")
-	calibText := fs.String("calib", "", "calibration text `FILE`: compute Hessians from IN itself (a Llama model) before converting")
-	tokPath := fs.String("tokenizer", "", "llama2.c tokenizer `FILE` for --calib")
-	ldlqBlock := fs.Int("ldlq-block", 0, "columns per LDLQ block (default 128; 1 = column by column)")
-	noLDLQ := fs.Bool("no-ldlq", false, "with --hessians or --calib: importance levels only, no error compensation")
-	noImportance := fs.Bool("no-importance", false, "with --hessians or --calib: LDLQ only, no importance levels")
-	allocate := fs.Bool("allocate", false, "with Hessians: spread --bits over the matrices by output-error sensitivity")
+	var gf guideFlags
+	fs.StringVar(&gf.hessians, "hessians", "", "Hessian `FILE` (nwc calibrate): per-column steps and LDLQ error compensation")
+	fs.StringVar(&gf.importance, "importance", "", "Hessian `FILE` used for per-column steps (and --levels) only, no LDLQ")
+	fs.StringVar(&gf.calibText, "calib", "", "calibration text `FILE`: compute Hessians from IN itself (a Llama model) before converting")
+	fs.StringVar(&gf.tokPath, "tokenizer", "", "llama2.c tokenizer `FILE` for --calib")
+	fs.IntVar(&gf.ldlqBlock, "ldlq-block", 0, "columns per LDLQ block (default cols/16, at most 128; 1 = column by column)")
+	fs.BoolVar(&gf.noLDLQ, "no-ldlq", false, "with Hessians: no LDLQ error compensation")
+	fs.BoolVar(&gf.noColumnSteps, "no-column-steps", false, "with Hessians: every column of a matrix at the same normalized step")
+	fs.BoolVar(&gf.levels, "levels", false, "with Hessians: also the paper's importance levels from diag(H) (2 bits per column)")
+	fs.BoolVar(&gf.allocate, "allocate", false, "with Hessians: spread --bits over the matrices by output-error sensitivity (measured on --calib text)")
 	codecRef := fs.Bool("codec-ref", false, "nwc: store only the SHA-256 of the built-in decoder instead of its weights")
 	group := fs.Int("group", 0, "rtn group size (default 128)")
 	asJSON := fs.Bool("json", false, "print a JSON summary")
@@ -69,7 +71,7 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	if opts.Transposed, err = compileAll(transposed); err != nil {
 		return err
 	}
-	if opts.Guidance, err = guidance(pos[0], *hessians, *importance, *calibText, *tokPath, *ldlqBlock, !*noLDLQ, !*noImportance, *allocate); err != nil {
+	if opts.Guidance, err = guidance(pos[0], gf); err != nil {
 		return err
 	}
 	opts.Encode.BlobRef = *codecRef

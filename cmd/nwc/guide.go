@@ -9,10 +9,19 @@ import (
 	"nwc/tokenizer"
 )
 
+// guideFlags are convert's output-guidance flags.
+type guideFlags struct {
+	hessians, importance, calibText, tokPath string
+	ldlqBlock                                int
+	noLDLQ, noColumnSteps, levels, allocate  bool
+}
+
 // guidance builds the output-guided options of convert from its flags:
-// Hessians from a file or computed on calibration text, importance levels
-// from their diagonals, LDLQ unless turned off, and bit allocation.
-func guidance(in, hessians, importance, calibText, tokPath string, ldlqBlock int, ldlq, levels, allocate bool) (*convert.Guidance, error) {
+// Hessians from a file or computed on calibration text; per-column steps
+// and LDLQ unless turned off; the paper's importance levels when asked
+// for; and bit allocation.
+func guidance(in string, f guideFlags) (*convert.Guidance, error) {
+	hessians, importance, calibText, tokPath, allocate := f.hessians, f.importance, f.calibText, f.tokPath, f.allocate
 	set := 0
 	for _, s := range []string{hessians, importance, calibText} {
 		if s != "" {
@@ -30,7 +39,13 @@ func guidance(in, hessians, importance, calibText, tokPath string, ldlqBlock int
 	case calibText != "" && tokPath == "":
 		return nil, usagef("--calib needs --tokenizer")
 	}
-	g := &convert.Guidance{Importance: levels || importance != "", LDLQ: ldlq && importance == "", LDLQBlock: ldlqBlock, Allocate: allocate}
+	g := &convert.Guidance{
+		Importance:  f.levels,
+		ColumnSteps: !f.noColumnSteps,
+		LDLQ:        !f.noLDLQ && importance == "",
+		LDLQBlock:   f.ldlqBlock,
+		Allocate:    allocate,
+	}
 	var err error
 	switch {
 	case hessians != "":

@@ -1,0 +1,73 @@
+package convert
+
+import (
+	"math"
+
+	"nwc/calib"
+	"nwc/ldlq"
+)
+
+// MaxColumnShift bounds how far ColumnSteps moves one column's step from
+// its matrix's, in bits (a factor 2^MaxColumnShift): the high-rate model
+// behind the factors overrates columns that are nearly free and underrates
+// those already fine.
+const MaxColumnShift = 2.0
+
+// columnFactors returns the scale factor of every column of a matrix with
+// input Hessian h and column mean squares colSq: reverse water-filling of
+// the output error. Column j's squared error costs about
+// a_j = s_j²·w_j per unit of normalized distortion, where w_j is H_jj of
+// the regularized Hessian, or with LDLQ its pivot D_jj (the part of the
+// error later columns cannot absorb). With entropy-coded uniform
+// quantizers a bit anywhere buys the same 6 dB, so the total is smallest
+// when every column's weighted error is equal: normalized step ∝
+// 1/√a_j. The factors are normalized to a geometric mean of 1 over the
+// live columns, so the matrix's rate at a given step hardly moves, and
+// clamped to 2^±MaxColumnShift.
+func columnFactors(h *calib.Hessian, colSq []float64, useLDL bool) ([]float32, error) {
+	n := h.N
+	var w []float64
+	if useLDL {
+		f, err := ldlq.Factorize(h.Data, n, ldlq.DefaultDamp)
+		if err != nil {
+			return nil, err
+		}
+		w = f.Pivots()
+	} else {
+		var mean float64
+		for j := range n {
+			mean += h.Data[j*n+j]
+		}
+		mean /= float64(n)
+		w = make([]float64, n)
+		for j := range n {
+			if mean > 0 {
+				w[j] = h.Data[j*n+j]/mean + ldlq.DefaultDamp
+			}
+		}
+	}
+	logA := make([]float64, n)
+	var sum float64
+	live := 0
+	for j := range n {
+		a := colSq[j] * w[j]
+		if a > 0 && !math.IsInf(a, 0) {
+			logA[j] = math.Log2(a)
+			sum += logA[j]
+			live++
+		} else {
+			logA[j] = math.NaN()
+		}
+	}
+	out := make([]float32, n)
+	for j := range out {
+		out[j] = 1
+		if live == 0 || math.IsNaN(logA[j]) {
+			continue
+		}
+		shift := 0.5 * (logA[j] - sum/float64(live))
+		shift = min(max(shift, -MaxColumnShift), MaxColumnShift)
+		out[j] = float32(math.Exp2(-shift))
+	}
+	return out, nil
+}

@@ -27,7 +27,7 @@ type pass struct {
 	colLv      []uint8
 	hessian    []float64
 	factors    []float32 // column scale factors, or nil
-	block      int // columns per LDLQ block; 0 is ldlq.DefaultBlock
+	block      int       // columns per LDLQ block; 0 is ldlq.DefaultBlock
 }
 
 // A coding is the outcome of a pass, in the encoder's chunk order (rows of

@@ -267,7 +267,7 @@ func buildTables(y []int32, lv []uint8, rows, cols int) ([NumLevels]*rans.Table,
 		if len(s) == 0 {
 			continue
 		}
-		t, err := rans.Build(s, tablePrecision)
+		t, err := rans.BuildCompact(s, rans.MinPrecision, tablePrecision)
 		if err != nil {
 			return tabs, nil, err
 		}

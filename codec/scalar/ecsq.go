@@ -42,7 +42,16 @@ const (
 	auxTable = "table"
 )
 
-type ecsqCodec struct{}
+// ecsqCodec is ecsq, or with trellis set its trellis-coded variant tcq,
+// which shares everything but the mapping from levels to values.
+type ecsqCodec struct{ trellis bool }
+
+func (c ecsqCodec) id() string {
+	if c.trellis {
+		return TCQ
+	}
+	return ECSQ
+}
 
 // ecsqParams is ecsq's parameter map.
 type ecsqParams struct {
@@ -137,13 +146,13 @@ func centroidOffset(m []float32, cols int, steps []float32) uint64 {
 
 // Encode quantizes the tensor's matrix column block by column block
 // (through LDLQ when opts.Hessian is set) and rANS codes the levels.
-func (ecsqCodec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encoded, error) {
+func (c ecsqCodec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encoded, error) {
 	o := options(opts)
 	step := float32(DefaultStep)
 	if o.Step != 0 {
 		step = float32(o.Step)
 		if !(o.Step >= MinStep && o.Step <= MaxStep) {
-			return nil, fmt.Errorf("%w: ecsq step %v not in [%v, %v]", ErrOptions, o.Step, MinStep, MaxStep)
+			return nil, fmt.Errorf("%w: %s step %v not in [%v, %v]", ErrOptions, c.id(), o.Step, MinStep, MaxStep)
 		}
 	}
 	lay, m, err := chunk.Load(t, o.Transposed)
@@ -171,11 +180,20 @@ func (ecsqCodec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enco
 	steps := columnSteps(step, chunk.ScaleValues(hs), o.Levels)
 	// The offset comes from the unquantized matrix, so that LDLQ, which
 	// needs each block's reconstruction as it goes, can use it too.
-	p.offset = centroidOffset(m, cols, steps)
+	if c.trellis {
+		p.offset = tcqOffset(m, rows, cols, steps, ends)
+	} else {
+		p.offset = centroidOffset(m, cols, steps)
+	}
 	off := float32(p.offset) / 256
 
 	q := make([]int32, len(m))
+	var tr tcqScratch
 	quant := func(c0, c1 int) error {
+		if c.trellis {
+			tr.quantize(m, q, rows, cols, c0, c1, steps, off, ends)
+			return nil
+		}
 		for r := range rows {
 			i0 := r * cols
 			for j := c0; j < c1; j++ {
@@ -201,7 +219,7 @@ func (ecsqCodec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enco
 		if c.cols != nil {
 			sample = gatherColumns(nil, q, cols, c.cols)
 		}
-		if tables[n], err = rans.Build(sample, tablePrecision); err != nil {
+		if tables[n], err = rans.BuildCompact(sample, rans.MinPrecision, tablePrecision); err != nil {
 			return nil, err
 		}
 		if tableBytes, err = tables[n].AppendBinary(tableBytes); err != nil {
@@ -286,7 +304,7 @@ func gatherColumns(dst, q []int32, cols int, which []int) []int32 {
 
 // NewDecoder validates the params, groups and aux sections of an ecsq
 // tensor and parses its scales, levels and tables.
-func (ecsqCodec) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder, error) {
+func (c ecsqCodec) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder, error) {
 	var p ecsqParams
 	if err := parseParams(t,
 		float32Param("step", &p.step, MinStep, MaxStep),
@@ -302,14 +320,14 @@ func (ecsqCodec) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder
 	if err := chunk.CheckAux(t, chunk.AuxScales, chunk.AuxLevels, auxTable); err != nil {
 		return nil, err
 	}
-	d := &ecsqDecoder{lay: lay, ends: ends, off: float32(p.offset) / 256}
+	d := &ecsqDecoder{id: c.id(), trellis: c.trellis, lay: lay, ends: ends, off: float32(p.offset) / 256}
 	if lay.Len() == 0 {
 		if len(t.Aux) != 0 {
-			return nil, format.TensorErrorf(t.Name, -1, "codec ecsq: empty tensor has aux sections")
+			return nil, format.TensorErrorf(t.Name, -1, "codec %s: empty tensor has aux sections", c.id())
 		}
 		return d, nil
 	}
-	bad := func(err error) error { return fmt.Errorf("tensor %q: codec ecsq: %w", t.Name, err) }
+	bad := func(err error) error { return fmt.Errorf("tensor %q: codec %s: %w", t.Name, c.id(), err) }
 	b, err := env.Aux(chunk.AuxScales)
 	if err != nil {
 		return nil, err
@@ -347,30 +365,36 @@ func (ecsqCodec) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder
 }
 
 type ecsqDecoder struct {
-	lay    chunk.Layout
-	ends   []int
-	off    float32
-	steps  []float32
-	sets   []levelSet
-	tables []*rans.Table // one per set
+	id      string
+	trellis bool
+	lay     chunk.Layout
+	ends    []int
+	off     float32
+	steps   []float32
+	sets    []levelSet
+	tables  []*rans.Table // one per set
 }
 
 // DecodeGroup decodes the rANS streams of group i and reconstructs its
 // rows.
 func (d *ecsqDecoder) DecodeGroup(i int, payload, dst []byte) error {
-	r0, r1, err := groupRange(ECSQ, d.ends, d.lay.Cols, d.lay.DType.Size(), i, dst)
+	r0, r1, err := groupRange(d.id, d.ends, d.lay.Cols, d.lay.DType.Size(), i, dst)
 	if err != nil {
 		return err
 	}
 	cols := d.lay.Cols
 	m := make([]float32, (r1-r0)*cols)
+	var states []uint8 // tcq: every column starts the group in state 0
+	if d.trellis {
+		states = make([]uint8, cols)
+	}
 	var syms []int32
 	for n, set := range d.sets {
 		stream := payload
 		if n < len(d.sets)-1 {
 			l, w := binary.Uvarint(payload)
 			if w <= 0 || l > uint64(len(payload)-w) || (w > 1 && payload[w-1] == 0) {
-				return format.Errorf(-1, "codec ecsq: group %d: bad length of stream %d", i, n)
+				return format.Errorf(-1, "codec %s: group %d: bad length of stream %d", d.id, i, n)
 			}
 			stream, payload = payload[w:w+int(l)], payload[w+int(l):]
 		}
@@ -385,7 +409,11 @@ func (d *ecsqDecoder) DecodeGroup(i int, payload, dst []byte) error {
 		}
 		syms = syms[:count]
 		if err := rans.Decode(stream, d.tables[n:n+1], syms); err != nil {
-			return format.Errorf(-1, "codec ecsq: group %d stream %d: %v", i, n, err)
+			return format.Errorf(-1, "codec %s: group %d stream %d: %v", d.id, i, n, err)
+		}
+		if d.trellis {
+			tcqReconstruct(m, syms, cols, which, d.steps, d.off, states)
+			continue
 		}
 		if which == nil {
 			for r := 0; r < len(m); r += cols {

@@ -98,6 +98,15 @@ func Goldens() []Golden {
 		{name: "conv_ecsq", dtype: format.F32, shape: []uint64{16, 4, 3, 3}, codec: "ecsq", seed: 26, weights: true},
 	}}
 	gs = append(gs, Golden{Name: "lossy_scalar.nwc", Build: lossy.build})
+	// tcq: the trellis state restarts in every group, so several groups
+	// and a level set that skips columns are what a decoder must get right.
+	trellis := fileSpec{groupBytes: 2048, tensors: []tensorSpec{
+		{name: "tcq_levels", dtype: format.F32, shape: []uint64{70, 48}, codec: "tcq", seed: 27, weights: true,
+			opts: codec.EncodeOptions{Levels: levels, Step: 0.3}},
+		{name: "tcq_transposed_bf16", dtype: format.BF16, shape: []uint64{48, 33}, codec: "tcq", seed: 28, weights: true,
+			opts: codec.EncodeOptions{Transposed: true}},
+	}}
+	gs = append(gs, Golden{Name: "lossy_tcq.nwc", Build: trellis.build})
 	gs = append(gs, Golden{Name: "nwc_blob.nwc", Build: func() ([]byte, error) { return neuralSpec(levels, false).build() }})
 	gs = append(gs, Golden{Name: "nwc_builtin_ref.nwc", Build: func() ([]byte, error) { return neuralSpec(levels, true).build() }})
 	return gs

@@ -18,7 +18,7 @@ import (
 func runConvert(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("convert", stderr)
 	out := fs.String("o", "", "output .nwc `file` (required)")
-	codecID := fs.String("codec", codec.Lossless, "codec of the matrices: raw, lossless, ecsq, rtn, q4k or nwc")
+	codecID := fs.String("codec", codec.Lossless, "codec of the matrices: raw, lossless, ecsq, tcq, rtn, q4k or nwc")
 	bits := fs.Float64("bits", 0, "target bits per weight of the whole file (lossy codecs)")
 	step := fs.Float64("step", 0, "quantizer step in column-RMS units, instead of --bits (ecsq, nwc)")
 	var tensorBits, keep, transposed multiFlag

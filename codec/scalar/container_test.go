@@ -43,6 +43,7 @@ func goldenSpecs() []spec {
 		{"ecsq.levels", "ecsq", format.F32, []uint64{40, 24}, codec.EncodeOptions{Levels: levels, Step: 0.4}},
 		{"ecsq.bf16.transposed", "ecsq", format.BF16, []uint64{24, 20}, codec.EncodeOptions{Transposed: true}},
 		{"ecsq.groups", "ecsq", format.F16, []uint64{50, 16}, codec.EncodeOptions{GroupBytes: 512}},
+		{"tcq.levels.groups", "tcq", format.F32, []uint64{50, 24}, codec.EncodeOptions{Levels: levels, GroupBytes: 1024}},
 		{"rtn.f16", "rtn", format.F16, []uint64{33, 40}, codec.EncodeOptions{Bits: 3, Group: 16}},
 		{"rtn.transposed", "rtn", format.F32, []uint64{20, 36}, codec.EncodeOptions{Transposed: true}},
 		{"q4k.f32", "q4k", format.F32, []uint64{20, 64}, codec.EncodeOptions{}},

@@ -12,7 +12,7 @@ import (
 )
 
 var (
-	fuzzIDs    = []string{ECSQ, RTN, Q4K}
+	fuzzIDs    = []string{ECSQ, RTN, Q4K, TCQ}
 	fuzzDTypes = []format.DType{format.F32, format.F16, format.BF16}
 )
 
@@ -33,7 +33,7 @@ func addGoldenSeeds(f *testing.F) {
 		if len(t.Shape) != 2 {
 			continue
 		}
-		id := uint8(bytes.Index([]byte("erq"), []byte(t.Codec[:1])))
+		id := uint8(bytes.Index([]byte("erqt"), []byte(t.Codec[:1])))
 		dt := uint8(0)
 		for i, d := range fuzzDTypes {
 			if d == t.DType {

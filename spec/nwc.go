@@ -17,6 +17,9 @@ type NWCTensor struct {
 	// then the centroid offset δ in steps.
 	Plain  bool
 	Offset float32
+	// Trellis (plain tensors only) says every chunk's latents are
+	// trellis-coded: their offset depends on a state (FORMAT.md §7.7.5).
+	Trellis bool
 	// Scales holds the fp16 column scales widened to float32.
 	Scales []float32
 	// Levels holds each column's importance level (all 0 if nil).
@@ -36,7 +39,10 @@ type NWCTensor struct {
 // [16b, 16b+16) with level q and latents y_0..y_15, every value an IEEE 754
 // binary32 rounded to nearest even, δ = Offset:
 //
-//	plain:  x̂_i = 0 if y_i = 0, else sign(y_i)·fl(fl(|y_i| − δ) · Δ_q)
+//	plain:  x̂_i = 0 if y_i = 0, else sign(y_i)·fl(fl(|y_i| − δ_i) · Δ_q)
+//	        δ_i = δ, or with Trellis δ + ½ when state σ_i ≥ 2, where
+//	        σ_0 = 0 and σ_{i+1} = next[σ_i][y_i mod 2] with
+//	        next = [[0 2] [2 0] [1 3] [3 1]]
 //	else:   in_i = fl(y_i · Δ_q) for i < 16, in_16 = feature_q,
 //	        d = MLPForward(decoder, embed, q, in),
 //	        x̂_i = fl(fl(y_i + d_i) · Δ_q)
@@ -45,6 +51,7 @@ type NWCTensor struct {
 // where y_i is converted to binary32 exactly or, beyond 2^24, rounded to
 // nearest even. Rows past the end of the matrix are dropped.
 func NWCReconstruct(t *NWCTensor) []float32 {
+	trellisNext := [4][2]int{{0, 2}, {2, 0}, {1, 3}, {3, 1}}
 	const k = NWCChunkRows
 	out := make([]float32, t.Rows*t.Cols)
 	nb := (t.Rows + k - 1) / k
@@ -58,7 +65,15 @@ func NWCReconstruct(t *NWCTensor) []float32 {
 			step := t.Steps[q]
 			xh := make([]float32, k)
 			if t.Plain {
+				state := 0
 				for i := range k {
+					off := t.Offset
+					if t.Trellis {
+						if state >= 2 {
+							off += 0.5
+						}
+						state = trellisNext[state][y[i]&1]
+					}
 					if y[i] == 0 {
 						continue
 					}
@@ -66,7 +81,7 @@ func NWCReconstruct(t *NWCTensor) []float32 {
 					if a < 0 {
 						a = -a
 					}
-					v := float32(float32(a)-t.Offset) * step
+					v := float32(float32(a)-off) * step
 					if y[i] < 0 {
 						v = -v
 					}

@@ -47,8 +47,9 @@ type coding struct {
 // centroid offset enters the reconstruction that LDLQ feeds back, so it
 // must be fixed before the pass; it is fitted to the weights as loaded
 // (as ecsq does), which without a Hessian is exactly the coding's own.
-func (r *pass) plain(p params) (*coding, error) {
+func (r *pass) plain(p params, trellis bool) (*coding, error) {
 	p.plain = true
+	p.trellis = trellis
 	p.offset = 0
 	free := *r
 	free.hessian = nil
@@ -61,8 +62,9 @@ func (r *pass) plain(p params) (*coding, error) {
 		lv[ci] = r.colLv[ci%r.cols]
 	}
 	p.offset = centroidOffset(cd.x, cd.y, lv, &cd.p, cd.scales, r.rows, r.cols)
-	if r.hessian == nil {
-		// Without feedback the latents do not depend on the offset.
+	if r.hessian == nil && !p.trellis {
+		// Without feedback or a trellis the latents do not depend on
+		// the offset.
 		cd.p.offset = p.offset
 		return cd, nil
 	}

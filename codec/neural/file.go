@@ -67,6 +67,9 @@ type Codec struct {
 	// and the scalar quantizer (forceAuto, forcePlain, forceLearned), so
 	// that tests and benchmarks can exercise each decoding path.
 	force int
+	// roundPlain makes the scalar path round each latent on its own
+	// instead of trellis-coding the chunk, for tests and comparisons.
+	roundPlain bool
 }
 
 const (

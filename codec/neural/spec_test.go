@@ -27,10 +27,12 @@ func TestMatchesSpec(t *testing.T) {
 	for j := range levels {
 		levels[j] = uint8(r.IntN(4))
 	}
-	sawPlain, sawLearned := false, false
+	sawPlain, sawLearned, sawTrellis, sawRound := false, false, false, false
 	for _, step := range []float64{2, 1, 0.5, 0.1, 0.01} {
-		for _, force := range []int{forceAuto, forceLearned} {
+		for _, force := range []int{forceAuto, forceLearned, forcePlain} {
 			c := forced(t, force)
+			// The forced-plain run rounds, so both scalar paths are covered.
+			c.roundPlain = force == forcePlain
 			enc, err := c.Encode(tt, &codec.EncodeOptions{Step: step, Levels: levels, GroupBytes: 16 * cols * 4})
 			if err != nil {
 				t.Fatal(err)
@@ -40,6 +42,7 @@ func TestMatchesSpec(t *testing.T) {
 				t.Fatal(err)
 			}
 			sawPlain, sawLearned = sawPlain || p.plain, sawLearned || !p.plain
+			sawTrellis, sawRound = sawTrellis || p.trellis, sawRound || p.plain && !p.trellis
 			aux := map[string][]byte{}
 			for _, a := range enc.Aux {
 				aux[a.Name] = a.Data
@@ -52,7 +55,7 @@ func TestMatchesSpec(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ref := &spec.NWCTensor{Rows: rows, Cols: cols, Steps: p.steps, Features: p.features, Plain: p.plain, Offset: float32(p.offset) / 256, Scales: scales, Levels: levels}
+			ref := &spec.NWCTensor{Rows: rows, Cols: cols, Steps: p.steps, Features: p.features, Plain: p.plain, Trellis: p.trellis, Offset: float32(p.offset) / 256, Scales: scales, Levels: levels}
 			var colsOf [NumLevels]int
 			for _, q := range levels {
 				colsOf[q]++
@@ -81,8 +84,8 @@ func TestMatchesSpec(t *testing.T) {
 			}
 		}
 	}
-	if !sawPlain || !sawLearned {
-		t.Errorf("covered plain %v, learned %v: want both", sawPlain, sawLearned)
+	if !sawPlain || !sawLearned || !sawTrellis || !sawRound {
+		t.Errorf("covered plain %v (trellis %v, rounded %v), learned %v: want all", sawPlain, sawTrellis, sawRound, sawLearned)
 	}
 }
 

@@ -1,62 +1,12 @@
 package scalar
 
 import (
-	"math"
 	"math/rand/v2"
 	"testing"
 
 	"nwc/codec"
 	"nwc/format"
 )
-
-// TestTCQViterbiOptimal compares tcqColumn with an exhaustive search over
-// every level sequence near the targets: the Viterbi path must reach the
-// least squared error of any path through the trellis.
-func TestTCQViterbiOptimal(t *testing.T) {
-	r := rand.New(rand.NewPCG(3, 4))
-	const n = 6
-	for trial := range 200 {
-		x := make([]float32, n)
-		for i := range x {
-			x[i] = float32(r.NormFloat64() * 2)
-		}
-		s := float32(0.5 + r.Float64())
-		off := float32(r.IntN(40)) / 256
-		q := make([]int32, n)
-		rec := make([]float32, n)
-		tcqColumn(x, s, off, q, rec, make([][tcqStates]tcqStep, n))
-		got, st := 0.0, uint8(0)
-		for i, k := range q {
-			v := tcqValue(k, st, s, off)
-			if v != rec[i] {
-				t.Fatalf("trial %d: rec[%d] = %v, the state machine gives %v", trial, i, rec[i], v)
-			}
-			got += sq(float64(x[i]) - float64(v))
-			st = tcqNext[st][k&1]
-		}
-		best := math.Inf(1)
-		var walk func(i int, st uint8, e float64)
-		walk = func(i int, st uint8, e float64) {
-			if e >= best {
-				return
-			}
-			if i == n {
-				best = e
-				return
-			}
-			c := int32(math.Round(float64(x[i] / s)))
-			for k := c - 4; k <= c+4; k++ {
-				walk(i+1, tcqNext[st][k&1], e+sq(float64(x[i])-float64(tcqValue(k, st, s, off))))
-			}
-		}
-		walk(0, 0, 0)
-		if got > best*(1+1e-12)+1e-15 {
-			t.Fatalf("trial %d: Viterbi error %v, exhaustive %v", trial, got, best)
-		}
-	}
-}
-
-func sq(v float64) float64 { return v * v }
 
 // TestTCQGain requires tcq to beat ecsq in SQNR at equal rate (6.02 dB per
 // bit) on Gaussian weights: by 0.6 dB at about 3 bits per weight and 0.8 dB

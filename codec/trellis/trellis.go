@@ -1,0 +1,138 @@
+// Package trellis implements the trellis-coded quantization shared by
+// nwc's codecs: tcq (FORMAT.md §7.4.7) and the scalar path of nwc
+// (§7.7.5).
+//
+// A uniform scalar quantizer is 1.53 dB short of the rate–distortion bound
+// at high rates, because its cells are cubes. Trellis-coded quantization
+// (Marcellin and Fischer, 1990; the dependent quantization of H.266/VVC)
+// gets most of that back by letting each level choose between two
+// interleaved reconstruction grids, Q0 = {k·Δ} and Q1 = {0} ∪ {(k ∓ ½)·Δ},
+// through a 4-state machine driven by the parity of the levels before it;
+// the encoder picks the best sequence of levels with the Viterbi
+// algorithm. At the same step the levels cost about what a uniform
+// quantizer's do, and the squared error falls by about 0.9 dB on Gaussian
+// data at 4–6 bits per weight. Decoding is one table lookup per value.
+package trellis
+
+import "math"
+
+// States is the number of trellis states. States 0 and 1 use grid Q0,
+// states 2 and 3 grid Q1.
+const States = 4
+
+var next = [States][2]uint8{{0, 2}, {2, 0}, {1, 3}, {3, 1}}
+
+// Next returns the state that follows level k in state st: next[st][k&1]
+// with next = [[0 2] [2 0] [1 3] [3 1]], k&1 being the parity of k.
+func Next(st uint8, k int32) uint8 { return next[st][k&1] }
+
+// Offset returns the reconstruction offset, in steps, of state st for a
+// codec whose nonzero levels k reconstruct as sign(k)·(|k| − off)·Δ: off
+// itself on Q0, and off + ½ (exact in float32 for off a multiple of 1/256
+// below 1) on Q1, which moves the nonzero points to the half-integers.
+func Offset(st uint8, off float32) float32 {
+	if st >= 2 {
+		return off + 0.5
+	}
+	return off
+}
+
+// A Value reconstructs level k with offset off (in steps), as sign(k)·
+// (|k| − off)·Δ with the codec's own float32 rounding; 0 must map to 0.
+type Value func(k int32, off float32) float32
+
+// maxLevel bounds the levels Quantize chooses.
+const maxLevel = 1 << 30
+
+// candidates returns the levels worth trying for target x at step s in
+// state st: the four points of the state's grid nearest x before the
+// offset, and on Q1 also level 0. The offset moves every nonzero point
+// toward zero by less than one step (off < ½, plus ½ on Q1), so the
+// nearest point of each parity — all the search needs — is always among
+// them.
+func candidates(x, s float32, st uint8) (c [5]int32, n int) {
+	u := float64(x) / float64(s)
+	clamp := func(v float64) int32 { return int32(max(-maxLevel, min(maxLevel, v))) }
+	if st < 2 {
+		f := math.Floor(u)
+		for d := -1.0; d <= 2; d++ {
+			c[n] = clamp(f + d)
+			n++
+		}
+		return c, n
+	}
+	// Q1's nonzero points are the half-integers p; level k has |k| = |p|
+	// + ½ and the sign of p.
+	m := math.Floor(u - 0.5)
+	for d := -1.0; d <= 2; d++ {
+		p := m + d + 0.5
+		k := p + 0.5
+		if p < 0 {
+			k = p - 0.5
+		}
+		c[n] = clamp(k)
+		n++
+	}
+	c[n] = 0
+	return c, n + 1
+}
+
+// step is one trellis step of a surviving path: the state it came from
+// and the level it chose.
+type step struct {
+	prev uint8
+	k    int32
+}
+
+// A Quantizer runs the Viterbi search; it holds scratch space, so one
+// Quantizer must not be used concurrently. The zero value is ready.
+type Quantizer struct {
+	back [][States]step
+}
+
+// Quantize chooses the levels of the sequence x, which starts in state 0,
+// at step s > 0 with offset off: of all level sequences, the one whose
+// reconstructions (value, with the offset of each level's state) have the
+// least total squared error. It writes the levels to q and their
+// reconstructions to rec (both len(x) long). Ties go to the lowest state
+// and the first candidate, and every cost is rounded to float64 before it
+// is compared, so the result is the same on every platform.
+func (t *Quantizer) Quantize(x []float32, s, off float32, value Value, q []int32, rec []float32) {
+	if len(t.back) < len(x) {
+		t.back = make([][States]step, len(x))
+	}
+	inf := math.Inf(1)
+	cost := [States]float64{0, inf, inf, inf}
+	for i, v := range x {
+		nc := [States]float64{inf, inf, inf, inf}
+		for st := range uint8(States) {
+			if cost[st] == inf {
+				continue
+			}
+			cand, n := candidates(v, s, st)
+			o := Offset(st, off)
+			for _, k := range cand[:n] {
+				e := float64(v) - float64(value(k, o))
+				c := cost[st] + float64(e*e)
+				ns := Next(st, k)
+				if c < nc[ns] {
+					nc[ns] = c
+					t.back[i][ns] = step{prev: st, k: k}
+				}
+			}
+		}
+		cost = nc
+	}
+	best := uint8(0)
+	for st := uint8(1); st < States; st++ {
+		if cost[st] < cost[best] {
+			best = st
+		}
+	}
+	for i := len(x) - 1; i >= 0; i-- {
+		b := t.back[i][best]
+		q[i] = b.k
+		rec[i] = value(b.k, Offset(b.prev, off))
+		best = b.prev
+	}
+}

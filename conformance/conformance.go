@@ -107,8 +107,19 @@ func Goldens() []Golden {
 			opts: codec.EncodeOptions{Transposed: true}},
 	}}
 	gs = append(gs, Golden{Name: "lossy_tcq.nwc", Build: trellis.build})
-	gs = append(gs, Golden{Name: "nwc_blob.nwc", Build: func() ([]byte, error) { return neuralSpec(levels, false).build() }})
-	gs = append(gs, Golden{Name: "nwc_builtin_ref.nwc", Build: func() ([]byte, error) { return neuralSpec(levels, true).build() }})
+	for _, ref := range []bool{false, true} {
+		name := "nwc_blob.nwc"
+		if ref {
+			name = "nwc_builtin_ref.nwc"
+		}
+		gs = append(gs, Golden{Name: name, Build: func() ([]byte, error) {
+			s, err := neuralSpec(levels, ref)
+			if err != nil {
+				return nil, err
+			}
+			return s.build()
+		}})
+	}
 	return gs
 }
 
@@ -117,27 +128,30 @@ func Goldens() []Golden {
 // the blob) and the second falls back to the scalar path. The encoder keeps
 // the learned path only where it wins, so the first tensor's seed and step
 // are the first, in a fixed order, for which it does.
-func neuralSpec(levels []uint8, ref bool) fileSpec {
+func neuralSpec(levels []uint8, ref bool) (fileSpec, error) {
 	s := fileSpec{groupBytes: 4096, tensors: []tensorSpec{
 		{name: "nwc_levels", dtype: format.BF16, shape: []uint64{50, 48}, codec: "nwc", seed: 32, weights: true,
 			opts: codec.EncodeOptions{Levels: levels, Step: 0.2, BlobRef: ref}},
 	}}
 	c, err := codec.Lookup("nwc")
 	if err != nil {
-		return s
+		return s, err
 	}
 	for seed := uint64(40); seed < 48; seed++ {
 		for _, step := range []float64{0.6, 0.3, 0.1, 0.05, 1} {
 			ts := tensorSpec{name: "nwc_learned", dtype: format.F32, shape: []uint64{256, 64}, codec: "nwc", seed: seed,
 				weights: true, opts: codec.EncodeOptions{Step: step, BlobRef: ref}}
 			t := &codec.Tensor{Name: ts.name, DType: ts.dtype, Shape: ts.shape, Data: Weights(ts.dtype, ts.shape, seed)}
-			if enc, err := c.Encode(t, &ts.opts); err == nil && enc.Blob != nil {
+			// Encode as the file will: the choice depends on the groups.
+			o := ts.opts
+			o.GroupBytes = s.groupBytes
+			if enc, err := c.Encode(t, &o); err == nil && enc.Blob != nil {
 				s.tensors = append([]tensorSpec{ts}, s.tensors...)
-				return s
+				return s, nil
 			}
 		}
 	}
-	return s
+	return s, fmt.Errorf("conformance: no seed and step for which nwc keeps its learned transform")
 }
 
 func (s fileSpec) build() ([]byte, error) {

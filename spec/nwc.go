@@ -17,9 +17,13 @@ type NWCTensor struct {
 	// then the centroid offset δ in steps.
 	Plain  bool
 	Offset float32
-	// Trellis (plain tensors only) says every chunk's latents are
-	// trellis-coded: their offset depends on a state (FORMAT.md §7.7.5).
-	Trellis bool
+	// Trellis (plain tensors only) says the latents are trellis-coded:
+	// their offset depends on a state (FORMAT.md §7.7.5) that runs down
+	// each column and restarts at the first row of every chunk group,
+	// GroupStarts (row 0 and the end of each group but the last; nil
+	// means row 0 only).
+	Trellis     bool
+	GroupStarts []int
 	// Scales holds the fp16 column scales widened to float32.
 	Scales []float32
 	// Levels holds each column's importance level (all 0 if nil).
@@ -40,9 +44,9 @@ type NWCTensor struct {
 // binary32 rounded to nearest even, δ = Offset:
 //
 //	plain:  x̂_i = 0 if y_i = 0, else sign(y_i)·fl(fl(|y_i| − δ_i) · Δ_q)
-//	        δ_i = δ, or with Trellis δ + ½ when state σ_i ≥ 2, where
-//	        σ_0 = 0 and σ_{i+1} = next[σ_i][y_i mod 2] with
-//	        next = [[0 2] [2 0] [1 3] [3 1]]
+//	        δ_i = δ, or with Trellis δ + ½ when the column's state σ ≥ 2;
+//	        σ is 0 at every group start and becomes next[σ][y_i mod 2]
+//	        after each latent, next = [[0 2] [2 0] [1 3] [3 1]]
 //	else:   in_i = fl(y_i · Δ_q) for i < 16, in_16 = feature_q,
 //	        d = MLPForward(decoder, embed, q, in),
 //	        x̂_i = fl(fl(y_i + d_i) · Δ_q)
@@ -55,7 +59,15 @@ func NWCReconstruct(t *NWCTensor) []float32 {
 	const k = NWCChunkRows
 	out := make([]float32, t.Rows*t.Cols)
 	nb := (t.Rows + k - 1) / k
+	states := make([]int, t.Cols)
+	start := map[int]bool{0: true}
+	for _, r := range t.GroupStarts {
+		start[r] = true
+	}
 	for b := range nb {
+		if start[b*k] {
+			clear(states)
+		}
 		for j := range t.Cols {
 			q := 0
 			if t.Levels != nil {
@@ -65,7 +77,7 @@ func NWCReconstruct(t *NWCTensor) []float32 {
 			step := t.Steps[q]
 			xh := make([]float32, k)
 			if t.Plain {
-				state := 0
+				state := states[j]
 				for i := range k {
 					off := t.Offset
 					if t.Trellis {
@@ -87,6 +99,7 @@ func NWCReconstruct(t *NWCTensor) []float32 {
 					}
 					xh[i] = v
 				}
+				states[j] = state
 			} else {
 				in := make([]float32, k+1)
 				for i := range k {

@@ -224,20 +224,28 @@ func stepsFor(step float64) (p params) {
 // §5): without a net, x̂ = fl(y·Δ_q); with one, x̂ = fl(fl(y + D_i)·Δ_q)
 // where D is the net evaluated on fl(y·Δ_q) and the level's feature.
 // in and d are scratch of n×(Chunk+1) and n×Chunk values.
-func reconstruct(d *decoderModel, out []float32, y []int32, lv []uint8, n int, p *params, in, dout []float32, sc *scratch) error {
+//
+// With p.trellis the latents are chunks first..first+n−1 of the chunk-major
+// array seq walks, whose trellis states it advances.
+func reconstruct(d *decoderModel, out []float32, y []int32, lv []uint8, n int, p *params, seq *chunkSeq, first int, in, dout []float32, sc *scratch) error {
 	const k = chunk.Rows
 	if p.plain {
 		off := float32(float32(p.offset) / 256) // a separate rounding: no FMA with its use
+		offs := [trellis.States]float32{}
+		for st := range offs {
+			offs[st] = trellis.Offset(uint8(st), off)
+		}
 		for c := range n {
 			s := p.steps[lv[c]]
 			if p.trellis {
-				// Every chunk is one trellis sequence from state 0.
-				st := uint8(0)
-				for i := range k {
-					v := y[c*k+i]
-					out[c*k+i] = plainValue(v, s, trellis.Offset(st, off))
+				sp := seq.begin(first + c)
+				st := *sp
+				ys, dst := y[c*k:(c+1)*k], out[c*k:(c+1)*k]
+				for i, v := range ys {
+					dst[i] = plainValue(v, s, offs[st&3])
 					st = trellis.Next(st, v)
 				}
+				*sp = st
 				continue
 			}
 			for i := range k {

@@ -139,9 +139,13 @@ func (d *decoder) DecodeGroup(i int, payload, dst []byte) error {
 	sc.dout = grow(sc.dout, cols*chunk.Rows)
 	sc.out = grow(sc.out, cols*chunk.Rows)
 	sc.rows = grow(sc.rows, (r1-r0)*cols)
+	var seq *chunkSeq
+	if d.p.trellis {
+		seq = newChunkSeq(cols, nil) // the group is one sequence per column
+	}
 	for b := b0; b < b1; b++ {
 		y := sc.y[(b-b0)*cols*chunk.Rows : (b-b0+1)*cols*chunk.Rows]
-		if err := reconstruct(d.model, sc.out, y, sc.lv, cols, &d.p, sc.in, sc.dout, sc); err != nil {
+		if err := reconstruct(d.model, sc.out, y, sc.lv, cols, &d.p, seq, (b-b0)*cols, sc.in, sc.dout, sc); err != nil {
 			return format.TensorErrorf(d.name, -1, "codec nwc: group %d: %v", i, err)
 		}
 		// Write row by row (sequential stores) rather than chunk by

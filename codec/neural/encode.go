@@ -89,7 +89,8 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 	for j := range colLv {
 		colLv[j] = levelOf(levels, j)
 	}
-	run := pass{c: c, w: w, rows: rows, cols: cols, colLv: colLv, hessian: opts.Hessian, factors: opts.ScaleFactors, block: max(opts.LDLQBlock, 0)}
+	starts := groupStarts(rows, ends)
+	run := pass{c: c, w: w, rows: rows, cols: cols, colLv: colLv, hessian: opts.Hessian, factors: opts.ScaleFactors, starts: starts, block: max(opts.LDLQBlock, 0)}
 	// Chunks in coding order: rows of chunks, columns within a row.
 	nb := chunk.Chunks(rows)
 	const k = chunk.Rows
@@ -110,7 +111,7 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 		if err != nil {
 			return nil, rd{}, err
 		}
-		r, err := c.measure(cd.x, cd.y, lv, &cd.p, cd.scales, rows, cols)
+		r, err := c.measure(cd.x, cd.y, lv, &cd.p, cd.scales, rows, cols, starts)
 		return cd, r, err
 	}
 	coarser := func(trellis bool) func() (rd, error) {
@@ -131,9 +132,10 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 		}
 		// The trellis spends a little more than rounding at the same
 		// step. Code it again at the step that should cost what rounding
-		// does, and keep it only if it then has less error and no more
-		// bits: a tensor-by-tensor improvement at equal rate, whatever
-		// rate the other tensors get.
+		// does, and keep it only if it then has less error at equal
+		// rate: a tensor-by-tensor improvement, whatever rate the other
+		// tensors get. The rates then differ by hundredths of a bit per
+		// weight at most, valued at a conservative 8 dB per bit.
 		n := float64(rows * cols)
 		tstep := step * math.Exp2((tr.bits-pr.bits)/n)
 		if err := checkStep(tstep); err == nil {
@@ -143,7 +145,7 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 				return nil, err
 			}
 		}
-		if tr.dist < pr.dist && tr.bits <= pr.bits+0.002*n {
+		if tr.dist > 0 && pr.dist > 0 && 10*math.Log10(pr.dist/tr.dist) > 8*(tr.bits-pr.bits)/n {
 			plain, pr, trellisPlain = tp, tr, true
 		}
 	}
@@ -154,7 +156,7 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 		// file more than the learned transform can save.
 	} else if learned, err := run.code(base, true); err != nil {
 		return nil, err
-	} else if lr, err := c.measure(learned.x, learned.y, lv, &learned.p, learned.scales, rows, cols); err != nil {
+	} else if lr, err := c.measure(learned.x, learned.y, lv, &learned.p, learned.scales, rows, cols, starts); err != nil {
 		return nil, err
 	} else if c.force == forceLearned || c.force == forceAuto && lr.better(pr, coarser(trellisPlain)) {
 		chosen = learned
@@ -248,23 +250,24 @@ func (c *Codec) latents(x []float32, lv []uint8, p *params) ([]int32, error) {
 // sign(y)·(|y| − δ)·Δ_q over the nonzero latents: the mean amount by which
 // |x|/Δ_q falls short of |y|. Unimodal weights are denser toward zero
 // within each cell, so the centroid sits below the cell's middle.
-func centroidOffset(x []float32, y []int32, lv []uint8, p *params, scales []float32, rows, cols int) uint8 {
+func centroidOffset(x []float32, y []int32, lv []uint8, p *params, scales []float32, rows, cols int, starts []bool) uint8 {
 	const k = chunk.Rows
 	var num, den float64
+	seq := newChunkSeq(cols, starts)
 	for ci, q := range lv {
 		s := float64(p.steps[q])
 		// Weight by the squared real step, as the error is counted.
 		w := s * float64(scales[ci%cols])
 		w *= w
-		st := uint8(0)
+		st := seq.begin(ci)
 		for i := range validRows(ci/cols, rows) {
 			v := y[ci*k+i]
 			a := math.Abs(float64(v))
 			if p.trellis {
-				if st >= 2 {
+				if *st >= 2 {
 					a -= 0.5 // grid Q1
 				}
-				st = trellis.Next(st, v)
+				*st = trellis.Next(*st, v)
 			}
 			if v == 0 {
 				continue
@@ -279,22 +282,16 @@ func centroidOffset(x []float32, y []int32, lv []uint8, p *params, scales []floa
 	return uint8(math.Max(0, math.Min(maxOffset, math.RoundToEven(256*num/den))))
 }
 
-// quantizeAll returns the scalar quantizer's latents: round(x/Δ_q), or
-// with p.trellis the Viterbi choice over each chunk (with p's offset).
-func quantizeAll(x []float32, lv []uint8, p *params) []int32 {
+// quantizeAll returns the scalar quantizer's latents of the chunk-major
+// array x (width chunks per chunk row): round(x/Δ_q), or with p.trellis
+// the Viterbi choice over each column of each group (starts as in
+// chunkSeq), with p's offset.
+func quantizeAll(x []float32, lv []uint8, p *params, width int, starts []bool) []int32 {
 	const k = chunk.Rows
-	y := make([]int32, len(x))
 	if p.trellis {
-		var tq trellis.Quantizer
-		var rec [k]float32
-		off := float32(float32(p.offset) / 256)
-		for ci, q := range lv {
-			s := p.steps[q]
-			value := func(v int32, o float32) float32 { return plainValue(v, s, o) }
-			tq.Quantize(x[ci*k:(ci+1)*k], s, off, value, y[ci*k:(ci+1)*k], rec[:])
-		}
-		return y
+		return trellisQuantize(x, lv, p, width, starts)
 	}
+	y := make([]int32, len(x))
 	for ci, q := range lv {
 		s := float64(p.steps[q])
 		for i := range k {
@@ -336,7 +333,7 @@ func (r rd) better(p rd, coarser func() (rd, error)) bool {
 // measure codes latents y with params p and returns the squared error of
 // the real (unpadded) weights, Σ s_j²·(x − x̂)², and the bits of the
 // latents and tables of the whole tensor.
-func (c *Codec) measure(x []float32, y []int32, lv []uint8, p *params, scales []float32, rows, cols int) (rd, error) {
+func (c *Codec) measure(x []float32, y []int32, lv []uint8, p *params, scales []float32, rows, cols int, starts []bool) (rd, error) {
 	const k = chunk.Rows
 	var r rd
 	var err error
@@ -348,9 +345,10 @@ func (c *Codec) measure(x []float32, y []int32, lv []uint8, p *params, scales []
 	sc.in = make([]float32, encodeBatch*(k+1))
 	sc.dout = make([]float32, encodeBatch*k)
 	out := make([]float32, encodeBatch*k)
+	seq := newChunkSeq(cols, starts)
 	for c0 := 0; c0 < n; c0 += encodeBatch {
 		bn := min(encodeBatch, n-c0)
-		if err := reconstruct(c.dec1, out, y[c0*k:], lv[c0:], bn, p, sc.in, sc.dout, sc); err != nil {
+		if err := reconstruct(c.dec1, out, y[c0*k:], lv[c0:], bn, p, seq, c0, sc.in, sc.dout, sc); err != nil {
 			return r, err
 		}
 		for ci := range bn {

@@ -27,6 +27,7 @@ type pass struct {
 	colLv      []uint8
 	hessian    []float64
 	factors    []float32 // column scale factors, or nil
+	starts     []bool    // chunk rows that begin a group (trellis sequences restart)
 	block      int       // columns per LDLQ block; 0 is ldlq.DefaultBlock
 }
 
@@ -61,7 +62,7 @@ func (r *pass) plain(p params, trellis bool) (*coding, error) {
 	for ci := range lv {
 		lv[ci] = r.colLv[ci%r.cols]
 	}
-	p.offset = centroidOffset(cd.x, cd.y, lv, &cd.p, cd.scales, r.rows, r.cols)
+	p.offset = centroidOffset(cd.x, cd.y, lv, &cd.p, cd.scales, r.rows, r.cols, r.starts)
 	if r.hessian == nil && !p.trellis {
 		// Without feedback or a trellis the latents do not depend on
 		// the offset.
@@ -145,7 +146,7 @@ func (r *pass) code(p params, learned bool) (*coding, error) {
 				return err
 			}
 		} else {
-			y = quantizeAll(bx, blv, &cd.p)
+			y = quantizeAll(bx, blv, &cd.p, bw, r.starts)
 		}
 		// Padding rows of a ragged last chunk are not coded; the decoder
 		// sees them as 0, so the encoder must too.
@@ -165,8 +166,9 @@ func (r *pass) code(p params, learned bool) (*coding, error) {
 		out = grow(out, n*k)
 		sc.in = grow(sc.in, min(n, encodeBatch)*(k+1))
 		sc.dout = grow(sc.dout, min(n, encodeBatch)*k)
+		seq := newChunkSeq(bw, r.starts)
 		for a := 0; a < n; a += encodeBatch {
-			if err := reconstruct(r.c.dec1, out[a*k:], y[a*k:], blv[a:], min(encodeBatch, n-a), &cd.p, sc.in, sc.dout, &sc); err != nil {
+			if err := reconstruct(r.c.dec1, out[a*k:], y[a*k:], blv[a:], min(encodeBatch, n-a), &cd.p, seq, a, sc.in, sc.dout, &sc); err != nil {
 				return err
 			}
 		}

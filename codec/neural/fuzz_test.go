@@ -33,7 +33,7 @@ func goldenTensors() []struct {
 		t    *codec.Tensor
 		opts codec.EncodeOptions
 	}{
-		{gaussTensor("learned", 40, 24, 11), codec.EncodeOptions{Step: 0.6, Levels: levels}},
+		{gaussTensor("learned", 40, 24, 11), codec.EncodeOptions{Step: 1.2, Levels: levels}},
 		{gaussTensor("plain", 21, 8, 12), codec.EncodeOptions{Step: 0.2}},
 	}
 }
@@ -61,6 +61,10 @@ func TestGolden(t *testing.T) {
 	}
 	h := sha256.New()
 	for _, tt := range r.Tensors() {
+		// The file must exercise both decoding paths.
+		if learned := tt.Entry().Blob >= 0; learned != (tt.Name() == "learned") {
+			t.Errorf("tensor %q: learned transform %v", tt.Name(), learned)
+		}
 		b, err := tt.Bytes()
 		if err != nil {
 			t.Fatal(err)

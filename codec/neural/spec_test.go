@@ -56,6 +56,9 @@ func TestMatchesSpec(t *testing.T) {
 				t.Fatal(err)
 			}
 			ref := &spec.NWCTensor{Rows: rows, Cols: cols, Steps: p.steps, Features: p.features, Plain: p.plain, Trellis: p.trellis, Offset: float32(p.offset) / 256, Scales: scales, Levels: levels}
+			for _, g := range enc.Groups[:len(enc.Groups)-1] {
+				ref.GroupStarts = append(ref.GroupStarts, int(g.End)/cols)
+			}
 			var colsOf [NumLevels]int
 			for _, q := range levels {
 				colsOf[q]++

@@ -20,11 +20,14 @@ import "math"
 // states 2 and 3 grid Q1.
 const States = 4
 
-var next = [States][2]uint8{{0, 2}, {2, 0}, {1, 3}, {3, 1}}
+// next is next[st][parity] of the doc of Next, flattened so that the
+// masked index needs no bounds check in decoders' inner loops.
+var next = [2 * States]uint8{0, 2, 2, 0, 1, 3, 3, 1}
 
-// Next returns the state that follows level k in state st: next[st][k&1]
-// with next = [[0 2] [2 0] [1 3] [3 1]], k&1 being the parity of k.
-func Next(st uint8, k int32) uint8 { return next[st][k&1] }
+// Next returns the state that follows level k in state st (< States):
+// next[st][k&1] with next = [[0 2] [2 0] [1 3] [3 1]], k&1 being the
+// parity of k.
+func Next(st uint8, k int32) uint8 { return next[(st<<1|uint8(k&1))&7] }
 
 // Offset returns the reconstruction offset, in steps, of state st for a
 // codec whose nonzero levels k reconstruct as sign(k)·(|k| − off)·Δ: off

@@ -46,6 +46,7 @@ type tensorSpec struct {
 type fileSpec struct {
 	metadata   map[string]string
 	align      uint8
+	packed     bool // alignment 1
 	groupBytes int
 	tensors    []tensorSpec
 }
@@ -100,7 +101,8 @@ func Goldens() []Golden {
 	gs = append(gs, Golden{Name: "lossy_scalar.nwc", Build: lossy.build})
 	// tcq: the trellis state restarts in every group, so several groups
 	// and a level set that skips columns are what a decoder must get right.
-	trellis := fileSpec{groupBytes: 2048, tensors: []tensorSpec{
+	// The file is packed (alignment 1), as lossy conversions are.
+	trellis := fileSpec{groupBytes: 2048, packed: true, tensors: []tensorSpec{
 		{name: "tcq_levels", dtype: format.F32, shape: []uint64{70, 48}, codec: "tcq", seed: 27, weights: true,
 			opts: codec.EncodeOptions{Levels: levels, Step: 0.3}},
 		{name: "tcq_transposed_bf16", dtype: format.BF16, shape: []uint64{48, 33}, codec: "tcq", seed: 28, weights: true,
@@ -156,7 +158,7 @@ func neuralSpec(levels []uint8, ref bool) (fileSpec, error) {
 
 func (s fileSpec) build() ([]byte, error) {
 	var buf bytes.Buffer
-	w, err := writer.New(&buf, &writer.Options{AlignLog2: s.align})
+	w, err := writer.New(&buf, &writer.Options{AlignLog2: s.align, Packed: s.packed})
 	if err != nil {
 		return nil, err
 	}

@@ -34,7 +34,7 @@ func Invalids() []Invalid {
 		{"preamble_crc.nwc", "checksum", false, bytesEdit(func(b []byte) []byte { b[10] ^= 1; return b })},
 		{"major_version_2.nwc", "unsupported", false, preamble(func(b []byte) { b[8] = 2 })},
 		{"reserved_nonzero.nwc", "format", false, preamble(func(b []byte) { b[20] = 1 })},
-		{"alignment_too_small.nwc", "format", false, preamble(func(b []byte) { b[12] = 5 })},
+		{"alignment_too_large.nwc", "format", false, preamble(func(b []byte) { b[12] = 25 })},
 		{"truncated.nwc", "format", false, bytesEdit(func(b []byte) []byte { return b[:len(b)-1] })},
 		{"appended.nwc", "format", false, bytesEdit(func(b []byte) []byte { return append(b, 0) })},
 		{"trailer_crc.nwc", "checksum", false, bytesEdit(func(b []byte) []byte { b[len(b)-40] ^= 0x80; return b })},

@@ -39,9 +39,13 @@ const (
 
 // Alignment bounds, as log2 of the byte alignment of every data section.
 const (
-	MinAlignLog2     = 6  // 64 bytes: one cache line, enough for SIMD loads
+	// MinAlignLog2 allows packed files (1-byte alignment): sections that
+	// are always decoded, never mapped in place, gain nothing from
+	// padding, which on a small lossy model is several hundredths of a
+	// bit per weight.
+	MinAlignLog2     = 0
 	MaxAlignLog2     = 24 // 16 MiB: larger alignments only waste space
-	DefaultAlignLog2 = 6
+	DefaultAlignLog2 = 6  // 64 bytes: one cache line, enough for SIMD loads of raw tensors
 )
 
 // MaxGroupElements bounds the elements of one chunk group, so that decoding a

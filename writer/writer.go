@@ -20,8 +20,14 @@ import (
 // Options configure a Writer. The zero value selects the defaults.
 type Options struct {
 	// AlignLog2 is log2 of the alignment of every section, in
-	// [format.MinAlignLog2, format.MaxAlignLog2]; 0 selects 64 bytes.
+	// [format.MinAlignLog2, format.MaxAlignLog2]; 0 selects 64 bytes
+	// (format.DefaultAlignLog2) unless Packed is set.
 	AlignLog2 uint8
+	// Packed writes sections back to back (alignment 1, AlignLog2
+	// ignored). Alignment only helps raw tensors mapped in place; files
+	// whose tensors are all decoded save up to one alignment unit less a
+	// byte per section.
+	Packed bool
 	// MaxInlineAux is the largest auxiliary data stored inline in the
 	// index rather than as a section (which costs an entry and up to one
 	// alignment unit of padding); 0 selects DefaultMaxInlineAux, a
@@ -59,7 +65,10 @@ type Writer struct {
 // immediately.
 func New(w io.Writer, opts *Options) (*Writer, error) {
 	align := uint8(format.DefaultAlignLog2)
-	if opts != nil && opts.AlignLog2 != 0 {
+	switch {
+	case opts != nil && opts.Packed:
+		align = 0
+	case opts != nil && opts.AlignLog2 != 0:
 		align = opts.AlignLog2
 	}
 	if align < format.MinAlignLog2 || align > format.MaxAlignLog2 {

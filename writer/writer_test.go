@@ -3,6 +3,7 @@ package writer_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -158,10 +159,44 @@ func TestMisuse(t *testing.T) {
 }
 
 func TestAlignment(t *testing.T) {
-	for _, a := range []uint8{5, 25} {
+	for _, a := range []uint8{25, 255} {
 		if _, err := writer.New(&bytes.Buffer{}, &writer.Options{AlignLog2: a}); err == nil {
 			t.Errorf("alignment 2^%d accepted", a)
 		}
+	}
+	// Packed files put every section right after the previous one.
+	size := func(o *writer.Options) int {
+		var buf bytes.Buffer
+		w, err := writer.New(&buf, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 5 {
+			data := bytes.Repeat([]byte{byte(i)}, 12+i)
+			tn := &codec.Tensor{Name: fmt.Sprint("t", i), DType: format.U8, Shape: []uint64{uint64(len(data))}, Data: data}
+			if err := w.WriteTensor(tn, codec.Raw, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		r, err := reader.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tn := range r.Tensors() {
+			if _, err := tn.Bytes(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return buf.Len()
+	}
+	packed, aligned := size(&writer.Options{Packed: true}), size(nil)
+	// Five data sections and the index: each aligned one can waste up to
+	// 63 bytes; these waste at least 64−32−16 = 16 each.
+	if aligned-packed < 5*16 {
+		t.Errorf("packed file %d bytes, 64-byte aligned %d: want at least 80 saved", packed, aligned)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"nwc/codec"
 	"nwc/convert"
+	"nwc/format"
 	"nwc/safetensors"
 )
 
@@ -41,7 +42,7 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	group := fs.Int("group", 0, "rtn group size (default 128)")
 	asJSON := fs.Bool("json", false, "print a JSON summary")
 	groupKiB := fs.Int("group-kib", codec.DefaultGroupBytes>>10, "decoded size of a chunk group in KiB")
-	align := fs.Uint("align-log2", 6, "log2 of the section alignment (6 = 64 bytes)")
+	align := fs.Int("align-log2", -1, "log2 of the section alignment, 0 (packed) to 24 (default: 6 = 64 bytes with --codec raw, else packed)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -79,7 +80,15 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	opts.Encode.Bits = *rtnBits
 	opts.Encode.Group = *group
 	opts.Encode.GroupBytes = *groupKiB << 10
-	opts.Writer.AlignLog2 = uint8(*align)
+	switch {
+	case *align == 0:
+		opts.Writer.Packed = true
+	case *align > 0:
+		if *align > format.MaxAlignLog2 {
+			return usagef("--align-log2 %d above %d", *align, format.MaxAlignLog2)
+		}
+		opts.Writer.AlignLog2 = uint8(*align)
+	}
 	if isTerminal(os.Stderr) && !*asJSON {
 		opts.Progress = func(done, total int, name string) {
 			fmt.Fprintf(stderr, "\r\x1b[K[%d/%d] %s", done, total, name)

@@ -26,7 +26,7 @@ type Variant struct {
 // Variants returns the rows of issue 5's table for a set of Hessians:
 // the baselines, then nwc with each output-guided step added in turn.
 func Variants(h *calib.Set) []Variant {
-	vs := []Variant{{Name: "rtn g128", Codec: "rtn"}, {Name: "q4k", Codec: "q4k"}, {Name: "ecsq", Codec: "ecsq"}, {Name: "nwc", Codec: "nwc"}}
+	vs := []Variant{{Name: "rtn g128", Codec: "rtn"}, {Name: "q4k", Codec: "q4k"}, {Name: "ecsq", Codec: "ecsq"}, {Name: "tcq", Codec: "tcq"}, {Name: "nwc", Codec: "nwc"}}
 	if h == nil {
 		return vs
 	}
@@ -44,6 +44,7 @@ func Variants(h *calib.Set) []Variant {
 		guided("nwc + column steps + LDLQ + allocation (Hessian proxy)", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true}, false),
 		guided("nwc + column steps + LDLQ + measured allocation", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true}, true),
 		guided("ecsq + column steps + LDLQ + measured allocation", "ecsq", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true}, true),
+		guided("tcq + column steps + LDLQ + measured allocation", "tcq", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true}, true),
 	)
 }
 

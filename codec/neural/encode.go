@@ -154,13 +154,41 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 	if opts.NoBlob && c.force != forceLearned {
 		// The caller judged that the decoder's weights would cost the
 		// file more than the learned transform can save.
-	} else if learned, err := run.code(base, true); err != nil {
-		return nil, err
-	} else if lr, err := c.measure(learned.x, learned.y, lv, &learned.p, learned.scales, rows, cols, starts); err != nil {
-		return nil, err
-	} else if c.force == forceLearned || c.force == forceAuto && lr.better(pr, coarser(trellisPlain)) {
-		chosen = learned
-		tables, tableAux = lr.tabs, lr.aux
+	} else {
+		measureLearned := func(p params) (*coding, rd, error) {
+			cd, err := run.code(p, true)
+			if err != nil {
+				return nil, rd{}, err
+			}
+			r, err := c.measure(cd.x, cd.y, lv, &cd.p, cd.scales, rows, cols, starts)
+			return cd, r, err
+		}
+		learned, lr, err := measureLearned(base)
+		if err != nil {
+			return nil, err
+		}
+		win := func() bool { return lr.better(pr, coarser(false)) }
+		if trellisPlain && c.force == forceAuto {
+			// Against the trellis, compare at equal rate, as the trellis
+			// was chosen: re-code at the step that should cost what the
+			// scalar coding does, and value the small rate difference
+			// left at 8 dB per bit.
+			n := float64(rows * cols)
+			if lstep := step * math.Exp2((lr.bits-pr.bits)/n); checkStep(lstep) == nil {
+				pl := stepsFor(lstep)
+				pl.transposed = base.transposed
+				if learned, lr, err = measureLearned(pl); err != nil {
+					return nil, err
+				}
+			}
+			win = func() bool {
+				return lr.dist > 0 && pr.dist > 0 && 10*math.Log10(pr.dist/lr.dist) > 8*(lr.bits-pr.bits)/n
+			}
+		}
+		if c.force == forceLearned || c.force == forceAuto && win() {
+			chosen = learned
+			tables, tableAux = lr.tabs, lr.aux
+		}
 	}
 
 	p = chosen.p

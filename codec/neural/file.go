@@ -78,6 +78,18 @@ const (
 	forceLearned
 )
 
+// Learned returns a copy of c whose encoder always keeps the learned
+// transform instead of choosing, tensor by tensor, whichever of it and the
+// scalar path is better at equal rate. With the default model the scalar
+// path (trellis-coded where that wins) is the better one almost
+// everywhere, so files that must exercise a decoder's network — conformance
+// files, benchmarks — need this.
+func (c *Codec) Learned() *Codec {
+	d := *c
+	d.force = forceLearned
+	return &d
+}
+
 // NewCodec freezes a trained model into a codec; info records its
 // provenance (the training command).
 func NewCodec(m *Model, info string) (*Codec, error) {

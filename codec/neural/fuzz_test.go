@@ -33,7 +33,7 @@ func goldenTensors() []struct {
 		t    *codec.Tensor
 		opts codec.EncodeOptions
 	}{
-		{gaussTensor("learned", 40, 24, 11), codec.EncodeOptions{Step: 1.2, Levels: levels}},
+		{gaussTensor("learned", 40, 24, 11), codec.EncodeOptions{Step: 0.6, Levels: levels}},
 		{gaussTensor("plain", 21, 8, 12), codec.EncodeOptions{Step: 0.2}},
 	}
 }
@@ -47,8 +47,22 @@ func TestGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	def, err := neural.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, g := range goldenTensors() {
-		if err := w.WriteTensor(g.t, neural.ID, &g.opts); err != nil {
+		// The learned tensor is forced to keep the transform, so that
+		// the file exercises the decoder network.
+		c := def
+		if g.t.Name == "learned" {
+			c = def.Learned()
+		}
+		enc, err := c.Encode(g.t, &g.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteEncoded(g.t.Name, g.t.DType, g.t.Shape, neural.ID, enc); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -61,7 +61,6 @@ func trellisQuantize(x []float32, lv []uint8, p *params, width int, starts []boo
 	for j := range width {
 		// Every chunk of a column has the column's level.
 		s := p.steps[lv[j]]
-		value := func(v int32, o float32) float32 { return plainValue(v, s, o) }
 		for b0 := 0; b0 < nb; {
 			b1 := b0 + 1
 			for b1 < nb && (starts == nil || !starts[b1]) {
@@ -73,7 +72,7 @@ func trellisQuantize(x []float32, lv []uint8, p *params, width int, starts []boo
 				ci := b*width + j
 				copy(seq[(b-b0)*k:], x[ci*k:(ci+1)*k])
 			}
-			tq.Quantize(seq, s, off, value, out, rec)
+			tq.Quantize(seq, s, off, out, rec)
 			for b := b0; b < b1; b++ {
 				ci := b*width + j
 				copy(y[ci*k:(ci+1)*k], out[(b-b0)*k:])

@@ -12,7 +12,7 @@ import (
 var benchShape = []uint64{1024, 1024}
 
 func BenchmarkEncode(b *testing.B) {
-	for _, id := range []string{ECSQ, RTN, Q4K} {
+	for _, id := range []string{ECSQ, TCQ, RTN, Q4K} {
 		b.Run(id, func(b *testing.B) {
 			tn := gaussian("w", 1, benchShape, 0.02, format.BF16)
 			c, _ := codec.Lookup(id)
@@ -30,7 +30,7 @@ func BenchmarkEncode(b *testing.B) {
 // BenchmarkDecode decodes every group of a tensor on one goroutine (the
 // reader decodes groups in parallel on top of this).
 func BenchmarkDecode(b *testing.B) {
-	for _, id := range []string{ECSQ, RTN, Q4K} {
+	for _, id := range []string{ECSQ, TCQ, RTN, Q4K} {
 		for _, dt := range []format.DType{format.BF16, format.F32} {
 			b.Run(fmt.Sprintf("%s/%s", id, dt), func(b *testing.B) {
 				tn := gaussian("w", 1, benchShape, 0.02, dt)

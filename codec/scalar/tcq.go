@@ -38,7 +38,6 @@ func (t *tcqScratch) quantize(m []float32, q []int32, rows, cols, c0, c1 int, st
 	}
 	for j := c0; j < c1; j++ {
 		s := steps[j]
-		value := func(k int32, off float32) float32 { return reconstruct(k, s, off) }
 		r0 := 0
 		for _, r1 := range ends {
 			n := r1 - r0
@@ -53,7 +52,7 @@ func (t *tcqScratch) quantize(m []float32, q []int32, rows, cols, c0, c1 int, st
 			for i := range x {
 				x[i] = m[(r0+i)*cols+j]
 			}
-			t.tq.Quantize(x, s, off, value, t.q[:n], t.rec[:n])
+			t.tq.Quantize(x, s, off, t.q[:n], t.rec[:n])
 			for i := range x {
 				q[(r0+i)*cols+j], m[(r0+i)*cols+j] = t.q[i], t.rec[i]
 			}
@@ -62,18 +61,27 @@ func (t *tcqScratch) quantize(m []float32, q []int32, rows, cols, c0, c1 int, st
 	}
 }
 
+// tcqOffsetColumns is how many columns tcqOffset samples at most: the
+// offset is one number per tensor, and a trellis pass over every column
+// would double the encoder's work.
+const tcqOffsetColumns = 64
+
 // tcqOffset returns tcq's reconstruction offset, in 1/256 of a step: as
 // ecsq's centroidOffset, the mean distance by which |x|/step falls short
 // of the magnitude of its point (|k| on Q0, |k| − ½ on Q1), weighted by
-// step², over the nonzero levels of a trellis pass over the unquantized
-// matrix with no offset.
+// step², over the nonzero levels of a trellis pass with no offset over
+// the unquantized matrix — every column up to tcqOffsetColumns of them,
+// else every (cols/tcqOffsetColumns)-th.
 func tcqOffset(m []float32, rows, cols int, steps []float32, ends []int) uint64 {
+	stride := max(1, cols/tcqOffsetColumns)
 	w := append([]float32(nil), m...)
 	q := make([]int32, len(m))
 	var t tcqScratch
-	t.quantize(w, q, rows, cols, 0, cols, steps, 0, ends)
+	for j := 0; j < cols; j += stride {
+		t.quantize(w, q, rows, cols, j, j+1, steps, 0, ends)
+	}
 	var num, den float64
-	for j := range cols {
+	for j := 0; j < cols; j += stride {
 		s := steps[j]
 		if s == 0 {
 			continue

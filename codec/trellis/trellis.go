@@ -40,9 +40,24 @@ func Offset(st uint8, off float32) float32 {
 	return off
 }
 
-// A Value reconstructs level k with offset off (in steps), as sign(k)·
-// (|k| − off)·Δ with the codec's own float32 rounding; 0 must map to 0.
-type Value func(k int32, off float32) float32
+// Value returns the reconstruction of level k at step s with offset off
+// (in steps), the rule both codecs use: 0 for k = 0, else
+// ±fl(fl(fl(|k|) − off)·s) with the sign of k, every operation rounded to
+// float32 on its own.
+func Value(k int32, s, off float32) float32 {
+	if k == 0 {
+		return 0
+	}
+	a := int64(k)
+	if a < 0 {
+		a = -a
+	}
+	v := float32(float32(float32(a)-off) * s)
+	if k < 0 {
+		v = -v
+	}
+	return v
+}
 
 // maxLevel bounds the levels Quantize chooses.
 const maxLevel = 1 << 30
@@ -95,17 +110,18 @@ type Quantizer struct {
 
 // Quantize chooses the levels of the sequence x, which starts in state 0,
 // at step s > 0 with offset off: of all level sequences, the one whose
-// reconstructions (value, with the offset of each level's state) have the
+// reconstructions (Value, with the offset of each level's state) have the
 // least total squared error. It writes the levels to q and their
 // reconstructions to rec (both len(x) long). Ties go to the lowest state
 // and the first candidate, and every cost is rounded to float64 before it
 // is compared, so the result is the same on every platform.
-func (t *Quantizer) Quantize(x []float32, s, off float32, value Value, q []int32, rec []float32) {
+func (t *Quantizer) Quantize(x []float32, s, off float32, q []int32, rec []float32) {
 	if len(t.back) < len(x) {
 		t.back = make([][States]step, len(x))
 	}
 	inf := math.Inf(1)
 	cost := [States]float64{0, inf, inf, inf}
+	offs := [States]float32{Offset(0, off), Offset(1, off), Offset(2, off), Offset(3, off)}
 	for i, v := range x {
 		nc := [States]float64{inf, inf, inf, inf}
 		for st := range uint8(States) {
@@ -113,9 +129,9 @@ func (t *Quantizer) Quantize(x []float32, s, off float32, value Value, q []int32
 				continue
 			}
 			cand, n := candidates(v, s, st)
-			o := Offset(st, off)
+			o := offs[st]
 			for _, k := range cand[:n] {
-				e := float64(v) - float64(value(k, o))
+				e := float64(v) - float64(Value(k, s, o))
 				c := cost[st] + float64(e*e)
 				ns := Next(st, k)
 				if c < nc[ns] {
@@ -135,7 +151,7 @@ func (t *Quantizer) Quantize(x []float32, s, off float32, value Value, q []int32
 	for i := len(x) - 1; i >= 0; i-- {
 		b := t.back[i][best]
 		q[i] = b.k
-		rec[i] = value(b.k, Offset(b.prev, off))
+		rec[i] = Value(b.k, s, offs[b.prev])
 		best = b.prev
 	}
 }

@@ -6,21 +6,8 @@ import (
 	"testing"
 )
 
-func value(s float32) Value {
-	return func(k int32, off float32) float32 {
-		if k == 0 {
-			return 0
-		}
-		a := k
-		if a < 0 {
-			a = -a
-		}
-		v := float32(float32(float32(a)-off) * s)
-		if k < 0 {
-			v = -v
-		}
-		return v
-	}
+func value(s float32) func(k int32, off float32) float32 {
+	return func(k int32, off float32) float32 { return Value(k, s, off) }
 }
 
 // TestQuantizeOptimal compares Quantize with an exhaustive search over
@@ -40,7 +27,7 @@ func TestQuantizeOptimal(t *testing.T) {
 		val := value(s)
 		q := make([]int32, n)
 		rec := make([]float32, n)
-		tq.Quantize(x, s, off, val, q, rec)
+		tq.Quantize(x, s, off, q, rec)
 		got, st := 0.0, uint8(0)
 		for i, k := range q {
 			v := val(k, Offset(st, off))
@@ -106,7 +93,7 @@ func TestGaussianGain(t *testing.T) {
 	q := make([]int32, len(x))
 	rec := make([]float32, len(x))
 	var tq Quantizer
-	tq.Quantize(x, s, 0, value(s), q, rec)
+	tq.Quantize(x, s, 0, q, rec)
 	var et, er float64
 	for i, v := range x {
 		et += sq(float64(v - rec[i]))

@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
 
 	"nwc/reader"
 )
@@ -27,7 +30,12 @@ type fileInfo struct {
 	MatrixWeights uint64            `json:"matrix_weights"`
 	BlobBytes     uint64            `json:"blob_bytes"`
 	Metadata      map[string]string `json:"metadata,omitempty"`
-	Tensors       []tensorInfo      `json:"tensors"`
+	// Breakdown splits BitsPerWeight into where the bytes go, in bits per
+	// matrix weight: "payload" (the matrices' chunk groups), "aux:NAME"
+	// for each kind of auxiliary data (scales, tables, ...), "blobs", and
+	// "index+framing" (index, preamble, trailer, source headers, padding).
+	Breakdown map[string]float64 `json:"breakdown,omitempty"`
+	Tensors   []tensorInfo       `json:"tensors"`
 }
 
 func runInfo(args []string, stdout, stderr io.Writer) error {
@@ -58,6 +66,14 @@ func runInfo(args []string, stdout, stderr io.Writer) error {
 	tw.Flush()
 	fmt.Fprintf(stdout, "%d tensors, %d bytes (format %s), blobs %d bytes; %.4f bits per weight over %d matrix weights\n",
 		len(fi.Tensors), fi.FileBytes, fi.Version, fi.BlobBytes, fi.BitsPerWeight, fi.MatrixWeights)
+	if len(fi.Breakdown) > 0 {
+		keys := slices.Sorted(maps.Keys(fi.Breakdown))
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = fmt.Sprintf("%s %.4f", k, fi.Breakdown[k])
+		}
+		fmt.Fprintf(stdout, "bits per weight by part: %s\n", strings.Join(parts, ", "))
+	}
 	return nil
 }
 
@@ -66,6 +82,7 @@ func describe(r *reader.Reader) fileInfo {
 	major, minor := r.Version()
 	fi := fileInfo{FileBytes: r.Size(), Version: fmt.Sprintf("%d.%d", major, minor), Metadata: r.Metadata(), Tensors: []tensorInfo{}}
 	small := uint64(0)
+	parts := map[string]uint64{}
 	for _, t := range r.Tensors() {
 		n := t.NumElements()
 		ti := tensorInfo{Name: t.Name(), DType: string(t.DType()), Shape: t.Shape(), Codec: t.Codec(), Bytes: t.StoredBytes()}
@@ -76,6 +93,13 @@ func describe(r *reader.Reader) fileInfo {
 			small += ti.Bytes
 		} else {
 			fi.MatrixWeights += n
+			e := t.Entry()
+			for _, g := range e.Groups {
+				parts["payload"] += g.Length
+			}
+			for _, a := range e.Aux {
+				parts["aux:"+a.Name] += a.Len()
+			}
 		}
 		fi.Tensors = append(fi.Tensors, ti)
 	}
@@ -85,7 +109,19 @@ func describe(r *reader.Reader) fileInfo {
 		}
 	}
 	if fi.MatrixWeights > 0 {
-		fi.BitsPerWeight = float64(uint64(fi.FileBytes)-small) * 8 / float64(fi.MatrixWeights)
+		total := uint64(fi.FileBytes) - small
+		fi.BitsPerWeight = float64(total) * 8 / float64(fi.MatrixWeights)
+		parts["blobs"] = fi.BlobBytes
+		fi.Breakdown = map[string]float64{}
+		rest := int64(total)
+		for k, v := range parts {
+			rest -= int64(v)
+			fi.Breakdown[k] = float64(v) * 8 / float64(fi.MatrixWeights)
+		}
+		// Inline aux data sits inside the (compressed) index: the rest is
+		// what the index, headers and padding cost beyond it, negative
+		// if compressing the index saved more than they cost.
+		fi.Breakdown["index+framing"] = float64(rest) * 8 / float64(fi.MatrixWeights)
 	}
 	return fi
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,6 +54,14 @@ func TestConvertDecodeInfo(t *testing.T) {
 	// the matrix's 32 weights.
 	if want := float64(st.Size()-32) * 8 / 32; info.BitsPerWeight != want {
 		t.Fatalf("bits_per_weight %v, want %v", info.BitsPerWeight, want)
+	}
+	// The parts add up to the whole.
+	var sum float64
+	for _, v := range info.Breakdown {
+		sum += v
+	}
+	if math.Abs(sum-info.BitsPerWeight) > 1e-9 || info.Breakdown["payload"] != 32 {
+		t.Fatalf("breakdown %v sums to %v, want %v with payload 32", info.Breakdown, sum, info.BitsPerWeight)
 	}
 	if !strings.Contains(runOK(t, "info", nwcPath), "bits per weight") {
 		t.Fatal("info text lacks the summary")

@@ -22,7 +22,7 @@ fi
 # converted explicitly; amd64 does so only from GOAMD64=v3. Neither may
 # appear in the arithmetic of the reference or the portable kernel.
 echo "checking for fused multiply-add in generated code"
-GOARCH=arm64 go build -gcflags=-S ./codec/mlp ./codec/neural ./codec/scalar ./codec/chunk ./dtype ./spec >"$tmp/arm64.s" 2>&1
+GOARCH=arm64 go build -gcflags=-S ./codec/mlp ./codec/neural ./codec/scalar ./codec/trellis ./codec/chunk ./dtype ./spec >"$tmp/arm64.s" 2>&1
 # Encoders and training may fuse (they need not be bit-identical across
 # platforms); everything on the decode path may not.
 encoder='codec/neural/(loss|model|train|encode|feedback|dataset)\.go'
@@ -30,7 +30,7 @@ if grep -E '\b(FMADD|FMSUB|FNMADD|FNMSUB|VFMLA|VFMLS)[SD]?\b' "$tmp/arm64.s" | g
 	echo "FAIL: fused multiply-add in arm64 code" >&2
 	exit 1
 fi
-GOARCH=amd64 GOAMD64=v3 go build -gcflags=-S ./codec/mlp ./codec/neural ./codec/scalar ./codec/chunk ./dtype ./spec >"$tmp/amd64v3.s" 2>&1
+GOARCH=amd64 GOAMD64=v3 go build -gcflags=-S ./codec/mlp ./codec/neural ./codec/scalar ./codec/trellis ./codec/chunk ./dtype ./spec >"$tmp/amd64v3.s" 2>&1
 if grep -E '\bVFN?M(ADD|SUB)' "$tmp/amd64v3.s" | grep -Ev "$encoder"; then
 	echo "FAIL: fused multiply-add in amd64 v3 code" >&2
 	exit 1
@@ -47,6 +47,9 @@ GOARCH=arm64 go test -c -o "$tmp/spec.test" ./spec
 # the conformance suite must decode to their pinned SHA-256 on arm64 too.
 GOARCH=arm64 go test -c -o "$tmp/neural.test" ./codec/neural
 GOARCH=arm64 go test -c -o "$tmp/conformance.test" ./conformance
+GOARCH=arm64 go test -c -o "$tmp/scalar.test" ./codec/scalar
 (cd codec/neural && qemu-aarch64 "$tmp/neural.test" -test.run 'GoldenEveryKernel|Spec' -test.v) | grep -E '^(--- |ok|PASS|FAIL)'
 (cd conformance && qemu-aarch64 "$tmp/conformance.test" -test.run 'TestGoldens|TestGenerated' -test.v) | grep -E '^(--- |ok|PASS|FAIL)'
+# The scalar codecs' golden (ecsq, tcq, rtn, q4k) pins encoder and decoder.
+(cd codec/scalar && qemu-aarch64 "$tmp/scalar.test" -test.run 'TestGolden|TestTCQ' -test.v) | grep -E '^(--- |ok|PASS|FAIL)'
 echo "ok: arm64 output matches the golden hashes"

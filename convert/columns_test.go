@@ -61,8 +61,8 @@ func TestColumnFactors(t *testing.T) {
 }
 
 // TestColumnStepsLowerOutputError codes a layer whose input channels differ
-// in scale by two decades, as language-model activations do, with ecsq
-// with and without column factors, and requires the factors to lower the
+// in scale by two decades, as language-model activations do, with ecsq,
+// tcq and nwc, with and without column factors, and requires the factors to lower the
 // expected output error tr(ΔW H ΔWᵀ) by at least 1 dB at equal rate.
 func TestColumnStepsLowerOutputError(t *testing.T) {
 	const rows, cols, k = 128, 96, 2000
@@ -101,8 +101,8 @@ func TestColumnStepsLowerOutputError(t *testing.T) {
 	}
 	// score returns the output error scaled to 4 bits per weight by the
 	// high-rate 6.02 dB per bit, so that small rate differences cancel.
-	score := func(factors []float32) float64 {
-		cd, err := codec.Lookup("ecsq")
+	score := func(id string, factors []float32) float64 {
+		cd, err := codec.Lookup(id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +115,7 @@ func TestColumnStepsLowerOutputError(t *testing.T) {
 		for _, g := range enc.Groups {
 			bytes += len(g.Data)
 		}
-		got, err := roundTrip("ecsq", tn, o)
+		got, err := roundTrip(id, tn, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,9 +126,11 @@ func TestColumnStepsLowerOutputError(t *testing.T) {
 		bits := float64(8*bytes) / (rows * cols)
 		return 10*math.Log10(loss) + 6.02*(bits-4)
 	}
-	plain, weighted := score(nil), score(f)
-	t.Logf("output error at 4 bits: %.2f dB plain, %.2f dB with column factors", plain, weighted)
-	if weighted > plain-1 {
-		t.Errorf("column factors gave %.2f dB, plain %.2f dB: want at least 1 dB less", weighted, plain)
+	for _, id := range []string{"ecsq", "tcq", "nwc"} {
+		plain, weighted := score(id, nil), score(id, f)
+		t.Logf("%s: output error at 4 bits: %.2f dB plain, %.2f dB with column factors", id, plain, weighted)
+		if weighted > plain-1 {
+			t.Errorf("%s: column factors gave %.2f dB, plain %.2f dB: want at least 1 dB less", id, weighted, plain)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"nwc/codec"
+	"nwc/codec/chunk"
 	"nwc/codec/neural"
 	"nwc/format"
 	"nwc/reader"
@@ -364,6 +365,11 @@ func TestEncodeErrors(t *testing.T) {
 	}
 	if _, err := c.Encode(tt, &codec.EncodeOptions{Levels: []uint8{0, 1}}); err == nil {
 		t.Error("levels for the wrong column count were accepted")
+	}
+	for _, f := range [][]float32{{1, 1}, {1, 0, 1, 1}, {1, float32(math.Inf(1)), 1, 1}} {
+		if _, err := c.Encode(tt, &codec.EncodeOptions{ScaleFactors: f}); !errors.Is(err, neural.ErrOptions) || !errors.Is(err, chunk.ErrFactors) {
+			t.Errorf("scale factors %v: got %v, want ErrOptions wrapping chunk.ErrFactors", f, err)
+		}
 	}
 }
 

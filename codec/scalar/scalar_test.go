@@ -386,6 +386,9 @@ func TestEncodeErrors(t *testing.T) {
 		{"rtn 9 bits", RTN, good, codec.EncodeOptions{Bits: 9}, ErrOptions},
 		{"rtn 1 bit", RTN, good, codec.EncodeOptions{Bits: 1}, ErrOptions},
 		{"rtn negative group", RTN, good, codec.EncodeOptions{Group: -3}, ErrOptions},
+		{"few scale factors", ECSQ, good, codec.EncodeOptions{ScaleFactors: []float32{1}}, chunk.ErrFactors},
+		{"zero scale factor", TCQ, good, codec.EncodeOptions{ScaleFactors: make([]float32, 8)}, chunk.ErrFactors},
+		{"tcq NaN step", TCQ, good, codec.EncodeOptions{Step: math.NaN()}, ErrOptions},
 	}
 	for _, tt := range tests {
 		c, _ := codec.Lookup(tt.id)

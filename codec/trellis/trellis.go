@@ -122,25 +122,38 @@ func (t *Quantizer) Quantize(x []float32, s, off float32, q []int32, rec []float
 	inf := math.Inf(1)
 	cost := [States]float64{0, inf, inf, inf}
 	offs := [States]float32{Offset(0, off), Offset(1, off), Offset(2, off), Offset(3, off)}
+	// States 0 and 1 share grid Q0, 2 and 3 grid Q1: each grid's
+	// candidates and their squared errors are computed once per value.
+	var (
+		cand [2][5]int32
+		nc   [2]int
+		sq   [2][5]float64
+	)
 	for i, v := range x {
-		nc := [States]float64{inf, inf, inf, inf}
+		for g := range 2 {
+			st := uint8(2 * g)
+			cand[g], nc[g] = candidates(v, s, st)
+			for j, k := range cand[g][:nc[g]] {
+				e := float64(v) - float64(Value(k, s, offs[st]))
+				sq[g][j] = float64(e * e)
+			}
+		}
+		nextCost := [States]float64{inf, inf, inf, inf}
 		for st := range uint8(States) {
 			if cost[st] == inf {
 				continue
 			}
-			cand, n := candidates(v, s, st)
-			o := offs[st]
-			for _, k := range cand[:n] {
-				e := float64(v) - float64(Value(k, s, o))
-				c := cost[st] + float64(e*e)
+			g := st >> 1
+			for j, k := range cand[g][:nc[g]] {
+				c := cost[st] + sq[g][j]
 				ns := Next(st, k)
-				if c < nc[ns] {
-					nc[ns] = c
+				if c < nextCost[ns] {
+					nextCost[ns] = c
 					t.back[i][ns] = step{prev: st, k: k}
 				}
 			}
 		}
-		cost = nc
+		cost = nextCost
 	}
 	best := uint8(0)
 	for st := uint8(1); st < States; st++ {

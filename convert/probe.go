@@ -109,7 +109,7 @@ func (c *conversion) measuredSensitivities(p *Probe) ([]Sensitivity, error) {
 		if err != nil {
 			return nil, err
 		}
-		d := max(kl, minDivergence)
+		d := max(kl.Mean(), minDivergence)
 		out = append(out, Sensitivity{Name: it.info.Name, Elements: it.numel, Value: d / float64(it.numel)})
 	}
 	if len(out) == 0 {

@@ -7,8 +7,23 @@ import (
 	"sync"
 )
 
-// EvalKL returns the mean, over every scored position of docs (cut into
-// windows as EvalNLL does), of the Kullback–Leibler divergence
+// KLResult is the outcome of EvalKL.
+type KLResult struct {
+	Tokens  int     // number of scored positions
+	TotalKL float64 // sum of their divergences, in nats
+}
+
+// Mean returns the mean divergence per scored position in nats, or NaN if
+// none was scored.
+func (r KLResult) Mean() float64 {
+	if r.Tokens == 0 {
+		return math.NaN()
+	}
+	return r.TotalKL / float64(r.Tokens)
+}
+
+// EvalKL returns the sum and count, over every scored position of docs
+// (cut into windows as EvalNLL does), of the Kullback–Leibler divergence
 // KL(p_ref ‖ p_m) in nats between the next-token distributions of ref and
 // m, which must share a configuration. It measures how far m has moved
 // from ref much less noisily than a difference of two EvalNLL results:
@@ -16,12 +31,12 @@ import (
 // how well either model predicts the text. Both models run on each window
 // in turn, so no logits are kept beyond one window. Windows run
 // concurrently; the result does not depend on the number of CPUs.
-func EvalKL(ref, m *Model, docs [][]int, window int) (float64, error) {
+func EvalKL(ref, m *Model, docs [][]int, window int) (KLResult, error) {
 	if ref.cfg != m.cfg {
-		return 0, fmt.Errorf("%w: models of different configurations", ErrShape)
+		return KLResult{}, fmt.Errorf("%w: models of different configurations", ErrShape)
 	}
 	if err := checkWindow(m, window); err != nil {
-		return 0, err
+		return KLResult{}, err
 	}
 	var jobs [][]int
 	for _, d := range docs {
@@ -49,19 +64,15 @@ func EvalKL(ref, m *Model, docs [][]int, window int) (float64, error) {
 	close(next)
 	wg.Wait()
 
-	var total float64
-	n := 0
+	var r KLResult
 	for j, w := range jobs {
 		if errs[j] != nil {
-			return 0, errs[j]
+			return KLResult{}, errs[j]
 		}
-		n += len(w) - 1
-		total += kl[j] // summed in a fixed order for determinism
+		r.Tokens += len(w) - 1
+		r.TotalKL += kl[j] // summed in a fixed order for determinism
 	}
-	if n == 0 {
-		return math.NaN(), nil
-	}
-	return total / float64(n), nil
+	return r, nil
 }
 
 // windowKL runs w through both states and returns the summed divergence

@@ -42,21 +42,22 @@ func TestEvalKL(t *testing.T) {
 		}
 	}
 	want /= float64(n)
-	got, err := EvalKL(ref, m, docs, window)
+	res, err := EvalKL(ref, m, docs, window)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want < 0.01 || math.Abs(got-want) > 1e-4*want {
-		t.Errorf("EvalKL = %v, want %v", got, want)
+	got := res.Mean()
+	if res.Tokens != n || want < 0.01 || math.Abs(got-want) > 1e-4*want {
+		t.Errorf("EvalKL = %+v (mean %v), want %d tokens, mean %v", res, got, n, want)
 	}
-	if self, err := EvalKL(ref, ref, docs, window); err != nil || self != 0 {
-		t.Errorf("EvalKL of a model with itself = %v, %v; want 0", self, err)
+	if self, err := EvalKL(ref, ref, docs, window); err != nil || self.TotalKL != 0 {
+		t.Errorf("EvalKL of a model with itself = %+v, %v; want 0", self, err)
 	}
 	prev := runtime.GOMAXPROCS(1)
 	one, err := EvalKL(ref, m, docs, window)
 	runtime.GOMAXPROCS(prev)
-	if err != nil || one != got {
-		t.Errorf("EvalKL with GOMAXPROCS=1 = %v, %v; want %v", one, err, got)
+	if err != nil || one != res {
+		t.Errorf("EvalKL with GOMAXPROCS=1 = %+v, %v; want %+v", one, err, res)
 	}
 }
 
@@ -73,8 +74,8 @@ func TestEvalKLErrors(t *testing.T) {
 	if _, err := EvalKL(ref, ref, [][]int{{1, 99}}, 4); !errors.Is(err, ErrToken) {
 		t.Errorf("bad token: err = %v, want ErrToken", err)
 	}
-	if kl, err := EvalKL(ref, ref, nil, 4); err != nil || !math.IsNaN(kl) {
-		t.Errorf("no docs: %v, %v; want NaN", kl, err)
+	if kl, err := EvalKL(ref, ref, nil, 4); err != nil || kl.Tokens != 0 || !math.IsNaN(kl.Mean()) {
+		t.Errorf("no docs: %+v, %v; want 0 tokens and NaN mean", kl, err)
 	}
 }
 

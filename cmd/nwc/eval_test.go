@@ -88,6 +88,33 @@ func TestEvalGenerateStories(t *testing.T) {
 	}
 }
 
+// TestEvalKLStories compares models with the original: the lossless .nwc
+// has exactly zero divergence, a 4-bit one a small positive one.
+func TestEvalKLStories(t *testing.T) {
+	if raceEnabled {
+		t.Skip("race detector: two full evaluations are too slow; eval is race-checked by TestEvalPPLStories")
+	}
+	f := stories(t)
+	lossy := filepath.Join(t.TempDir(), "s4.nwc")
+	runOK(t, "convert", f.st, "-o", lossy, "--codec", "ecsq", "--bits", "4")
+	for _, tc := range []struct {
+		model    string
+		min, max float64
+	}{{f.nwc, 0, 0}, {lossy, 0.01, 1}} {
+		var r struct {
+			Tokens int     `json:"tokens"`
+			KL     float64 `json:"kl_per_token"`
+		}
+		out := runOK(t, "eval", "kl", "--model", tc.model, "--ref", f.st, "--tokenizer", f.tok, "--text", f.text, "--json")
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("%v in %q", err, out)
+		}
+		if r.Tokens != 6443 || r.KL < tc.min || r.KL > tc.max {
+			t.Errorf("%s: eval kl = %+v, want 6443 tokens and KL in [%v, %v]", filepath.Base(tc.model), r, tc.min, tc.max)
+		}
+	}
+}
+
 func TestEvalUsage(t *testing.T) {
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing.bin")
@@ -106,6 +133,8 @@ func TestEvalUsage(t *testing.T) {
 		{[]string{"eval", "ppl", "--model", missing, "--tokenizer", missing, "--text", empty, "extra"}, 2},
 		{[]string{"eval", "generate", "--model", missing, "--tokenizer", missing, "-n", "-1"}, 2},
 		{[]string{"eval", "generate", "--tokenizer", missing}, 2},
+		{[]string{"eval", "kl", "--model", missing, "--tokenizer", missing, "--text", empty}, 2},
+		{[]string{"eval", "kl", "--model", missing, "--ref", missing, "--tokenizer", missing, "--text", empty}, 2},
 		{[]string{"calibrate", "--model", missing, "--tokenizer", missing, "--text", empty}, 2},
 		{[]string{"calibrate", "--model", missing, "--tokenizer", missing, "--text", empty, "-o", filepath.Join(dir, "h.safetensors"), "--max-tokens", "-3"}, 2},
 	} {

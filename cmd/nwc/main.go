@@ -39,7 +39,7 @@ func init() {
 		{"convert", "convert IN -o OUT.nwc [--codec raw|lossless|ecsq|tcq|rtn|q4k|nwc] [--bits B] [--tensor-bits RE=B] [--keep RE] [--json]", runConvert},
 		{"decode", "decode IN.nwc -o OUT.safetensors [--dtype orig|f32|f16|bf16]", runDecode},
 		{"info", "info IN.nwc [--json]", runInfo},
-		{"eval", "eval ppl --model FILE --tokenizer TOK --text FILE [--window N] [--json] | eval generate --model FILE --tokenizer TOK [--prompt TEXT] [-n N]", runEval},
+		{"eval", "eval ppl --model FILE --tokenizer TOK --text FILE [--window N] [--json] | eval kl --model FILE --ref ORIG --tokenizer TOK --text FILE [--json] | eval generate --model FILE --tokenizer TOK [--prompt TEXT] [-n N]", runEval},
 		{"calibrate", "calibrate --model FILE --tokenizer TOK --text FILE -o HESSIANS.safetensors [--max-tokens N] [--f64] [--json]", runCalibrate},
 		{"train", "train IN... -o CODEC.nwcc [--lambda L] [--width W] [--blocks B] [--steps N] [--seed S] [--csv FILE]", runTrain},
 		{"bench", "bench rd [--codecs ecsq,tcq,rtn,q4k,nwc] [--bits 2,3,4,5,6] [--json] [--plot rd.png] IN... | bench ppl --model F --tokenizer T --text F [--hessians H] [--bits LIST] [--json]", runBench},

@@ -204,15 +204,17 @@ func newConversion(src safetensors.Source, opts *Options) (*conversion, error) {
 	if g := c.o.Guidance; g != nil && g.Allocate {
 		var sens []Sensitivity
 		var err error
+		maxShift := MaxBitsShift
 		if g.Probe != nil {
 			sens, err = c.measuredSensitivities(g.Probe)
+			maxShift = MaxMeasuredBitsShift
 		} else {
 			sens, err = c.sensitivities()
 		}
 		if err != nil {
 			return nil, err
 		}
-		factors := StepFactors(sens)
+		factors := StepFactors(sens, maxShift)
 		for _, it := range c.items {
 			if f, ok := factors[it.info.Name]; ok {
 				it.factor = f

@@ -79,11 +79,28 @@ func EvalNLL(m *Model, docs [][]int, window int) (Result, error) {
 	if err := checkWindow(m, window); err != nil {
 		return Result{}, err
 	}
+	tokens, total, err := sumWindows(docs, window, func() func([]int) (float64, error) {
+		s := m.NewState()
+		return func(w []int) (float64, error) {
+			s.Reset()
+			return windowNLL(s, w)
+		}
+	})
+	return Result{Tokens: tokens, TotalNLL: total}, err
+}
+
+// sumWindows cuts docs into the windows of the evaluation protocol, runs
+// them concurrently through workers (newWorker is called once per
+// goroutine, so a worker may keep its own model state) and returns the
+// number of scored positions and the sum of what the workers returned,
+// added in window order so that the result does not depend on the number
+// of CPUs.
+func sumWindows(docs [][]int, window int, newWorker func() func(w []int) (float64, error)) (int, float64, error) {
 	var jobs [][]int
 	for _, d := range docs {
 		jobs = append(jobs, windows(d, window)...)
 	}
-	nll := make([]float64, len(jobs))
+	vals := make([]float64, len(jobs))
 	errs := make([]error, len(jobs))
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -91,10 +108,9 @@ func EvalNLL(m *Model, docs [][]int, window int) (Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := m.NewState()
+			work := newWorker()
 			for j := range next {
-				s.Reset()
-				nll[j], errs[j] = windowNLL(s, jobs[j])
+				vals[j], errs[j] = work(jobs[j])
 			}
 		}()
 	}
@@ -104,15 +120,15 @@ func EvalNLL(m *Model, docs [][]int, window int) (Result, error) {
 	close(next)
 	wg.Wait()
 
-	var r Result
+	tokens, total := 0, 0.0
 	for j, w := range jobs {
 		if errs[j] != nil {
-			return Result{}, errs[j]
+			return 0, 0, errs[j]
 		}
-		r.Tokens += len(w) - 1
-		r.TotalNLL += nll[j] // summed in a fixed order for determinism
+		tokens += len(w) - 1
+		total += vals[j]
 	}
-	return r, nil
+	return tokens, total, nil
 }
 
 // windowNLL runs w from s's current position and returns the summed
@@ -132,15 +148,8 @@ func windowNLL(s *State, w []int) (float64, error) {
 
 // nll returns -log softmax(logits)[target], in float64.
 func nll(logits []float32, target int) float64 {
-	maxv := float64(logits[0])
-	for _, l := range logits {
-		maxv = max(maxv, float64(l))
-	}
-	var sum float64
-	for _, l := range logits {
-		sum += math.Exp(float64(l) - maxv)
-	}
-	return math.Log(sum) + maxv - float64(logits[target])
+	z, m := logSumExp(logits)
+	return z + m - float64(logits[target])
 }
 
 // ReadDocs reads evaluation documents from r: every line that is not

@@ -3,8 +3,6 @@ package llama
 import (
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 )
 
 // KLResult is the outcome of EvalKL.
@@ -38,41 +36,15 @@ func EvalKL(ref, m *Model, docs [][]int, window int) (KLResult, error) {
 	if err := checkWindow(m, window); err != nil {
 		return KLResult{}, err
 	}
-	var jobs [][]int
-	for _, d := range docs {
-		jobs = append(jobs, windows(d, window)...)
-	}
-	kl := make([]float64, len(jobs))
-	errs := make([]error, len(jobs))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sr, sm := ref.NewState(), m.NewState()
-			for j := range next {
-				sr.Reset()
-				sm.Reset()
-				kl[j], errs[j] = windowKL(sr, sm, jobs[j])
-			}
-		}()
-	}
-	for j := range jobs {
-		next <- j
-	}
-	close(next)
-	wg.Wait()
-
-	var r KLResult
-	for j, w := range jobs {
-		if errs[j] != nil {
-			return KLResult{}, errs[j]
+	tokens, total, err := sumWindows(docs, window, func() func([]int) (float64, error) {
+		sr, sm := ref.NewState(), m.NewState()
+		return func(w []int) (float64, error) {
+			sr.Reset()
+			sm.Reset()
+			return windowKL(sr, sm, w)
 		}
-		r.Tokens += len(w) - 1
-		r.TotalKL += kl[j] // summed in a fixed order for determinism
-	}
-	return r, nil
+	})
+	return KLResult{Tokens: tokens, TotalKL: total}, err
 }
 
 // windowKL runs w through both states and returns the summed divergence

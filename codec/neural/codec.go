@@ -19,8 +19,8 @@
 // worse than the scalar quantizer beyond a few bytes of parameters. The
 // scalar path may also trellis-code its latents, one sequence per column
 // of each chunk group (package trellis), kept where it beats rounding at
-// equal rate: 0.5–0.9 dB on most tensors of real models from 3 bits per
-// weight up.
+// equal rate (on stories260K it lifts the file's SQNR by 0.9–1.1 dB from
+// 3 bits per weight up).
 //
 // The built-in default model (width 32, one residual block) is embedded
 // from default.nwcc and decodes above 100 M weights/s on two cores; its
@@ -243,14 +243,14 @@ func reconstruct(d *decoderModel, out []float32, y []int32, lv []uint8, n int, p
 				st := *sp
 				ys, dst := y[c*k:(c+1)*k], out[c*k:(c+1)*k]
 				for i, v := range ys {
-					dst[i] = plainValue(v, s, offs[st&3])
+					dst[i] = trellis.Value(v, s, offs[st&3])
 					st = trellis.Next(st, v)
 				}
 				*sp = st
 				continue
 			}
 			for i := range k {
-				out[c*k+i] = plainValue(y[c*k+i], s, off)
+				out[c*k+i] = trellis.Value(y[c*k+i], s, off)
 			}
 		}
 		return nil
@@ -273,23 +273,6 @@ func reconstruct(d *decoderModel, out []float32, y []int32, lv []uint8, n int, p
 		}
 	}
 	return nil
-}
-
-// plainValue is the scalar quantizer's reconstruction with the
-// centroid offset: 0 for y = 0, else sign(y)·fl(fl(|y| − δ)·Δ).
-func plainValue(y int32, step, off float32) float32 {
-	if y == 0 {
-		return 0
-	}
-	a := int64(y)
-	if a < 0 {
-		a = -a
-	}
-	v := float32(float32(a)-off) * step
-	if y < 0 {
-		v = -v
-	}
-	return v
 }
 
 // buildTables returns the rANS table of every level that occurs (nil for

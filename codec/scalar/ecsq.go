@@ -8,6 +8,7 @@ import (
 	"nwc/codec"
 	"nwc/codec/chunk"
 	"nwc/codec/rans"
+	"nwc/codec/trellis"
 	"nwc/format"
 )
 
@@ -98,24 +99,6 @@ func quantizeValue(x, s float32) int32 {
 	return int32(max(-maxLevelValue, min(maxLevelValue, v)))
 }
 
-// reconstruct returns the value of level k at step s with offset off (in
-// steps): 0 for k = 0, else sign(k)·float32(float32(|k| − off)·s), each
-// operation rounded to float32.
-func reconstruct(k int32, s, off float32) float32 {
-	if k == 0 {
-		return 0
-	}
-	a := int64(k)
-	if a < 0 {
-		a = -a
-	}
-	v := float32(float32(float32(a)-off) * s)
-	if k < 0 {
-		v = -v
-	}
-	return v
-}
-
 // centroidOffset returns the reconstruction offset δ, in 1/256 of a step,
 // that minimizes the squared error of the nonzero levels of m: the mean
 // distance, weighted by step², by which |x|/step falls short of |k|.
@@ -202,7 +185,7 @@ func (c ecsqCodec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.En
 					k = quantizeValue(m[i0+j], s)
 				}
 				q[i0+j] = k
-				m[i0+j] = reconstruct(k, steps[j], off)
+				m[i0+j] = trellis.Value(k, steps[j], off)
 			}
 		}
 		return nil
@@ -419,7 +402,7 @@ func (d *ecsqDecoder) DecodeGroup(i int, payload, dst []byte) error {
 			for r := 0; r < len(m); r += cols {
 				row, sr := m[r:r+cols], syms[r:r+cols]
 				for j, s := range d.steps {
-					row[j] = reconstruct(sr[j], s, d.off)
+					row[j] = trellis.Value(sr[j], s, d.off)
 				}
 			}
 			continue
@@ -427,7 +410,7 @@ func (d *ecsqDecoder) DecodeGroup(i int, payload, dst []byte) error {
 		for r := range r1 - r0 {
 			row, sr := m[r*cols:(r+1)*cols], syms[r*width:(r+1)*width]
 			for x, j := range which {
-				row[j] = reconstruct(sr[x], d.steps[j], d.off)
+				row[j] = trellis.Value(sr[x], d.steps[j], d.off)
 			}
 		}
 	}

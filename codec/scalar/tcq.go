@@ -18,7 +18,7 @@ const TCQ = "tcq"
 // offset (trellis.Offset), so that on grid Q1 level ±k sits at
 // ±(k − ½ − off)·s.
 func tcqValue(k int32, st uint8, s, off float32) float32 {
-	return reconstruct(k, s, trellis.Offset(st, off))
+	return trellis.Value(k, s, trellis.Offset(st, off))
 }
 
 // tcqScratch holds tcq's per-column buffers across LDLQ blocks.

@@ -41,9 +41,11 @@ func Offset(st uint8, off float32) float32 {
 }
 
 // Value returns the reconstruction of level k at step s with offset off
-// (in steps), the rule both codecs use: 0 for k = 0, else
-// ±fl(fl(fl(|k|) − off)·s) with the sign of k, every operation rounded to
-// float32 on its own.
+// (in steps): 0 for k = 0, else ±fl(fl(fl(|k|) − off)·s) with the sign of
+// k, every operation rounded to float32 on its own. It is the one
+// reconstruction rule of the scalar quantizers, trellis-coded or not: ecsq
+// and tcq (with s the column's step) and nwc's scalar path (with s the
+// level's step, the scale applied after).
 func Value(k int32, s, off float32) float32 {
 	if k == 0 {
 		return 0

@@ -106,19 +106,35 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 	// than the 6.02 dB of high-rate theory. The trellis, which minimizes
 	// error alone, gains about 1 dB from 3 bits per weight up but can
 	// lose below 2.
-	measurePlain := func(p params, trellis bool) (*coding, rd, error) {
-		cd, err := run.plain(p, trellis)
+	measured := func(cd *coding, err error) (*coding, rd, error) {
 		if err != nil {
 			return nil, rd{}, err
 		}
 		r, err := c.measure(cd.x, cd.y, lv, &cd.p, cd.scales, rows, cols, starts)
 		return cd, r, err
 	}
-	coarser := func(trellis bool) func() (rd, error) {
-		return func() (rd, error) {
-			_, r, err := measurePlain(stepsFor(step*1.1), trellis)
-			return r, err
-		}
+	measurePlain := func(p params, trellis bool) (*coding, rd, error) { return measured(run.plain(p, trellis)) }
+	measureLearned := func(p params) (*coding, rd, error) { return measured(run.code(p, true)) }
+	// The trellis and the learned transform spend a little more or less
+	// than rounding at the same step. atRateOf gives the step at which a
+	// coding that cost got should cost what the chosen scalar coding pr
+	// does (one bit per weight per doubling of the step), and whether that
+	// step is valid; the rates then differ by hundredths of a bit per
+	// weight at most, which beats values at a conservative 8 dB per bit.
+	n := float64(rows * cols)
+	atRateOf := func(got, pr rd) (params, bool) {
+		s := step * math.Exp2((got.bits-pr.bits)/n)
+		p := stepsFor(s)
+		p.transposed = base.transposed
+		return p, checkStep(s) == nil
+	}
+	beats := func(r, pr rd) bool {
+		return r.dist > 0 && pr.dist > 0 && 10*math.Log10(pr.dist/r.dist) > 8*(r.bits-pr.bits)/n
+	}
+	// coarser measures rounding at a 10 % coarser step, for the slope.
+	coarser := func() (rd, error) {
+		_, r, err := measurePlain(stepsFor(step*1.1), false)
+		return r, err
 	}
 	plain, pr, err := measurePlain(base, false)
 	if err != nil {
@@ -130,22 +146,15 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 		if err != nil {
 			return nil, err
 		}
-		// The trellis spends a little more than rounding at the same
-		// step. Code it again at the step that should cost what rounding
-		// does, and keep it only if it then has less error at equal
-		// rate: a tensor-by-tensor improvement, whatever rate the other
-		// tensors get. The rates then differ by hundredths of a bit per
-		// weight at most, valued at a conservative 8 dB per bit.
-		n := float64(rows * cols)
-		tstep := step * math.Exp2((tr.bits-pr.bits)/n)
-		if err := checkStep(tstep); err == nil {
-			pt := stepsFor(tstep)
-			pt.transposed = base.transposed
+		// Keep the trellis only if it has less error at equal rate: a
+		// tensor-by-tensor improvement, whatever rate the other tensors
+		// get.
+		if pt, ok := atRateOf(tr, pr); ok {
 			if tp, tr, err = measurePlain(pt, true); err != nil {
 				return nil, err
 			}
 		}
-		if tr.dist > 0 && pr.dist > 0 && 10*math.Log10(pr.dist/tr.dist) > 8*(tr.bits-pr.bits)/n {
+		if beats(tr, pr) {
 			plain, pr, trellisPlain = tp, tr, true
 		}
 	}
@@ -155,35 +164,20 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 		// The caller judged that the decoder's weights would cost the
 		// file more than the learned transform can save.
 	} else {
-		measureLearned := func(p params) (*coding, rd, error) {
-			cd, err := run.code(p, true)
-			if err != nil {
-				return nil, rd{}, err
-			}
-			r, err := c.measure(cd.x, cd.y, lv, &cd.p, cd.scales, rows, cols, starts)
-			return cd, r, err
-		}
 		learned, lr, err := measureLearned(base)
 		if err != nil {
 			return nil, err
 		}
-		win := func() bool { return lr.better(pr, coarser(false)) }
+		win := func() bool { return lr.better(pr, coarser) }
 		if trellisPlain && c.force == forceAuto {
 			// Against the trellis, compare at equal rate, as the trellis
-			// was chosen: re-code at the step that should cost what the
-			// scalar coding does, and value the small rate difference
-			// left at 8 dB per bit.
-			n := float64(rows * cols)
-			if lstep := step * math.Exp2((lr.bits-pr.bits)/n); checkStep(lstep) == nil {
-				pl := stepsFor(lstep)
-				pl.transposed = base.transposed
+			// was chosen.
+			if pl, ok := atRateOf(lr, pr); ok {
 				if learned, lr, err = measureLearned(pl); err != nil {
 					return nil, err
 				}
 			}
-			win = func() bool {
-				return lr.dist > 0 && pr.dist > 0 && 10*math.Log10(pr.dist/lr.dist) > 8*(lr.bits-pr.bits)/n
-			}
+			win = func() bool { return beats(lr, pr) }
 		}
 		if c.force == forceLearned || c.force == forceAuto && win() {
 			chosen = learned

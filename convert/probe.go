@@ -17,10 +17,11 @@ import (
 //
 // The divergence, not the change in mean nll, is measured because the
 // latter is a small difference of two large, noisy numbers with a
-// first-order term that can have either sign. On stories260K at 4 bits
-// per weight, switching the probe from Δnll to KL took the final nll from
-// +8.4 % to +5.3 % over the original's, and at 5 bits from +1.7 % to
-// +1.0 % (nwc bench ppl).
+// first-order term that can have either sign. When the probe switched
+// from Δnll to KL, ecsq with LDLQ and measured allocation on stories260K
+// went from +8.4 % to +5.3 % over the original's nll at 4 bits per weight
+// and from +1.7 % to +1.0 % at 5 (measured then with the bench.PPL
+// machinery; the Δnll probe is gone).
 type Probe struct {
 	Model *llama.Model // changed during the probe and restored after
 	Docs  [][]int      // calibration documents (llama.LoadDocs)
@@ -42,8 +43,10 @@ const DefaultProbeTokens = 2048
 // per weight, where every matrix moves the predictions measurably. With
 // the nll probe, probing at the target rate's own step (2^(2.05 − bits)
 // for Gaussian weights) was worse on stories260K at every rate from 3 to 6
-// bits; with KL, steps from 0.25 to 0.5 gave the same results within
-// noise, and 1 was worse at 4 bits.
+// bits. With KL, judged by the final file's divergence from the original
+// (nwc eval kl) with nwc, column steps and LDLQ, 0.5 was best or tied: 0.35,
+// 0.7 and 1 were worse at 4 bits per weight, and 0.25 (tried with the
+// earlier ±1-bit clamp), better at 4, was worse at 3 and 5.
 const DefaultProbeStep = 0.5
 
 // minDivergence keeps matrices whose probe did not move the predictions

@@ -15,17 +15,16 @@ import (
 func runCalibrate(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("calibrate", stderr)
 	mf := addModelFlags(fs)
-	text := fs.String("text", "", "calibration text `file`, one document per non-blank line (required)")
+	tf := addTextFlags(fs, "calibration")
 	out := fs.String("o", "", "output Hessian `file` (.safetensors, required)")
 	maxTokens := fs.Int("max-tokens", 0, "stop after this many tokens; 0 uses the whole text")
-	win := fs.Int("window", 0, "tokens per forward pass; 0 means the model's context length")
 	f64 := fs.Bool("f64", false, "store float64 Hessians instead of float32")
 	asJSON := fs.Bool("json", false, "print a JSON summary")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 || *text == "" || *out == "" {
+	if len(pos) != 0 || *tf.text == "" || *out == "" {
 		return usagef("want --model, --tokenizer, --text and -o, no positional arguments")
 	}
 	if *maxTokens < 0 {
@@ -35,22 +34,22 @@ func runCalibrate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	docs, err := llama.LoadDocs(*text, tok)
+	docs, w, err := tf.docs(m, tok)
 	if err != nil {
 		return err
 	}
-	hs, err := llama.Calibrate(m, docs, window(m, *win), *maxTokens)
+	hs, err := llama.Calibrate(m, docs, w, *maxTokens)
 	if err != nil {
 		return err
 	}
 	set, err := calib.FromLlama(m, hs)
 	if err != nil {
-		return fmt.Errorf("%s: %w", *text, err)
+		return fmt.Errorf("%s: %w", *tf.text, err)
 	}
 	set.F64 = *f64
 	set.Metadata = map[string]string{
 		"model": filepath.Base(*mf.model),
-		"text":  filepath.Base(*text),
+		"text":  filepath.Base(*tf.text),
 	}
 	if err := calib.WriteHessians(*out, set); err != nil {
 		return err

@@ -35,14 +35,13 @@ func runEvalKL(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("eval kl", stderr)
 	mf := addModelFlags(fs)
 	ref := fs.String("ref", "", "reference model `file` (the original) of the same configuration (required)")
-	text := fs.String("text", "", "evaluation text `file`, one document per non-blank line (required)")
-	win := fs.Int("window", 0, "tokens per forward pass; 0 means the model's context length")
+	tf := addTextFlags(fs, "evaluation")
 	asJSON := fs.Bool("json", false, `print {"tokens":N,"kl_per_token":x}`)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 || *text == "" || *ref == "" {
+	if len(pos) != 0 || *tf.text == "" || *ref == "" {
 		return usagef("want --model, --ref, --tokenizer and --text, no positional arguments")
 	}
 	m, tok, err := mf.load()
@@ -53,16 +52,16 @@ func runEvalKL(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	docs, err := llama.LoadDocs(*text, tok)
+	docs, w, err := tf.docs(m, tok)
 	if err != nil {
 		return err
 	}
-	kl, err := llama.EvalKL(r, m, docs, window(m, *win))
+	kl, err := llama.EvalKL(r, m, docs, w)
 	if err != nil {
 		return err
 	}
 	if kl.Tokens == 0 {
-		return fmt.Errorf("%s: no tokens to score", *text)
+		return fmt.Errorf("%s: no tokens to score", *tf.text)
 	}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(struct {
@@ -114,33 +113,53 @@ func window(m *llama.Model, w int) int {
 	return w
 }
 
+// textFlags are the flags of the commands that run a model over a text.
+type textFlags struct {
+	text *string
+	win  *int
+}
+
+// addTextFlags adds --text (described as what text) and --window.
+func addTextFlags(fs *flag.FlagSet, what string) textFlags {
+	return textFlags{
+		text: fs.String("text", "", what+" text `file`, one document per non-blank line (required)"),
+		win:  fs.Int("window", 0, "tokens per forward pass; 0 means the model's context length"),
+	}
+}
+
+// docs reads and tokenizes the text, and returns it with the window to
+// run m over it with.
+func (f textFlags) docs(m *llama.Model, tok *tokenizer.Tokenizer) ([][]int, int, error) {
+	docs, err := llama.LoadDocs(*f.text, tok)
+	return docs, window(m, *f.win), err
+}
+
 func runEvalPPL(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("eval ppl", stderr)
 	mf := addModelFlags(fs)
-	text := fs.String("text", "", "evaluation text `file`, one document per non-blank line (required)")
-	win := fs.Int("window", 0, "tokens per forward pass; 0 means the model's context length")
+	tf := addTextFlags(fs, "evaluation")
 	asJSON := fs.Bool("json", false, `print {"tokens":N,"nll_per_token":x,"ppl":y}`)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 || *text == "" {
+	if len(pos) != 0 || *tf.text == "" {
 		return usagef("want --model, --tokenizer and --text, no positional arguments")
 	}
 	m, tok, err := mf.load()
 	if err != nil {
 		return err
 	}
-	docs, err := llama.LoadDocs(*text, tok)
+	docs, w, err := tf.docs(m, tok)
 	if err != nil {
 		return err
 	}
-	r, err := llama.EvalNLL(m, docs, window(m, *win))
+	r, err := llama.EvalNLL(m, docs, w)
 	if err != nil {
 		return err
 	}
 	if r.Tokens == 0 {
-		return fmt.Errorf("%s: no tokens to score", *text)
+		return fmt.Errorf("%s: no tokens to score", *tf.text)
 	}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(struct {

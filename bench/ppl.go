@@ -108,8 +108,9 @@ func pplPoint(in string, ref *llama.Model, docs [][]int, window int, v Variant, 
 	}
 	if v.Guidance != nil {
 		g := *v.Guidance
+		g.Calib = &convert.Calibration{Model: ref.Clone(), Docs: docs, Window: window}
 		if v.Probe {
-			g.Probe = &convert.Probe{Model: ref.Clone(), Docs: docs, Window: window}
+			g.Probe = &convert.Probe{}
 		}
 		o.Guidance = &g
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 
+	"nwc/calib"
 	"nwc/codec"
 	"nwc/safetensors"
 	"nwc/writer"
@@ -94,6 +95,16 @@ func ToNWC(src safetensors.Source, out string, opts *Options) (*Stats, error) {
 	if err := c.controlRate(); err != nil {
 		return nil, err
 	}
+	if g := c.o.Guidance; g != nil && g.Sequential {
+		// The targets and Hessians depend on the steps, and change
+		// the file's size a little: control the rate again.
+		if err := c.sequential(g.Calib); err != nil {
+			return nil, err
+		}
+		if err := c.controlRate(); err != nil {
+			return nil, err
+		}
+	}
 	f, err := writer.Create(out, &c.o.Writer)
 	if err != nil {
 		return nil, err
@@ -135,6 +146,18 @@ type item struct {
 	step   float64 // current step
 	target float64 // byte budget of this pass
 	stored uint64  // unaligned bytes of its sections in the last pass
+	// data and hessian, when set, replace the tensor's source bytes and
+	// its Hessian (sequential guidance).
+	data    []byte
+	hessian *calib.Hessian
+}
+
+// readTensor returns the bytes to code for it.
+func (c *conversion) readTensor(it *item) ([]byte, error) {
+	if it.data != nil {
+		return it.data, nil
+	}
+	return c.src.ReadTensor(it.info.Name)
 }
 
 func newConversion(src safetensors.Source, opts *Options) (*conversion, error) {
@@ -201,12 +224,15 @@ func newConversion(src safetensors.Source, opts *Options) (*conversion, error) {
 			c.o.Encode.NoBlob = true
 		}
 	}
+	if g := c.o.Guidance; g != nil && (g.Probe != nil || g.Sequential) && (g.Calib == nil || g.Calib.Model == nil) {
+		return nil, fmt.Errorf("convert: measured allocation and sequential guidance need a calibration model")
+	}
 	if g := c.o.Guidance; g != nil && g.Allocate {
 		var sens []Sensitivity
 		var err error
 		maxShift := MaxBitsShift
 		if g.Probe != nil {
-			sens, err = c.measuredSensitivities(g.Probe)
+			sens, err = c.measuredSensitivities(g.Calib, g.Probe)
 			maxShift = MaxMeasuredBitsShift
 		} else {
 			sens, err = c.sensitivities()
@@ -299,7 +325,7 @@ func (c *conversion) write(w *writer.Writer, progress func(int, int, string)) (*
 	}
 	st := &Stats{}
 	for i, it := range c.items {
-		data, err := c.src.ReadTensor(it.info.Name)
+		data, err := c.readTensor(it)
 		if err != nil {
 			return nil, err
 		}

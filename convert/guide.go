@@ -32,10 +32,18 @@ type Guidance struct {
 	// between blocks only, so small matrices need small blocks.
 	LDLQBlock int
 	// Allocate spreads the target rate over the matrices by their
-	// sensitivity (see StepFactors) instead of uniformly: measured with
-	// Probe when set, else estimated from the Hessians.
+	// sensitivity (see StepFactors) instead of uniformly: measured on
+	// Calib as Probe configures when Probe is set, else estimated from
+	// the Hessians.
 	Allocate bool
 	Probe    *Probe
+	// Sequential codes the matrices in the order the model reads them,
+	// each with a Hessian and target taken from Calib's model as
+	// compressed so far (see conversion.sequential).
+	Sequential bool
+	// Calib is the model and text the Hessians came from, needed by Probe
+	// and Sequential.
+	Calib *Calibration
 }
 
 // hessianFor returns the Hessian of a matrix whose view has cols columns,
@@ -58,7 +66,10 @@ func (g *Guidance) apply(it *item, o *codec.EncodeOptions, t *codec.Tensor) erro
 		return nil
 	}
 	cols := it.numel / it.shape[0]
-	h := g.hessianFor(it.info.Name, cols, o.Transposed)
+	h := it.hessian
+	if h == nil {
+		h = g.hessianFor(it.info.Name, cols, o.Transposed)
+	}
 	if h == nil {
 		return nil
 	}

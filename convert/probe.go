@@ -9,11 +9,29 @@ import (
 	"nwc/llama"
 )
 
-// A Probe measures how far a model's predictions move when one matrix is
-// coded, the measured alternative to the Hessian proxy for bit
-// allocation: each lossy matrix in turn is coded at Step, decoded into the
-// model, and the mean KL divergence from the original model's next-token
-// distributions over Docs is taken (llama.EvalKL).
+// A Calibration is the model a checkpoint holds, loaded for running, and
+// calibration text: what measured bit allocation (Probe) and sequential
+// guidance run to see how compression moves the model's predictions.
+type Calibration struct {
+	Model *llama.Model // the original weights; changed during conversion and restored after
+	Docs  [][]int      // calibration documents (llama.LoadDocs)
+	// Window is the evaluation window; 0 selects the model's context
+	// length.
+	Window int
+}
+
+func (cal *Calibration) window() int {
+	if cal.Window == 0 {
+		return cal.Model.Config().SeqLen
+	}
+	return cal.Window
+}
+
+// A Probe configures measured bit allocation, the alternative to the
+// Hessian proxy: each lossy matrix in turn is coded at Step, decoded into
+// the calibration model, and the mean KL divergence from the original
+// model's next-token distributions over the calibration text is taken
+// (llama.EvalKL).
 //
 // The divergence, not the change in mean nll, is measured because the
 // latter is a small difference of two large, noisy numbers with a
@@ -23,12 +41,9 @@ import (
 // and from +1.7 % to +1.0 % at 5 (measured then with the bench.PPL
 // machinery; the Δnll probe is gone).
 type Probe struct {
-	Model *llama.Model // changed during the probe and restored after
-	Docs  [][]int      // calibration documents (llama.LoadDocs)
 	// MaxTokens bounds the text evaluated per probe (whole documents, up
 	// to about this many tokens); 0 selects DefaultProbeTokens.
 	MaxTokens int
-	Window    int // 0: the model's context length
 	// Step is the normalized step matrices are probed at; 0 selects
 	// DefaultProbeStep.
 	Step float64
@@ -57,11 +72,8 @@ const minDivergence = 1e-5
 // model has: at one normalized step every matrix sees about the same
 // normalized distortion, so this is the per-weight sensitivity StepFactors
 // wants.
-func (c *conversion) measuredSensitivities(p *Probe) ([]Sensitivity, error) {
-	window := p.Window
-	if window == 0 {
-		window = p.Model.Config().SeqLen
-	}
+func (c *conversion) measuredSensitivities(cal *Calibration, p *Probe) ([]Sensitivity, error) {
+	window := cal.window()
 	step := p.Step
 	if step == 0 {
 		step = DefaultProbeStep
@@ -70,20 +82,20 @@ func (c *conversion) measuredSensitivities(p *Probe) ([]Sensitivity, error) {
 	if maxTokens == 0 {
 		maxTokens = DefaultProbeTokens
 	}
-	docs := p.Docs
+	docs := cal.Docs
 	for i, n := 0, 0; i < len(docs); i++ {
 		if n += len(docs[i]); n >= maxTokens {
 			docs = docs[:i+1]
 			break
 		}
 	}
-	ref := p.Model.Clone()
+	ref := cal.Model.Clone()
 	var out []Sensitivity
 	for _, it := range c.items {
 		if !codecLossyWithStep(it) {
 			continue
 		}
-		orig, _, err := p.Model.Tensor(it.info.Name)
+		orig, _, err := cal.Model.Tensor(it.info.Name)
 		if err != nil {
 			continue // not a weight of the model (e.g. a differently named checkpoint)
 		}
@@ -102,11 +114,11 @@ func (c *conversion) measuredSensitivities(p *Probe) ([]Sensitivity, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := p.Model.SetWeight(it.info.Name, coded); err != nil {
+		if err := cal.Model.SetWeight(it.info.Name, coded); err != nil {
 			return nil, err
 		}
-		kl, err := llama.EvalKL(ref, p.Model, docs, window)
-		if rerr := p.Model.SetWeight(it.info.Name, saved); err == nil {
+		kl, err := llama.EvalKL(ref, cal.Model, docs, window)
+		if rerr := cal.Model.SetWeight(it.info.Name, saved); err == nil {
 			err = rerr
 		}
 		if err != nil {

@@ -40,7 +40,7 @@ func TestMeasuredAllocation(t *testing.T) {
 	defer src.Close()
 	out := filepath.Join(t.TempDir(), "m.nwc")
 	st, err := convert.ToNWC(src, out, &convert.Options{Codec: "ecsq", Bits: 4, Guidance: &convert.Guidance{
-		Allocate: true, Probe: &convert.Probe{Model: m, Docs: docs, MaxTokens: 512},
+		Allocate: true, Probe: &convert.Probe{MaxTokens: 512}, Calib: &convert.Calibration{Model: m, Docs: docs},
 	}})
 	if err != nil {
 		t.Fatal(err)

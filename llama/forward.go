@@ -31,6 +31,11 @@ type State struct {
 
 	// Observer, if set, sees the inputs of the linear layers.
 	Observer Observer
+	// Layers, if positive and less than the model's, makes Forward stop
+	// after that many layers and return no logits: enough for observing
+	// the inputs of the layers before it. The cache is then incomplete,
+	// so the state must be Reset before the next sequence.
+	Layers int
 
 	// Scratch, grown to the largest chunk seen.
 	x, xb, q, k, v, att, hb, hb2, logits, scores []float32
@@ -81,6 +86,9 @@ func (s *State) Forward(tokens []int) ([]float32, error) {
 		copy(x[i*dim:(i+1)*dim], m.emb[t*dim:(t+1)*dim])
 	}
 	for l := range m.layers {
+		if s.Layers > 0 && l >= s.Layers {
+			return nil, nil
+		}
 		w := &m.layers[l]
 		rmsnormRows(xb, x, w.attnNorm, c.NormEps)
 		s.observeLayer(l, "attention.wq", xb, dim)

@@ -14,12 +14,14 @@ type guideFlags struct {
 	hessians, importance, calibText, tokPath string
 	ldlqBlock                                int
 	noLDLQ, noColumnSteps, levels, allocate  bool
+	noSequential                             bool
 }
 
 // guidance builds the output-guided options of convert from its flags:
 // Hessians from a file or computed on calibration text; per-column steps
-// and LDLQ unless turned off; the paper's importance levels when asked
-// for; and bit allocation.
+// and LDLQ unless turned off; with calibration text, sequential guidance
+// unless turned off; the paper's importance levels when asked for; and
+// bit allocation.
 func guidance(in string, f guideFlags) (*convert.Guidance, error) {
 	hessians, importance, calibText, tokPath, allocate := f.hessians, f.importance, f.calibText, f.tokPath, f.allocate
 	set := 0
@@ -27,6 +29,9 @@ func guidance(in string, f guideFlags) (*convert.Guidance, error) {
 		if s != "" {
 			set++
 		}
+	}
+	if calibText == "" && f.noSequential {
+		return nil, usagef("--no-sequential needs --calib")
 	}
 	switch {
 	case set == 0:
@@ -56,10 +61,12 @@ func guidance(in string, f guideFlags) (*convert.Guidance, error) {
 		var m *llama.Model
 		var docs [][]int
 		m, docs, g.Hessians, err = calibrate(in, calibText, tokPath)
-		if err == nil && allocate {
+		g.Calib = &convert.Calibration{Model: m, Docs: docs}
+		g.Sequential = !f.noSequential
+		if allocate {
 			// With the model at hand, measure each matrix's effect on
 			// the loss rather than estimate it from the Hessians.
-			g.Probe = &convert.Probe{Model: m, Docs: docs}
+			g.Probe = &convert.Probe{}
 		}
 	}
 	if err != nil {

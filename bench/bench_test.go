@@ -84,7 +84,7 @@ func TestPPL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pts, err := bench.PPL(in, docs, []bench.Variant{{Name: "ecsq", Codec: "ecsq"}}, []float64{6}, convert.Options{}, t.TempDir())
+	pts, err := bench.PPL(in, docs, nil, []bench.Variant{{Name: "ecsq", Codec: "ecsq"}}, []float64{6}, convert.Options{}, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,8 +43,9 @@ func Variants(h *calib.Set) []Variant {
 		guided("nwc + column steps + LDLQ", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true}, false),
 		guided("nwc + column steps + LDLQ + allocation (Hessian proxy)", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true}, false),
 		guided("nwc + column steps + LDLQ + measured allocation", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true}, true),
-		guided("ecsq + column steps + LDLQ + measured allocation", "ecsq", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true}, true),
-		guided("tcq + column steps + LDLQ + measured allocation", "tcq", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true}, true),
+		guided("nwc + column steps + LDLQ + measured allocation + sequential", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true}, true),
+		guided("ecsq + column steps + LDLQ + measured allocation + sequential", "ecsq", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true}, true),
+		guided("tcq + column steps + LDLQ + measured allocation + sequential", "tcq", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true}, true),
 	)
 }
 
@@ -62,9 +63,14 @@ type PPLPoint struct {
 
 // PPL converts the Llama checkpoint in with every variant at every rate
 // (q4k once, at its fixed rate), loads each result and evaluates it on
-// docs. The first point is the original model ("fp32"). base holds
-// options common to every conversion.
-func PPL(in string, docs [][]int, variants []Variant, bits []float64, base convert.Options, dir string) ([]PPLPoint, error) {
+// docs. Guided variants that run the model (measured allocation,
+// sequential guidance) run it on calibDocs, or on docs if calibDocs is
+// nil. The first point is the original model ("fp32"). base holds options
+// common to every conversion.
+func PPL(in string, docs, calibDocs [][]int, variants []Variant, bits []float64, base convert.Options, dir string) ([]PPLPoint, error) {
+	if calibDocs == nil {
+		calibDocs = docs
+	}
 	m, err := llama.Load(in)
 	if err != nil {
 		return nil, err
@@ -81,7 +87,7 @@ func PPL(in string, docs [][]int, variants []Variant, bits []float64, base conve
 			targets = []float64{4.5}
 		}
 		for _, b := range targets {
-			p, err := pplPoint(in, m, docs, window, v, b, base, dir)
+			p, err := pplPoint(in, m, docs, calibDocs, window, v, b, base, dir)
 			if err != nil {
 				return nil, fmt.Errorf("%s at %g bits: %w", v.Name, b, err)
 			}
@@ -92,7 +98,7 @@ func PPL(in string, docs [][]int, variants []Variant, bits []float64, base conve
 	return pts, nil
 }
 
-func pplPoint(in string, ref *llama.Model, docs [][]int, window int, v Variant, bits float64, base convert.Options, dir string) (PPLPoint, error) {
+func pplPoint(in string, ref *llama.Model, docs, calibDocs [][]int, window int, v Variant, bits float64, base convert.Options, dir string) (PPLPoint, error) {
 	p := PPLPoint{Variant: v.Name, TargetBits: bits}
 	src, err := safetensors.OpenPath(in)
 	if err != nil {
@@ -108,7 +114,7 @@ func pplPoint(in string, ref *llama.Model, docs [][]int, window int, v Variant, 
 	}
 	if v.Guidance != nil {
 		g := *v.Guidance
-		g.Calib = &convert.Calibration{Model: ref.Clone(), Docs: docs, Window: window}
+		g.Calib = &convert.Calibration{Model: ref.Clone(), Docs: calibDocs, Window: window}
 		if v.Probe {
 			g.Probe = &convert.Probe{}
 		}

@@ -21,7 +21,8 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 	tokPath := fs.String("tokenizer", "", "llama2.c tokenizer `FILE` (required)")
 	text := fs.String("text", "", "evaluation text `FILE`, one document per line (required)")
 	hessians := fs.String("hessians", "", "Hessian `FILE`; default: calibrate on --calib-text")
-	calibText := fs.String("calib-text", "", "calibration text `FILE` (default: --text)")
+	calibText := fs.String("calib-text", "", "calibration text `FILE` for the Hessians, the allocation probe and sequential guidance (default: --text)")
+	split := fs.Bool("split", false, "calibrate on the first half of --text's documents and evaluate on the rest")
 	bitsList := fs.String("bits", "2,3,4,5,6", "comma-separated target bits per weight")
 	only := fs.String("variants", "", "comma-separated variant names to run (default all)")
 	asJSON := fs.Bool("json", false, "print a JSON list of points")
@@ -45,14 +46,27 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	var h *calib.Set
-	if *hessians != "" {
+	var calibDocs [][]int // nil: the evaluation text
+	switch {
+	case *split && (*hessians != "" || *calibText != ""):
+		return usagef("--split calibrates on --text: no --hessians or --calib-text")
+	case *split:
+		if len(docs) < 2 {
+			return usagef("--split needs at least two documents in --text")
+		}
+		calibDocs, docs = docs[:len(docs)/2], docs[len(docs)/2:]
+		var m *llama.Model
+		if m, err = llama.Load(*model); err == nil {
+			h, err = hessiansOf(m, calibDocs)
+		}
+	case *hessians != "":
 		h, err = calib.ReadHessians(*hessians)
-	} else {
+	default:
 		ct := *calibText
 		if ct == "" {
 			ct = *text
 		}
-		_, _, h, err = calibrate(*model, ct, *tokPath)
+		_, calibDocs, h, err = calibrate(*model, ct, *tokPath)
 	}
 	if err != nil {
 		return err
@@ -76,7 +90,7 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	pts, err := bench.PPL(*model, docs, variants, bits, convert.Options{}, dir)
+	pts, err := bench.PPL(*model, docs, calibDocs, variants, bits, convert.Options{}, dir)
 	if err != nil {
 		return err
 	}

@@ -90,10 +90,15 @@ func calibrate(path, text, tokPath string) (*llama.Model, [][]int, *calib.Set, e
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	set, err := hessiansOf(m, docs)
+	return m, docs, set, err
+}
+
+// hessiansOf collects the Hessians of m's linear layers on docs.
+func hessiansOf(m *llama.Model, docs [][]int) (*calib.Set, error) {
 	hs, err := llama.Calibrate(m, docs, m.Config().SeqLen, 0)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	set, err := calib.FromLlama(m, hs)
-	return m, docs, set, err
+	return calib.FromLlama(m, hs)
 }

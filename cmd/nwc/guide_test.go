@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,5 +45,49 @@ func TestConvertCalib(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run([]string{"convert", f.st, "-o", filepath.Join(dir, "x.nwc"), "--codec", "ecsq", "--bits", "4", "--no-sequential"}, &out, &errb); code != 2 {
 		t.Errorf("--no-sequential without --calib: exit %d, want 2 (%s)", code, errb.String())
+	}
+}
+
+// TestBenchPPLSplit runs bench ppl with --split: the table is evaluated
+// on the second half of the documents only, and the guided variant is
+// calibrated on the first.
+func TestBenchPPLSplit(t *testing.T) {
+	f := stories(t)
+	text, err := os.ReadFile(f.text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(text)), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("%d stories, want 2", len(lines))
+	}
+	short := func(s string) string { return s[:min(len(s), 400)] }
+	dir := t.TempDir()
+	both, second := filepath.Join(dir, "both.txt"), filepath.Join(dir, "second.txt")
+	os.WriteFile(both, []byte(short(lines[0])+"\n"+short(lines[1])+"\n"), 0o644)
+	os.WriteFile(second, []byte(short(lines[1])+"\n"), 0o644)
+	var pts []struct {
+		Variant string  `json:"variant"`
+		Tokens  int     `json:"tokens"`
+		NLL     float64 `json:"nll_per_token"`
+	}
+	out := runOK(t, "bench", "ppl", "--model", f.st, "--tokenizer", f.tok, "--text", both, "--split",
+		"--bits", "5", "--variants", "ecsq + LDLQ", "--json")
+	if err := json.Unmarshal([]byte(out), &pts); err != nil {
+		t.Fatalf("%v in %q", err, out)
+	}
+	var ref struct {
+		Tokens int     `json:"tokens"`
+		NLL    float64 `json:"nll_per_token"`
+	}
+	if err := json.Unmarshal([]byte(runOK(t, "eval", "ppl", "--model", f.st, "--tokenizer", f.tok, "--text", second, "--json")), &ref); err != nil {
+		t.Fatal(err)
+	}
+	if len(pts) != 2 || pts[0].Tokens != ref.Tokens || pts[0].NLL != ref.NLL || pts[1].Variant != "ecsq + LDLQ" || pts[1].Tokens != ref.Tokens {
+		t.Errorf("bench ppl --split = %+v; want fp32 and one ecsq + LDLQ point over the second story's %d tokens (nll %.4f)", pts, ref.Tokens, ref.NLL)
+	}
+	var errb bytes.Buffer
+	if code := run([]string{"bench", "ppl", "--model", f.st, "--tokenizer", f.tok, "--text", second, "--split"}, io.Discard, &errb); code != 2 {
+		t.Errorf("--split with one document: exit %d, want 2", code)
 	}
 }

@@ -169,7 +169,11 @@ func (s *Set) StoredUnder(weight string) (string, bool) {
 // every linear weight of m gets the mean Hessian of its input, stored under
 // the name llama.Model.HessianKey gives (the query projection for query,
 // key and value; the gate projection w1 for w1 and w3) and aliased from
-// the others.
+// the others. Weights are named as in the checkpoint m was loaded from
+// (llama.Model.CheckpointName), so the Set matches that checkpoint's
+// tensors, Hugging Face names included; a Hessian is about a layer's
+// inputs, which the row order of Hugging Face query and key matrices does
+// not touch.
 func FromLlama(m *llama.Model, hs *llama.Hessians) (*Set, error) {
 	s := NewSet()
 	names := m.Names()
@@ -184,13 +188,14 @@ func FromLlama(m *llama.Model, hs *llama.Hessians) (*Set, error) {
 			if !ok || h.Count == 0 {
 				return nil, fmt.Errorf("%w: %s (no calibration tokens reached %s)", ErrNotFound, name, key)
 			}
+			weight := m.CheckpointName(name)
 			if pass == 1 {
-				if err := s.Alias(name, key); err != nil {
+				if err := s.Alias(weight, m.CheckpointName(key)); err != nil {
 					return nil, err
 				}
 				continue
 			}
-			if err := s.Add(name, &Hessian{N: h.N, Data: h.Mean(), Tokens: h.Count}); err != nil {
+			if err := s.Add(weight, &Hessian{N: h.N, Data: h.Mean(), Tokens: h.Count}); err != nil {
 				return nil, err
 			}
 			s.Tokens = max(s.Tokens, h.Count)

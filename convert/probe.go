@@ -95,9 +95,13 @@ func (c *conversion) measuredSensitivities(cal *Calibration, p *Probe) ([]Sensit
 		if !codecLossyWithStep(it) {
 			continue
 		}
-		orig, _, err := cal.Model.Tensor(it.info.Name)
+		name, ok := cal.Model.ModelName(it.info.Name)
+		if !ok {
+			continue // not a weight of the model
+		}
+		orig, _, err := cal.Model.Tensor(name)
 		if err != nil {
-			continue // not a weight of the model (e.g. a differently named checkpoint)
+			return nil, err
 		}
 		saved := append([]float32(nil), orig...)
 		data, err := c.src.ReadTensor(it.info.Name)
@@ -114,11 +118,11 @@ func (c *conversion) measuredSensitivities(cal *Calibration, p *Probe) ([]Sensit
 		if err != nil {
 			return nil, err
 		}
-		if err := cal.Model.SetWeight(it.info.Name, coded); err != nil {
+		if err := cal.Model.SetCheckpointWeight(it.info.Name, coded); err != nil {
 			return nil, err
 		}
 		kl, err := llama.EvalKL(ref, cal.Model, docs, window)
-		if rerr := cal.Model.SetWeight(it.info.Name, saved); err == nil {
+		if rerr := cal.Model.SetWeight(name, saved); err == nil {
 			err = rerr
 		}
 		if err != nil {

@@ -32,12 +32,13 @@ func (c *conversion) sequential(cal *Calibration) error {
 		if !codecLossyWithStep(it) || c.transposed(it) {
 			continue
 		}
-		if _, _, err := ref.Tensor(it.info.Name); err != nil {
-			continue
+		name, ok := ref.ModelName(it.info.Name)
+		if !ok {
+			continue // not a weight of the model
 		}
-		key, ok := ref.HessianKey(it.info.Name)
+		key, ok := ref.HessianKey(name)
 		switch {
-		case it.info.Name == llama.NameEmbedding:
+		case name == llama.NameEmbedding:
 			first = append(first, it)
 		case ok:
 			groups[key] = append(groups[key], it)
@@ -113,7 +114,7 @@ func (c *conversion) codeInto(m *llama.Model, it *item) error {
 	if err != nil {
 		return err
 	}
-	return m.SetWeight(it.info.Name, coded)
+	return m.SetCheckpointWeight(it.info.Name, coded)
 }
 
 // SequentialDamp is the ridge on the correction sequential guidance makes

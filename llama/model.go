@@ -111,6 +111,7 @@ type Model struct {
 	weights map[string][]float32
 	shapes  map[string][]int64
 	names   []string // in .bin order
+	hf      bool     // loaded from Hugging Face names and layouts
 }
 
 // New builds a model from the tensors of src, checking every shape. It
@@ -170,6 +171,7 @@ func New(cfg Config, src WeightSource) (*Model, error) {
 	}
 	m := newModel(cfg)
 	m.weights = weights
+	m.hf = hf
 	m.bind()
 	return m, nil
 }
@@ -324,11 +326,51 @@ func (m *Model) SetWeight(name string, data []float32) error {
 // Clone returns a deep copy of m.
 func (m *Model) Clone() *Model {
 	c := newModel(m.cfg)
+	c.hf = m.hf
 	for name, data := range m.weights {
 		c.weights[name] = slices.Clone(data)
 	}
 	c.bind()
 	return c
+}
+
+// CheckpointName returns the name that the checkpoint m was loaded from
+// gives the tensor m calls name: name itself, or its Hugging Face name.
+func (m *Model) CheckpointName(name string) string {
+	if m.hf {
+		return hfName(name)
+	}
+	return name
+}
+
+// ModelName returns m's name for the tensor the checkpoint it was loaded
+// from calls ckpt, and false if m has no such tensor.
+func (m *Model) ModelName(ckpt string) (string, bool) {
+	for _, name := range m.names {
+		if m.CheckpointName(name) == ckpt {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// SetCheckpointWeight copies data, laid out as in the checkpoint m was
+// loaded from, into the tensor that checkpoint calls ckpt: with Hugging
+// Face checkpoints the query and key rows are put back in m's order. This
+// is how a compressed copy of a checkpoint tensor goes into the model.
+func (m *Model) SetCheckpointWeight(ckpt string, data []float32) error {
+	name, ok := m.ModelName(ckpt)
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotFound, ckpt)
+	}
+	if m.hf && (strings.HasSuffix(name, ".wq.weight") || strings.HasSuffix(name, ".wk.weight")) {
+		sh := m.shapes[name]
+		if len(data) != numel(sh) {
+			return &ShapeError{Name: ckpt, Got: []int64{int64(len(data))}, Want: []int64{int64(numel(sh))}}
+		}
+		data = unpermuteRotateHalf(data, int(sh[0]), int(sh[1]), m.cfg.HeadDim())
+	}
+	return m.SetWeight(name, data)
 }
 
 // HessianKey returns the name under which Hessians records the input of

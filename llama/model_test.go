@@ -211,3 +211,52 @@ func ExampleLayerName() {
 	fmt.Println(LayerName(3, "feed_forward.w2"))
 	// Output: layers.3.feed_forward.w2.weight
 }
+
+// TestCheckpointNames maps a Hugging Face model's tensors to and from
+// the checkpoint's names, and puts checkpoint-layout data back in the
+// model's own row order.
+func TestCheckpointNames(t *testing.T) {
+	cfg := tinyConfig
+	cfg.TiedEmbeddings = false
+	src := randomSource(cfg, 32)
+	hf := hfSource(cfg, src)
+	for _, tc := range []struct {
+		label string
+		src   mapSource
+	}{{"llama2.c", src}, {"Hugging Face", hf}} {
+		m, err := New(cfg, tc.src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zeroed := m.Clone()
+		for _, w := range zeroed.Weights() {
+			clear(w)
+		}
+		for _, name := range m.Names() {
+			ckpt := m.CheckpointName(name)
+			if _, ok := tc.src.data[ckpt]; !ok {
+				t.Fatalf("%s: CheckpointName(%s) = %s, not in the checkpoint", tc.label, name, ckpt)
+			}
+			if back, ok := m.ModelName(ckpt); !ok || back != name {
+				t.Errorf("%s: ModelName(%s) = %q, %v; want %s", tc.label, ckpt, back, ok, name)
+			}
+			if err := zeroed.SetCheckpointWeight(ckpt, tc.src.data[ckpt]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, name := range m.Names() {
+			if !slices.Equal(zeroed.weights[name], m.weights[name]) {
+				t.Errorf("%s: %s set from the checkpoint's data differs from the loaded model", tc.label, name)
+			}
+		}
+		if _, ok := m.ModelName("no.such.weight"); ok {
+			t.Errorf("%s: ModelName of an unknown name succeeded", tc.label)
+		}
+		if err := m.SetCheckpointWeight("no.such.weight", nil); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s: SetCheckpointWeight of an unknown name: %v, want ErrNotFound", tc.label, err)
+		}
+		if err := m.SetCheckpointWeight(m.CheckpointName(LayerName(0, "attention.wq")), []float32{1}); err == nil {
+			t.Errorf("%s: SetCheckpointWeight with the wrong length: no error", tc.label)
+		}
+	}
+}

@@ -34,9 +34,9 @@
 //   - Metadata "hessians_version", if present, must be "1". Other
 //     metadata keys are kept in Set.Metadata and otherwise ignored.
 //
-// Weight names are the checkpoint's own: llama2.c names for models this
-// project runs, Hugging Face names ("model.layers.0.self_attn.q_proj.weight")
-// for others. A PyTorch producer might look like this:
+// Weight names are the checkpoint's own: nwc calibrate writes the names of
+// the checkpoint it ran, llama2.c ones ("layers.0.attention.wq.weight") or
+// Hugging Face ones ("model.layers.0.self_attn.q_proj.weight"). A PyTorch producer might look like this:
 //
 //	sums, n = {}, 0
 //	def hook(name):

@@ -35,6 +35,7 @@ func Variants(h *calib.Set) []Variant {
 		return Variant{Name: name, Codec: id, Guidance: &g, Probe: probe}
 	}
 	return append(vs,
+		guided("rtn g128 + LDLQ", "rtn", convert.Guidance{LDLQ: true}, false),
 		guided("ecsq + LDLQ", "ecsq", convert.Guidance{LDLQ: true}, false),
 		guided("nwc + importance", "nwc", convert.Guidance{Importance: true}, false),
 		guided("nwc + importance + LDLQ", "nwc", convert.Guidance{Importance: true, LDLQ: true}, false),

@@ -29,7 +29,7 @@ func (c *conversion) sequential(cal *Calibration) error {
 	groups := map[string][]*item{}
 	var first []*item // matrices read before any linear layer: the embedding
 	for _, it := range c.items {
-		if !codecLossyWithStep(it) || c.transposed(it) {
+		if !codec.Lossy(it.codec) || len(it.shape) < 2 || c.transposed(it) {
 			continue
 		}
 		name, ok := ref.ModelName(it.info.Name)

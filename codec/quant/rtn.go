@@ -104,8 +104,22 @@ func addInt(a, b int) (int, bool) {
 // their group's zero point, that is as 0. Quantize panics if r is invalid;
 // a codec should Validate configurations it reads from input.
 func (r RTN) Quantize(dst []byte, row []float32) []byte {
+	return r.QuantizeFitted(dst, row, row)
+}
+
+// QuantizeFitted is Quantize with every group's scale and zero point
+// fitted to the same group of fit, a row as long as row, instead of to
+// row itself. It serves encoders that choose values on the grid of
+// parameters fitted beforehand, such as GPTQ-style error compensation
+// (see GroupParams and Level): a value (q − z)·s of its group's grid is
+// stored as exactly that level. It panics if r is invalid or the lengths
+// differ.
+func (r RTN) QuantizeFitted(dst []byte, row, fit []float32) []byte {
 	if err := r.Validate(); err != nil {
 		panic(err)
+	}
+	if len(fit) != len(row) {
+		panic("quant: RTN fit and row lengths differ")
 	}
 	size, ok := r.rowBytes(len(row))
 	if !ok {
@@ -118,27 +132,47 @@ func (r RTN) Quantize(dst []byte, row []float32) []byte {
 	zbytes, _ := packedBytes(groups, r.Bits)
 	zw := bitWriter{buf: out[2*groups : 2*groups+zbytes]}
 	qw := bitWriter{buf: out[2*groups+zbytes:]}
-	maxq := float32(int(1)<<r.Bits - 1)
+	maxq := r.maxq()
 	for k := range groups {
-		grp := row[k*g : min(len(row), (k+1)*g)]
-		h, s, lo := rtnScale(grp, maxq)
+		lo, hi := k*g, min(len(row), (k+1)*g)
+		h, s, z := r.groupParams(fit[lo:hi], maxq)
 		binary.LittleEndian.PutUint16(scales[2*k:], h)
-		var z float32
-		if s != 0 {
-			z = clampF(roundEven(-lo/s), maxq)
-		}
 		zw.write(uint32(z), r.Bits)
-		for _, w := range grp {
-			q := z
-			if s != 0 && w == w {
-				q = clampF(roundEven(w/s)+z, maxq)
-			}
-			qw.write(uint32(q), r.Bits)
+		for _, w := range row[lo:hi] {
+			qw.write(uint32(level(w, s, z, maxq)), r.Bits)
 		}
 	}
 	zw.flush()
 	qw.flush()
 	return dst
+}
+
+// GroupParams returns the scale and zero point Quantize gives a group
+// whose weights are grp; the group decodes to (q − z)·s.
+func (r RTN) GroupParams(grp []float32) (s, z float32) {
+	_, s, z = r.groupParams(grp, r.maxq())
+	return s, z
+}
+
+// Level returns the level Quantize gives the weight w in a group with
+// scale s and zero point z (from GroupParams).
+func (r RTN) Level(w, s, z float32) float32 { return level(w, s, z, r.maxq()) }
+
+func (r RTN) maxq() float32 { return float32(int(1)<<r.Bits - 1) }
+
+func (r RTN) groupParams(grp []float32, maxq float32) (h uint16, s, z float32) {
+	h, s, lo := rtnScale(grp, maxq)
+	if s != 0 {
+		z = clampF(roundEven(-lo/s), maxq)
+	}
+	return h, s, z
+}
+
+func level(w, s, z, maxq float32) float32 {
+	if s == 0 || w != w {
+		return z
+	}
+	return clampF(roundEven(w/s)+z, maxq)
 }
 
 // rtnScale returns the group's scale as stored (fp16 bits) and as used,

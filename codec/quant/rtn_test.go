@@ -187,6 +187,49 @@ func TestRTNRequantize(t *testing.T) {
 	}
 }
 
+// TestRTNQuantizeFitted picks values on the grids GroupParams fits to one
+// row from another row, out-of-range ones included (as error
+// compensation produces), and checks that QuantizeFitted stores exactly the levels
+// Level chose, with the fitted parameters: the row decodes to
+// (Level − z)·s everywhere.
+func TestRTNQuantizeFitted(t *testing.T) {
+	differ := 0
+	for i, r := range rtnConfigs {
+		for _, n := range []int{1, 127, 300} {
+			fit := gaussian(n, uint64(300+i), 1)
+			// The values actually coded: narrower than fit, so a grid
+			// fitted to them would differ, with outliers to clamp.
+			moved := gaussian(n, uint64(400+i), 0.3)
+			moved[n/2] = 5
+			g := r.Group
+			if g == 0 {
+				g = DefaultGroup
+			}
+			want := make([]float32, n)
+			for k := 0; k < n; k += g {
+				hi := min(n, k+g)
+				s, z := r.GroupParams(fit[k:hi])
+				for j := k; j < hi; j++ {
+					want[j] = (r.Level(moved[j], s, z) - z) * s
+				}
+			}
+			dec, err := r.Dequantize(nil, r.QuantizeFitted(nil, want, fit), n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(dec, want) {
+				t.Errorf("%+v n=%d: fitted values do not decode to themselves", r, n)
+			}
+			if !slices.Equal(r.Quantize(nil, want), r.QuantizeFitted(nil, want, fit)) {
+				differ++
+			}
+		}
+	}
+	if differ < len(rtnConfigs) {
+		t.Errorf("fitting to another row changed the bytes in only %d cases; the test sees too little", differ)
+	}
+}
+
 func TestRTNSQNR(t *testing.T) {
 	x := gaussian(1<<16, 300, 1)
 	prev := 0.0

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 
 	"nwc/codec"
 	"nwc/codec/chunk"
@@ -44,10 +45,10 @@ func (p rtnParams) marshal() []byte {
 	return w.Bytes()
 }
 
-// noLDLQ rejects a Hessian for codecs that quantize whole rows at once.
-// Their quantizers fit each group's scale and zero point to the group's
-// values, which LDLQ changes column by column, so error compensation would
-// need a different quantizer (GPTQ's), not a wrapper around this one.
+// noLDLQ rejects a Hessian for q4k, whose super-blocks fit their scales
+// and minima to the values of the whole block in one search; error
+// compensation would need a different quantizer, not a wrapper around
+// this one.
 func noLDLQ(id string, o *codec.EncodeOptions) error {
 	if o.Hessian != nil {
 		return fmt.Errorf("%w: codec %s does not support a Hessian", ErrNoLDLQ, id)
@@ -56,12 +57,16 @@ func noLDLQ(id string, o *codec.EncodeOptions) error {
 }
 
 // Encode quantizes each row of the tensor's matrix with quant.RTN; a
-// group's payload is its rows' encodings, concatenated.
+// group's payload is its rows' encodings, concatenated. With a Hessian it
+// runs GPTQ with static groups: every group's scale and zero point are
+// fitted to the original weights first, then LDLQ codes the columns in
+// blocks on those fixed grids, each block's targets absorbing the output
+// error of the blocks before. Fitting first keeps the grid of a group
+// that spans several blocks the same for all of them (GPTQ refits a group
+// when its first column comes up, from weights partly updated; ldlq.Run
+// leaves the columns right of a block untouched until their turn).
 func (rtnCodec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encoded, error) {
 	o := options(opts)
-	if err := noLDLQ(RTN, &o); err != nil {
-		return nil, err
-	}
 	r := quant.RTN{Bits: o.Bits, Group: o.Group}
 	if r.Bits == 0 {
 		r.Bits = DefaultBits
@@ -88,16 +93,48 @@ func (rtnCodec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 		Params: rtnParams{bits: uint64(r.Bits), group: uint64(r.Group), transposed: o.Transposed}.marshal(),
 	}
 	cols := lay.Cols
+	fit := m
+	if o.Hessian != nil {
+		if fit, err = rtnLDLQ(r, m, lay.Rows, cols, &o); err != nil {
+			return nil, err
+		}
+	}
 	r0 := 0
 	for _, r1 := range ends {
 		payload := make([]byte, 0, (r1-r0)*r.RowBytes(cols))
 		for row := r0; row < r1; row++ {
-			payload = r.Quantize(payload, m[row*cols:(row+1)*cols])
+			payload = r.QuantizeFitted(payload, m[row*cols:(row+1)*cols], fit[row*cols:(row+1)*cols])
 		}
 		e.Groups = append(e.Groups, codec.EncodedGroup{End: uint64(r1) * uint64(cols), Data: payload})
 		r0 = r1
 	}
 	return e, nil
+}
+
+// rtnLDLQ replaces the rows×cols matrix m by its decoded values under
+// LDLQ on grids fitted to the original weights, which it returns.
+func rtnLDLQ(r quant.RTN, m []float32, rows, cols int, o *codec.EncodeOptions) ([]float32, error) {
+	orig := slices.Clone(m)
+	g := r.Group
+	groups := (cols + g - 1) / g
+	scale, zero := make([]float32, rows*groups), make([]float32, rows*groups)
+	for row := range rows {
+		for k := range groups {
+			grp := orig[row*cols+k*g : row*cols+min(cols, (k+1)*g)]
+			scale[row*groups+k], zero[row*groups+k] = r.GroupParams(grp)
+		}
+	}
+	err := drive(m, rows, cols, o, func(c0, c1 int) error {
+		for row := range rows {
+			for c := c0; c < c1; c++ {
+				i := row*groups + c/g
+				s, z := scale[i], zero[i]
+				m[row*cols+c] = (r.Level(m[row*cols+c], s, z) - z) * s
+			}
+		}
+		return nil
+	})
+	return orig, err
 }
 
 // NewDecoder validates the params of an rtn tensor and the length of

@@ -274,11 +274,11 @@ func TestECSQLevels(t *testing.T) {
 	}
 }
 
-// TestLDLQ checks the Hessian path: rtn and q4k refuse a Hessian, a
-// diagonal Hessian (no correlation between inputs) leaves nothing to
-// compensate and reproduces the plain encoding, and a correlated one lowers
-// the output error tr((W−Ŵ) H (W−Ŵ)ᵀ) against plain quantization at the
-// same step.
+// TestLDLQ checks the Hessian path: q4k refuses a Hessian; for ecsq and
+// rtn a diagonal Hessian (no correlation between inputs) leaves nothing to
+// compensate and reproduces the plain encoding, and a correlated one
+// lowers the output error tr((W−Ŵ) H (W−Ŵ)ᵀ) against plain quantization
+// at the same step or width.
 func TestLDLQ(t *testing.T) {
 	const rows, cols = 40, 300
 	tn := gaussian("w", 4, []uint64{rows, cols}, 1, format.F32)
@@ -286,27 +286,9 @@ func TestLDLQ(t *testing.T) {
 	for j := range cols {
 		diag[j*cols+j] = 1 + float64(j%7)
 	}
-	for _, id := range []string{RTN, Q4K} {
-		c, _ := codec.Lookup(id)
-		if _, err := c.Encode(tn, &codec.EncodeOptions{Hessian: diag}); !errors.Is(err, ErrNoLDLQ) {
-			t.Errorf("%s with a Hessian: %v, want ErrNoLDLQ", id, err)
-		}
+	if _, err := (q4kCodec{}).Encode(tn, &codec.EncodeOptions{Hessian: diag}); !errors.Is(err, ErrNoLDLQ) {
+		t.Errorf("q4k with a Hessian: %v, want ErrNoLDLQ", err)
 	}
-	if _, err := (ecsqCodec{}).Encode(tn, &codec.EncodeOptions{Hessian: diag[:10]}); !errors.Is(err, ErrOptions) {
-		t.Errorf("Hessian of the wrong size: %v, want ErrOptions", err)
-	}
-	got, err := ecsqCodec{}.Encode(tn, &codec.EncodeOptions{Hessian: diag, LDLQBlock: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := ecsqCodec{}.Encode(tn, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !equalEncoded(got, want) {
-		t.Error("a diagonal Hessian changed the encoding")
-	}
-
 	// Correlated inputs: H = X Xᵀ/n for X with a shared component.
 	rng := rand.New(rand.NewPCG(7, 8))
 	const n = 2000
@@ -328,34 +310,63 @@ func TestLDLQ(t *testing.T) {
 		}
 	}
 	w := floats(t, tn.Data, tn.DType)
-	plain := ecsqDecoded(t, tn, &codec.EncodeOptions{Step: 0.5})
-	comp := ecsqDecoded(t, tn, &codec.EncodeOptions{Step: 0.5, Hessian: h, LDLQBlock: 1})
-	lp, err := ldlq.ProxyLoss(h, cols, w, plain, rows)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lc, err := ldlq.ProxyLoss(h, cols, w, comp, rows)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("output error with LDLQ %.4g, without %.4g (%.2f×)", lc, lp, lc/lp)
-	if lc > 0.5*lp {
-		t.Errorf("LDLQ output error %.4g is not well below plain %.4g", lc, lp)
+	for _, tc := range []struct {
+		id   string
+		base codec.EncodeOptions
+	}{
+		{ECSQ, codec.EncodeOptions{Step: 0.5}},
+		{RTN, codec.EncodeOptions{Bits: 3}}, // groups of 128 span blocks of 100 and of 1
+	} {
+		c, _ := codec.Lookup(tc.id)
+		o := tc.base
+		o.Hessian = diag[:10]
+		if _, err := c.Encode(tn, &o); !errors.Is(err, ErrOptions) {
+			t.Errorf("%s: Hessian of the wrong size: %v, want ErrOptions", tc.id, err)
+		}
+		o.Hessian, o.LDLQBlock = diag, 100
+		got, err := c.Encode(tn, &o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plainOpts := tc.base
+		want, err := c.Encode(tn, &plainOpts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !equalEncoded(got, want) {
+			t.Errorf("%s: a diagonal Hessian changed the encoding", tc.id)
+		}
+		o.Hessian, o.LDLQBlock = h, 1
+		plain := decodedWith(t, tc.id, tn, &plainOpts)
+		comp := decodedWith(t, tc.id, tn, &o)
+		lp, err := ldlq.ProxyLoss(h, cols, w, plain, rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lc, err := ldlq.ProxyLoss(h, cols, w, comp, rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: output error with LDLQ %.4g, without %.4g (%.2f×)", tc.id, lc, lp, lc/lp)
+		if lc > 0.5*lp {
+			t.Errorf("%s: LDLQ output error %.4g is not well below plain %.4g", tc.id, lc, lp)
+		}
 	}
 }
 
-// ecsqDecoded encodes tn with ecsq and opts and decodes it.
-func ecsqDecoded(t *testing.T, tn *codec.Tensor, opts *codec.EncodeOptions) []float32 {
+// decodedWith encodes tn with codec id and opts and decodes it.
+func decodedWith(t *testing.T, id string, tn *codec.Tensor, opts *codec.EncodeOptions) []float32 {
 	t.Helper()
-	enc, err := ecsqCodec{}.Encode(tn, opts)
+	c, _ := codec.Lookup(id)
+	enc, err := c.Encode(tn, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := decodeAll(t, ECSQ, tn, enc)
+	got, err := decodeAll(t, id, tn, enc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return floats(t, b, tn.DType)
+	return floats(t, got, tn.DType)
 }
 
 func TestEncodeErrors(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -41,6 +42,15 @@ func TestConvertCalib(t *testing.T) {
 	}
 	if bytes.Equal(files[0], files[1]) {
 		t.Error("--no-sequential changed nothing")
+	}
+	// The same bytes on one CPU: the calibration sums and the sequential
+	// targets must not depend on how the work was split.
+	one := filepath.Join(dir, "one.nwc")
+	old := runtime.GOMAXPROCS(1)
+	runOK(t, "convert", f.st, "-o", one, "--codec", "ecsq", "--bits", "4", "--calib", story, "--tokenizer", f.tok)
+	runtime.GOMAXPROCS(old)
+	if b, err := os.ReadFile(one); err != nil || !bytes.Equal(b, files[0]) {
+		t.Errorf("sequential conversion on one CPU differs from the run on %d (%v)", old, err)
 	}
 	var out, errb bytes.Buffer
 	if code := run([]string{"convert", f.st, "-o", filepath.Join(dir, "x.nwc"), "--codec", "ecsq", "--bits", "4", "--no-sequential"}, &out, &errb); code != 2 {

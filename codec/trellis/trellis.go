@@ -114,9 +114,11 @@ type Quantizer struct {
 // at step s > 0 with offset off: of all level sequences, the one whose
 // reconstructions (Value, with the offset of each level's state) have the
 // least total squared error. It writes the levels to q and their
-// reconstructions to rec (both len(x) long). Ties go to the lowest state
-// and the first candidate, and every cost is rounded to float64 before it
-// is compared, so the result is the same on every platform.
+// reconstructions to rec (both len(x) long). Of the candidates of one
+// parity only the one with the least squared error (the first on ties)
+// extends a path, path ties go to the lowest state, and every cost is
+// rounded to float64 before it is compared, so the result is the same on
+// every platform.
 func (t *Quantizer) Quantize(x []float32, s, off float32, q []int32, rec []float32) {
 	if len(t.back) < len(x) {
 		t.back = make([][States]step, len(x))
@@ -124,20 +126,27 @@ func (t *Quantizer) Quantize(x []float32, s, off float32, q []int32, rec []float
 	inf := math.Inf(1)
 	cost := [States]float64{0, inf, inf, inf}
 	offs := [States]float32{Offset(0, off), Offset(1, off), Offset(2, off), Offset(3, off)}
-	// States 0 and 1 share grid Q0, 2 and 3 grid Q1: each grid's
-	// candidates and their squared errors are computed once per value.
+	// States 0 and 1 share grid Q0, 2 and 3 grid Q1, and the state a
+	// level leads to depends only on its parity: so per value and grid
+	// only the best level of each parity (the first on ties) can be on a
+	// surviving path.
 	var (
-		cand [2][5]int32
-		nc   [2]int
-		sq   [2][5]float64
+		bestK  [2][2]int32
+		bestSq [2][2]float64
+		have   [2][2]bool
 	)
 	for i, v := range x {
 		for g := range 2 {
 			st := uint8(2 * g)
-			cand[g], nc[g] = candidates(v, s, st)
-			for j, k := range cand[g][:nc[g]] {
+			cand, nc := candidates(v, s, st)
+			have[g] = [2]bool{}
+			for _, k := range cand[:nc] {
 				e := float64(v) - float64(Value(k, s, offs[st]))
-				sq[g][j] = float64(e * e)
+				sq := float64(e * e)
+				p := k & 1
+				if !have[g][p] || sq < bestSq[g][p] {
+					bestK[g][p], bestSq[g][p], have[g][p] = k, sq, true
+				}
 			}
 		}
 		nextCost := [States]float64{inf, inf, inf, inf}
@@ -146,12 +155,15 @@ func (t *Quantizer) Quantize(x []float32, s, off float32, q []int32, rec []float
 				continue
 			}
 			g := st >> 1
-			for j, k := range cand[g][:nc[g]] {
-				c := cost[st] + sq[g][j]
-				ns := Next(st, k)
+			for p := range int32(2) {
+				if !have[g][p] {
+					continue
+				}
+				c := cost[st] + bestSq[g][p]
+				ns := Next(st, p)
 				if c < nextCost[ns] {
 					nextCost[ns] = c
-					t.back[i][ns] = step{prev: st, k: k}
+					t.back[i][ns] = step{prev: st, k: bestK[g][p]}
 				}
 			}
 		}

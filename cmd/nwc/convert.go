@@ -31,7 +31,7 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	var gf guideFlags
 	fs.StringVar(&gf.hessians, "hessians", "", "Hessian `FILE` (nwc calibrate): per-column steps and LDLQ error compensation")
 	fs.StringVar(&gf.importance, "importance", "", "Hessian `FILE` used for per-column steps (and --levels) only, no LDLQ")
-	fs.StringVar(&gf.calibText, "calib", "", "calibration text `FILE`: compute Hessians from IN itself (a Llama model) before converting")
+	fs.StringVar(&gf.calibText, "calib", "", "calibration text `FILE`: run IN itself (a Llama model) on it for Hessians and sequential guidance")
 	fs.StringVar(&gf.tokPath, "tokenizer", "", "llama2.c tokenizer `FILE` for --calib")
 	fs.IntVar(&gf.ldlqBlock, "ldlq-block", 0, "columns per LDLQ block (default cols/16, at most 128; 1 = column by column)")
 	fs.BoolVar(&gf.noLDLQ, "no-ldlq", false, "with Hessians: no LDLQ error compensation")

@@ -11,7 +11,7 @@ import (
 	"nwc/llama"
 )
 
-// sequential codes the matrices of p.Model in the order a forward pass
+// sequential codes the matrices of cal.Model in the order a forward pass
 // reaches them and re-derives the guidance of each from the model as
 // compressed so far. For a linear layer whose compressed input is x̃ where
 // the original's was x, the output error to minimize is
@@ -21,7 +21,10 @@ import (
 // the original produced. So every matrix gets H̃ as its Hessian and W* as
 // the data to code, and the errors of earlier layers are partly undone by
 // later ones instead of piling up. The matrices are coded at their current
-// steps; the caller runs rate control again afterwards.
+// steps; the caller runs rate control again afterwards. The cost is one
+// forward pass of both models over the calibration text, up to the
+// layer's own, per group of matrices sharing an input, and a copy of
+// every target matrix held until the file is written.
 func (c *conversion) sequential(cal *Calibration) error {
 	window := cal.window()
 	ref := cal.Model

@@ -21,10 +21,12 @@ import (
 // the original produced. So every matrix gets H̃ as its Hessian and W* as
 // the data to code, and the errors of earlier layers are partly undone by
 // later ones instead of piling up. The matrices are coded at their current
-// steps; the caller runs rate control again afterwards. The cost is one
-// forward pass of both models over the calibration text, up to the
-// layer's own, per group of matrices sharing an input, and a copy of
-// every target matrix held until the file is written.
+// steps; the caller runs rate control again afterwards. The moments come
+// from llama.PairedStreams, which keeps both models' residual streams over
+// the calibration text: the cost is about five passes of each layer of
+// both models (one per group of matrices sharing an input, one to move
+// on), and memory holds both streams and a copy of every target matrix
+// until the file is written.
 func (c *conversion) sequential(cal *Calibration) error {
 	window := cal.window()
 	ref := cal.Model
@@ -54,48 +56,63 @@ func (c *conversion) sequential(cal *Calibration) error {
 			return err
 		}
 	}
+	ps, err := llama.NewPairedStreams(ref, m, cal.Docs, window, 0)
+	if err != nil {
+		return err
+	}
 	cfg := ref.Config()
-	var order []string
-	for l := range cfg.NLayers {
-		for _, s := range []string{"attention.wq", "attention.wo", "feed_forward.w1", "feed_forward.w2"} {
-			order = append(order, llama.LayerName(l, s))
+	for l := 0; l <= cfg.NLayers; l++ {
+		keys := []string{llama.NameOutput}
+		if l < cfg.NLayers {
+			keys = []string{llama.LayerName(l, "attention.wq"), llama.LayerName(l, "attention.wo"), llama.LayerName(l, "feed_forward.w1"), llama.LayerName(l, "feed_forward.w2")}
+		}
+		for _, key := range keys {
+			if err := c.codeGroup(ps, m, key, groups[key]); err != nil {
+				return err
+			}
+		}
+		if l < cfg.NLayers {
+			if err := ps.Advance(); err != nil {
+				return err
+			}
 		}
 	}
-	order = append(order, llama.NameOutput)
-	for _, key := range order {
-		its := groups[key]
-		if len(its) == 0 {
-			continue
-		}
-		mo, err := llama.PairedMoments(ref, m, cal.Docs, window, key, 0)
+	return nil
+}
+
+// codeGroup codes the matrices its that read the input recorded under key,
+// with the Hessian and targets of that input in ps, into m.
+func (c *conversion) codeGroup(ps *llama.PairedStreams, m *llama.Model, key string, its []*item) error {
+	if len(its) == 0 {
+		return nil
+	}
+	mo, err := ps.Moments(key)
+	if err != nil {
+		return err
+	}
+	h, corr, err := targetMap(mo, SequentialDamp)
+	if err != nil {
+		return fmt.Errorf("convert: sequential guidance for %s: %w", key, err)
+	}
+	for _, it := range its {
+		data, err := c.readTensor(it)
 		if err != nil {
 			return err
 		}
-		h, corr, err := targetMap(mo, SequentialDamp)
+		w, err := dtype.ToFloat32(nil, data, it.info.DType)
 		if err != nil {
-			return fmt.Errorf("convert: sequential guidance for %s: %w", key, err)
+			return err
 		}
-		for _, it := range its {
-			data, err := c.readTensor(it)
-			if err != nil {
-				return err
-			}
-			w, err := dtype.ToFloat32(nil, data, it.info.DType)
-			if err != nil {
-				return err
-			}
-			cols := int(it.numel / it.shape[0])
-			if cols != mo.N {
-				continue
-			}
-			applyCorrection(w, corr, cols)
-			if it.data, err = dtype.FromFloat32(nil, w, it.info.DType); err != nil {
-				return err
-			}
-			it.hessian = h
-			if err := c.codeInto(m, it); err != nil {
-				return err
-			}
+		if cols := int(it.numel / it.shape[0]); cols != mo.N {
+			continue
+		}
+		applyCorrection(w, corr, mo.N)
+		if it.data, err = dtype.FromFloat32(nil, w, it.info.DType); err != nil {
+			return err
+		}
+		it.hessian = h
+		if err := c.codeInto(m, it); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -31,11 +31,6 @@ type State struct {
 
 	// Observer, if set, sees the inputs of the linear layers.
 	Observer Observer
-	// Layers, if positive and less than the model's, makes Forward stop
-	// after that many layers and return no logits: enough for observing
-	// the inputs of the layers before it. The cache is then incomplete,
-	// so the state must be Reset before the next sequence.
-	Layers int
 
 	// Scratch, grown to the largest chunk seen.
 	x, xb, q, k, v, att, hb, hb2, logits, scores []float32
@@ -79,56 +74,82 @@ func (s *State) Forward(tokens []int) ([]float32, error) {
 	}
 	s.grow(n)
 	m := s.m
-	dim, kvDim, hidden := c.Dim, c.KVDim(), c.HiddenDim
+	dim := c.Dim
 	x := s.x[:n*dim]
-	xb := s.xb[:n*dim]
 	for i, t := range tokens {
 		copy(x[i*dim:(i+1)*dim], m.emb[t*dim:(t+1)*dim])
 	}
 	for l := range m.layers {
-		if s.Layers > 0 && l >= s.Layers {
-			return nil, nil
-		}
-		w := &m.layers[l]
-		rmsnormRows(xb, x, w.attnNorm, c.NormEps)
-		s.observeLayer(l, "attention.wq", xb, dim)
-		q, k, v := s.q[:n*dim], s.k[:n*kvDim], s.v[:n*kvDim]
-		matmul(q, xb, w.wq, n, dim, dim)
-		matmul(k, xb, w.wk, n, dim, kvDim)
-		matmul(v, xb, w.wv, n, dim, kvDim)
-		s.rope(q, n, dim)
-		s.rope(k, n, kvDim)
-		s.key[l] = append(s.key[l][:s.pos*kvDim], k...)
-		s.val[l] = append(s.val[l][:s.pos*kvDim], v...)
-
-		att := s.att[:n*dim]
-		s.attention(att, q, l, n)
-		s.observeLayer(l, "attention.wo", att, dim)
-		matmul(xb, att, w.wo, n, dim, dim)
-		add(x, xb)
-
-		rmsnormRows(xb, x, w.ffnNorm, c.NormEps)
-		s.observeLayer(l, "feed_forward.w1", xb, dim)
-		hb, hb2 := s.hb[:n*hidden], s.hb2[:n*hidden]
-		matmul(hb, xb, w.w1, n, dim, hidden)
-		matmul(hb2, xb, w.w3, n, dim, hidden)
-		for i, a := range hb {
-			hb[i] = a * sigmoid(a) * hb2[i]
-		}
-		s.observeLayer(l, "feed_forward.w2", hb, hidden)
-		matmul(xb, hb, w.w2, n, hidden, dim)
-		add(x, xb)
+		s.layer(l, x, n)
 	}
-	rmsnormRows(x, x, m.norm, c.NormEps)
-	clsName := NameOutput
-	if c.TiedEmbeddings {
-		clsName = NameEmbedding
-	}
-	s.observe(clsName, x, dim)
-	logits := s.logits[:n*c.VocabSize]
-	matmul(logits, x, m.cls, n, dim, c.VocabSize)
+	logits := s.classify(x, n)
 	s.pos += n
 	return logits, nil
+}
+
+// layer runs layer l on the residual stream x of n tokens at positions
+// s.pos onwards, in place, appending their keys and values to the cache.
+func (s *State) layer(l int, x []float32, n int) {
+	c, m := s.m.cfg, s.m
+	dim, kvDim, hidden := c.Dim, c.KVDim(), c.HiddenDim
+	xb := s.xb[:n*dim]
+	w := &m.layers[l]
+	rmsnormRows(xb, x, w.attnNorm, c.NormEps)
+	s.observeLayer(l, "attention.wq", xb, dim)
+	q, k, v := s.q[:n*dim], s.k[:n*kvDim], s.v[:n*kvDim]
+	matmul(q, xb, w.wq, n, dim, dim)
+	matmul(k, xb, w.wk, n, dim, kvDim)
+	matmul(v, xb, w.wv, n, dim, kvDim)
+	s.rope(q, n, dim)
+	s.rope(k, n, kvDim)
+	s.key[l] = append(s.key[l][:s.pos*kvDim], k...)
+	s.val[l] = append(s.val[l][:s.pos*kvDim], v...)
+
+	att := s.att[:n*dim]
+	s.attention(att, q, l, n)
+	s.observeLayer(l, "attention.wo", att, dim)
+	matmul(xb, att, w.wo, n, dim, dim)
+	add(x, xb)
+
+	rmsnormRows(xb, x, w.ffnNorm, c.NormEps)
+	s.observeLayer(l, "feed_forward.w1", xb, dim)
+	hb, hb2 := s.hb[:n*hidden], s.hb2[:n*hidden]
+	matmul(hb, xb, w.w1, n, dim, hidden)
+	matmul(hb2, xb, w.w3, n, dim, hidden)
+	for i, a := range hb {
+		hb[i] = a * sigmoid(a) * hb2[i]
+	}
+	s.observeLayer(l, "feed_forward.w2", hb, hidden)
+	matmul(xb, hb, w.w2, n, hidden, dim)
+	add(x, xb)
+}
+
+// runLayer runs layer l on the residual stream x of one window, from
+// an empty cache, in place.
+func (s *State) runLayer(l int, x []float32) {
+	n := len(x) / s.m.cfg.Dim
+	s.Reset()
+	s.grow(n)
+	s.layer(l, x, n)
+}
+
+// classifierKey is the name the classifier's input is observed under.
+func (m *Model) classifierKey() string {
+	if m.cfg.TiedEmbeddings {
+		return NameEmbedding
+	}
+	return NameOutput
+}
+
+// classify normalizes the final residual stream x of n tokens in place and
+// returns the logits, valid until the next call.
+func (s *State) classify(x []float32, n int) []float32 {
+	c, m := s.m.cfg, s.m
+	rmsnormRows(x, x, m.norm, c.NormEps)
+	s.observe(m.classifierKey(), x, c.Dim)
+	logits := s.logits[:n*c.VocabSize]
+	matmul(logits, x, m.cls, n, c.Dim, c.VocabSize)
+	return logits
 }
 
 func (s *State) observe(name string, x []float32, cols int) {

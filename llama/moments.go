@@ -3,6 +3,7 @@ package llama
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,7 +13,7 @@ import (
 // run on the same tokens: a reference model, whose input at a position is
 // x, and a compressed one, whose input there is x̃. They are what a
 // quantizer needs to make the compressed layer reproduce the reference
-// layer's output from the input it really gets (see PairedMoments).
+// layer's output from the input it really gets (see PairedStreams).
 type Moments struct {
 	N     int
 	XX    []float64 // N×N row-major: Σ x̃ x̃ᵀ
@@ -20,19 +21,33 @@ type Moments struct {
 	Count int64     // number of tokens summed
 }
 
-// PairedMoments runs docs through ref and m as Calibrate does and sums the
-// moments of the input recorded under key (Model.HessianKey) in both.
-// maxTokens > 0 stops after that many tokens. Windows run concurrently, but
-// every sum is taken in token order, so the result does not depend on the
-// number of CPUs.
-func PairedMoments(ref, m *Model, docs [][]int, window int, key string, maxTokens int) (*Moments, error) {
+// PairedStreams runs calibration text through a reference model and a
+// model being compressed, layer by layer: it keeps every window's residual
+// stream in both, entering the current layer, so the moments of a layer's
+// inputs cost one pass of that layer rather than of every layer before
+// it. The compressed model's weights may change between calls; each call
+// uses them as they are then. Windows run concurrently, but every sum is
+// taken in token order, so results do not depend on the number of CPUs.
+type PairedStreams struct {
+	ref, m *Model
+	jobs   [][]int
+	xr, xm [][]float32 // per window: the residual streams entering layer
+	layer  int
+	procs  int
+	states [][2]*State // per worker: ref's and m's
+}
+
+// NewPairedStreams embeds the windows of docs (cut as Calibrate cuts them,
+// stopping after maxTokens tokens if maxTokens > 0) in ref and m, which
+// must share a configuration, ready for layer 0.
+func NewPairedStreams(ref, m *Model, docs [][]int, window, maxTokens int) (*PairedStreams, error) {
 	if ref.cfg != m.cfg {
 		return nil, fmt.Errorf("%w: models of different configurations", ErrShape)
 	}
 	if err := checkWindow(m, window); err != nil {
 		return nil, err
 	}
-	var jobs [][]int
+	p := &PairedStreams{ref: ref, m: m}
 	left := maxTokens
 	for _, d := range docs {
 		for _, w := range windows(d, window) {
@@ -43,66 +58,116 @@ func PairedMoments(ref, m *Model, docs [][]int, window int, key string, maxToken
 				w = w[:min(len(w), left)]
 				left -= len(w)
 			}
-			jobs = append(jobs, w)
+			p.jobs = append(p.jobs, w)
 		}
 	}
-	if len(jobs) == 0 {
-		return nil, fmt.Errorf("%w: no calibration tokens reached %q", ErrNotFound, key)
+	if len(p.jobs) == 0 {
+		return nil, fmt.Errorf("%w: no calibration tokens", ErrNotFound)
 	}
-	// Layers after the key's own need not run.
-	layers := 0
-	if l, ok := layerOf(key); ok {
-		layers = l + 1
-	}
-	procs := min(runtime.GOMAXPROCS(0), len(jobs))
-	type pair struct{ r, m capture }
-	workers := make([]pair, procs)
-	states := make([][2]*State, procs)
-	for i := range workers {
-		workers[i].r.key, workers[i].m.key = key, key
-		sr, sm := ref.NewState(), m.NewState()
-		sr.Observer, sm.Observer = &workers[i].r, &workers[i].m
-		sr.Layers, sm.Layers = layers, layers
-		states[i] = [2]*State{sr, sm}
-	}
-	var mo *Moments
-	errs := make([]error, procs)
-	// Run procs windows at a time, then add their moments in window order.
-	for b := 0; b < len(jobs); b += procs {
-		batch := jobs[b:min(b+procs, len(jobs))]
-		var wg sync.WaitGroup
-		for i, w := range batch {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				p := &workers[i]
-				p.r.x, p.m.x = p.r.x[:0], p.m.x[:0]
-				for _, s := range states[i] {
-					s.Reset()
-					if _, err := s.Forward(w); err != nil {
-						errs[i] = err
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		for i := range batch {
-			if errs[i] != nil {
-				return nil, errs[i]
+	dim, vocab := m.cfg.Dim, m.cfg.VocabSize
+	p.xr, p.xm = make([][]float32, len(p.jobs)), make([][]float32, len(p.jobs))
+	for j, w := range p.jobs {
+		xr, xm := make([]float32, len(w)*dim), make([]float32, len(w)*dim)
+		for i, t := range w {
+			if t < 0 || t >= vocab {
+				return nil, fmt.Errorf("%w: token %d, vocabulary %d", ErrToken, t, vocab)
 			}
-			p := &workers[i]
-			if p.r.cols == 0 || len(p.r.x) != len(p.m.x) {
+			copy(xr[i*dim:(i+1)*dim], ref.emb[t*dim:(t+1)*dim])
+			copy(xm[i*dim:(i+1)*dim], m.emb[t*dim:(t+1)*dim])
+		}
+		p.xr[j], p.xm[j] = xr, xm
+	}
+	p.procs = min(runtime.GOMAXPROCS(0), len(p.jobs))
+	p.states = make([][2]*State, p.procs)
+	for i := range p.states {
+		p.states[i] = [2]*State{ref.NewState(), m.NewState()}
+	}
+	return p, nil
+}
+
+// Layer returns the layer the streams enter; Config().NLayers once every
+// layer has run, when the classifier's input is next.
+func (p *PairedStreams) Layer() int { return p.layer }
+
+// Moments sums the moments of the input recorded under key
+// (Model.HessianKey) in both models: key must name an input of the
+// current layer, or the classifier's once every layer has run. The
+// streams do not move.
+func (p *PairedStreams) Moments(key string) (*Moments, error) {
+	n := p.m.cfg.NLayers
+	l, ok := layerOf(key)
+	inLayer := ok && l == p.layer && l < n
+	if !inLayer && !(p.layer == n && key == p.m.classifierKey()) {
+		return nil, fmt.Errorf("%w: %q is not an input of layer %d", ErrNotFound, key, p.layer)
+	}
+	type pair struct{ r, m capture }
+	caps := make([]pair, p.procs)
+	var mo *Moments
+	dim := p.m.cfg.Dim
+	for b := 0; b < len(p.jobs); b += p.procs {
+		batch := p.jobs[b:min(b+p.procs, len(p.jobs))]
+		p.parallel(len(batch), func(i int) {
+			c := &caps[i]
+			c.r.key, c.m.key = key, key
+			c.r.x, c.m.x = c.r.x[:0], c.m.x[:0]
+			for k, st := range p.states[i] {
+				x, cp := p.xr[b+i], &c.r
+				if k == 1 {
+					x, cp = p.xm[b+i], &c.m
+				}
+				if p.layer == n {
+					cp.cols = dim
+					cp.x = append(cp.x, x...)
+					rmsnormRows(cp.x, cp.x, st.m.norm, st.m.cfg.NormEps)
+					continue
+				}
+				st.Observer = cp
+				st.runLayer(p.layer, slices.Clone(x))
+				st.Observer = nil
+			}
+		})
+		for i := range batch {
+			c := &caps[i]
+			if c.r.cols == 0 || len(c.r.x) != len(c.m.x) {
 				return nil, fmt.Errorf("%w: no input recorded as %q", ErrNotFound, key)
 			}
 			if mo == nil {
-				n := p.r.cols
-				mo = &Moments{N: n, XX: make([]float64, n*n), RX: make([]float64, n*n)}
+				mo = &Moments{N: c.r.cols, XX: make([]float64, c.r.cols*c.r.cols), RX: make([]float64, c.r.cols*c.r.cols)}
 			}
-			mo.add(p.r.x, p.m.x, procs)
+			mo.add(c.r.x, c.m.x, p.procs)
 		}
 	}
 	return mo, nil
+}
+
+// Advance runs the current layer of both models on the streams, with the
+// weights they have now, and moves to the next layer.
+func (p *PairedStreams) Advance() error {
+	if p.layer >= p.m.cfg.NLayers {
+		return fmt.Errorf("%w: every layer has run", ErrNotFound)
+	}
+	for b := 0; b < len(p.jobs); b += p.procs {
+		p.parallel(min(p.procs, len(p.jobs)-b), func(i int) {
+			p.states[i][0].runLayer(p.layer, p.xr[b+i])
+			p.states[i][1].runLayer(p.layer, p.xm[b+i])
+		})
+	}
+	p.layer++
+	return nil
+}
+
+// parallel runs f(0) … f(n−1) on their own goroutines; f(i) uses worker
+// i's states.
+func (p *PairedStreams) parallel(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(i)
+		}()
+	}
+	wg.Wait()
 }
 
 // add sums the moments of the rows of x (reference) and y (compressed),

@@ -24,18 +24,22 @@ func perturbed(m *Model, eps float32) *Model {
 	return c
 }
 
-func TestPairedMoments(t *testing.T) {
-	ref := randomModel(t, tinyConfig, 41)
-	m := perturbed(ref, 0.1)
-	docs := [][]int{
-		{1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12},
-		{1, 2},
-		{1, 15, 14, 13},
-	}
-	const window = 6
-	for _, key := range []string{LayerName(0, "attention.wq"), LayerName(1, "feed_forward.w2"), NameEmbedding} {
-		// The sums, taken the plain way from everything the two models'
-		// observers see.
+// TestPairedStreams walks two models through every layer and checks the
+// moments of every input against plain sums of what full forward passes'
+// observers see: the layer-by-layer runs must compute the same inputs, to
+// the bit, and the sums must be the same on one CPU and on three.
+func TestPairedStreams(t *testing.T) {
+	for _, tied := range []bool{true, false} {
+		cfg := tinyConfig
+		cfg.TiedEmbeddings = tied
+		ref := randomModel(t, cfg, 41)
+		m := perturbed(ref, 0.1)
+		docs := [][]int{
+			{1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12},
+			{1, 2},
+			{1, 15, 14, 13},
+		}
+		const window = 6
 		rr, rm := recorder{}, recorder{}
 		sr, sm := ref.NewState(), m.NewState()
 		sr.Observer, sm.Observer = rr, rm
@@ -51,95 +55,98 @@ func TestPairedMoments(t *testing.T) {
 				}
 			}
 		}
-		xs, ys := rr[key], rm[key]
-		n := len(xs[0])
-		xx, rx := make([]float64, n*n), make([]float64, n*n)
-		for r := range xs {
-			for i := range n {
-				for j := range n {
-					xx[i*n+j] += float64(ys[r][i]) * float64(ys[r][j])
-					rx[i*n+j] += float64(xs[r][i]) * float64(ys[r][j])
+		plain := func(key string) (xx, rx []float64, rows int) {
+			xs, ys := rr[key], rm[key]
+			n := len(xs[0])
+			xx, rx = make([]float64, n*n), make([]float64, n*n)
+			for r := range xs {
+				for i := range n {
+					for j := range n {
+						xx[i*n+j] += float64(ys[r][i]) * float64(ys[r][j])
+						rx[i*n+j] += float64(xs[r][i]) * float64(ys[r][j])
+					}
 				}
 			}
+			return xx, rx, len(xs)
 		}
+		var keys [][]string
+		for l := range cfg.NLayers {
+			keys = append(keys, []string{LayerName(l, "attention.wq"), LayerName(l, "attention.wo"), LayerName(l, "feed_forward.w1"), LayerName(l, "feed_forward.w2")})
+		}
+		keys = append(keys, []string{m.classifierKey()})
 		for _, procs := range []int{1, 3} {
 			old := runtime.GOMAXPROCS(procs)
-			mo, err := PairedMoments(ref, m, docs, window, key, 0)
-			runtime.GOMAXPROCS(old)
+			ps, err := NewPairedStreams(ref, m, docs, window, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if mo.N != n || mo.Count != int64(len(xs)) {
-				t.Fatalf("%s: N %d count %d, want %d and %d", key, mo.N, mo.Count, n, len(xs))
+			for l, layerKeys := range keys {
+				if ps.Layer() != l {
+					t.Fatalf("Layer() = %d, want %d", ps.Layer(), l)
+				}
+				for _, key := range layerKeys {
+					mo, err := ps.Moments(key)
+					if err != nil {
+						t.Fatal(err)
+					}
+					xx, rx, rows := plain(key)
+					if mo.Count != int64(rows) || !slices.Equal(mo.XX, xx) || !slices.Equal(mo.RX, rx) {
+						t.Errorf("tied %v, %d procs, %s: moments differ from the plain sums", tied, procs, key)
+					}
+				}
+				if l < cfg.NLayers {
+					if _, err := ps.Moments(keys[l+1][0]); !errors.Is(err, ErrNotFound) {
+						t.Errorf("an input of the next layer: %v, want ErrNotFound", err)
+					}
+					if err := ps.Advance(); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
-			// Same sums in the same order: equal to the bit.
-			if !slices.Equal(mo.XX, xx) || !slices.Equal(mo.RX, rx) {
-				t.Errorf("%s, %d procs: moments differ from the plain sums", key, procs)
+			if err := ps.Advance(); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Advance past the last layer: %v, want ErrNotFound", err)
 			}
+			runtime.GOMAXPROCS(old)
 		}
-	}
-	if slices.Equal(rxOf(t, ref, m, docs), rxOf(t, ref, ref, docs)) {
-		t.Error("perturbing the model did not change the cross moment: the test sees nothing")
+		if xx, rx, _ := plain(LayerName(1, "attention.wo")); slices.Equal(xx, rx) {
+			t.Error("perturbing the model did not change the cross moment: the test sees nothing")
+		}
 	}
 }
 
-func rxOf(t *testing.T, ref, m *Model, docs [][]int) []float64 {
-	mo, err := PairedMoments(ref, m, docs, 6, LayerName(1, "attention.wo"), 0)
+func TestPairedStreamsErrors(t *testing.T) {
+	ref := randomModel(t, tinyConfig, 42)
+	docs := [][]int{{1, 3, 4, 5}}
+	ps, err := NewPairedStreams(ref, ref.Clone(), docs, 6, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return mo.RX
-}
-
-func TestPairedMomentsErrors(t *testing.T) {
-	ref := randomModel(t, tinyConfig, 42)
-	docs := [][]int{{1, 3, 4, 5}}
-	if _, err := PairedMoments(ref, ref.Clone(), docs, 6, "no.such.weight", 0); !errors.Is(err, ErrNotFound) {
+	if _, err := ps.Moments("no.such.weight"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown key: %v, want ErrNotFound", err)
 	}
-	if _, err := PairedMoments(ref, ref.Clone(), nil, 6, NameEmbedding, 0); !errors.Is(err, ErrNotFound) {
+	if _, err := NewPairedStreams(ref, ref.Clone(), nil, 6, 0); !errors.Is(err, ErrNotFound) {
 		t.Errorf("no text: %v, want ErrNotFound", err)
 	}
-	if _, err := PairedMoments(ref, ref.Clone(), docs, 1, NameEmbedding, 0); !errors.Is(err, ErrContext) {
+	if _, err := NewPairedStreams(ref, ref.Clone(), docs, 1, 0); !errors.Is(err, ErrContext) {
 		t.Errorf("window 1: %v, want ErrContext", err)
 	}
-	mo, err := PairedMoments(ref, ref.Clone(), [][]int{{1, 3, 4, 5, 6, 7, 8}}, 6, NameEmbedding, 4)
+	if _, err := NewPairedStreams(ref, ref.Clone(), [][]int{{1, 99999}}, 6, 0); !errors.Is(err, ErrToken) {
+		t.Errorf("token out of range: %v, want ErrToken", err)
+	}
+	other := tinyConfig
+	other.NLayers++
+	if _, err := NewPairedStreams(ref, randomModel(t, other, 1), docs, 6, 0); !errors.Is(err, ErrShape) {
+		t.Errorf("models of different configurations: %v, want ErrShape", err)
+	}
+	ps, err = NewPairedStreams(ref, ref.Clone(), [][]int{{1, 3, 4, 5, 6, 7, 8}}, 6, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mo, err := ps.Moments(LayerName(0, "attention.wq"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if mo.Count != 4 {
 		t.Errorf("maxTokens 4 summed %d tokens", mo.Count)
-	}
-}
-
-// TestStateLayers checks that a forward pass cut short observes the same
-// inputs as a full one, up to where it stops.
-func TestStateLayers(t *testing.T) {
-	m := randomModel(t, tinyConfig, 43)
-	w := []int{1, 5, 9, 2, 7}
-	full, cut := recorder{}, recorder{}
-	s := m.NewState()
-	s.Observer = full
-	if _, err := s.Forward(w); err != nil {
-		t.Fatal(err)
-	}
-	s = m.NewState()
-	s.Observer, s.Layers = cut, 1
-	logits, err := s.Forward(w)
-	if err != nil || logits != nil {
-		t.Fatalf("cut pass: logits %v, error %v; want none", logits != nil, err)
-	}
-	if len(cut) != 4 {
-		t.Errorf("cut pass observed %d inputs, want layer 0's 4", len(cut))
-	}
-	for name, rows := range cut {
-		if l, ok := layerOf(name); !ok || l != 0 {
-			t.Errorf("cut pass observed %s", name)
-		}
-		for i := range rows {
-			if !slices.Equal(rows[i], full[name][i]) {
-				t.Fatalf("%s differs from the full pass", name)
-			}
-		}
 	}
 }

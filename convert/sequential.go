@@ -1,7 +1,9 @@
 package convert
 
 import (
+	"errors"
 	"fmt"
+	"math"
 
 	"gonum.org/v1/gonum/mat"
 
@@ -91,6 +93,16 @@ func (c *conversion) codeGroup(ps *llama.PairedStreams, m *llama.Model, key stri
 		return err
 	}
 	h, corr, err := targetMap(mo, SequentialDamp)
+	if errors.Is(err, errZeroInput) {
+		// The layer's output is zero whatever its weights: nothing to
+		// correct, so the matrices keep their own guidance.
+		for _, it := range its {
+			if err := c.codeInto(m, it); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("convert: sequential guidance for %s: %w", key, err)
 	}
@@ -148,6 +160,9 @@ func (c *conversion) codeInto(m *llama.Model, it *item) error {
 // best. (0.01 was judged on the first split only.)
 const SequentialDamp = 0.3
 
+// errZeroInput reports an input that was zero on every calibration token.
+var errZeroInput = errors.New("input is zero on every token")
+
 // targetMap turns paired moments into the Hessian H̃ = E[x̃ x̃ᵀ] and the
 // N×N map G with W* = W + W·G: G = (E[x x̃ᵀ] − H̃)(H̃ + δI)⁻¹, δ being
 // damp times the mean of H̃'s diagonal. Writing the target as
@@ -164,8 +179,11 @@ func targetMap(mo *llama.Moments, damp float64) (*calib.Hessian, []float64, erro
 		mean += h[i*n+i]
 	}
 	mean /= float64(n)
-	if !(mean > 0) {
-		return nil, nil, fmt.Errorf("input is zero")
+	if mean == 0 {
+		return nil, nil, errZeroInput
+	}
+	if !(mean > 0) || math.IsInf(mean, 0) {
+		return nil, nil, fmt.Errorf("input Hessian has diagonal mean %v", mean)
 	}
 	hd := mat.NewSymDense(n, nil)
 	for i := range n {

@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -82,7 +83,11 @@ func TestTargetMap(t *testing.T) {
 			t.Errorf("damp %g: relative output error %.3g with the target, %.3g without; want at most %.3g", tc.damp, l, base, tc.max)
 		}
 	}
-	if _, _, err := targetMap(&llama.Moments{N: 2, XX: make([]float64, 4), RX: make([]float64, 4), Count: 1}, SequentialDamp); err == nil {
-		t.Error("zero input: no error")
+	if _, _, err := targetMap(&llama.Moments{N: 2, XX: make([]float64, 4), RX: make([]float64, 4), Count: 1}, SequentialDamp); !errors.Is(err, errZeroInput) {
+		t.Errorf("zero input: %v, want errZeroInput", err)
+	}
+	nan := []float64{math.NaN(), 0, 0, 1}
+	if _, _, err := targetMap(&llama.Moments{N: 2, XX: nan, RX: make([]float64, 4), Count: 1}, SequentialDamp); err == nil || errors.Is(err, errZeroInput) {
+		t.Errorf("NaN input: %v, want an error", err)
 	}
 }

@@ -66,7 +66,7 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 		if ct == "" {
 			ct = *text
 		}
-		_, calibDocs, h, err = calibrate(*model, ct, *tokPath)
+		_, calibDocs, h, err = calibrate(*model, ct, *tokPath, 0)
 	}
 	if err != nil {
 		return err

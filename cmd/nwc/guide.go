@@ -12,7 +12,7 @@ import (
 // guideFlags are convert's output-guidance flags.
 type guideFlags struct {
 	hessians, importance, calibText, tokPath string
-	ldlqBlock                                int
+	ldlqBlock, calibTokens                   int
 	noLDLQ, noColumnSteps, levels, allocate  bool
 	noSequential                             bool
 }
@@ -30,8 +30,11 @@ func guidance(in string, f guideFlags) (*convert.Guidance, error) {
 			set++
 		}
 	}
-	if calibText == "" && f.noSequential {
-		return nil, usagef("--no-sequential needs --calib")
+	if calibText == "" && (f.noSequential || f.calibTokens != 0) {
+		return nil, usagef("--no-sequential and --calib-tokens need --calib")
+	}
+	if f.calibTokens < 0 {
+		return nil, usagef("--calib-tokens %d is negative", f.calibTokens)
 	}
 	switch {
 	case set == 0:
@@ -60,7 +63,7 @@ func guidance(in string, f guideFlags) (*convert.Guidance, error) {
 	default:
 		var m *llama.Model
 		var docs [][]int
-		m, docs, g.Hessians, err = calibrate(in, calibText, tokPath)
+		m, docs, g.Hessians, err = calibrate(in, calibText, tokPath, f.calibTokens)
 		g.Calib = &convert.Calibration{Model: m, Docs: docs}
 		g.Sequential = !f.noSequential
 		if allocate {
@@ -77,7 +80,7 @@ func guidance(in string, f guideFlags) (*convert.Guidance, error) {
 
 // calibrate runs the model at path on a text and collects the Hessians of
 // its linear layers; it also returns the model and the tokenized text.
-func calibrate(path, text, tokPath string) (*llama.Model, [][]int, *calib.Set, error) {
+func calibrate(path, text, tokPath string, maxTokens int) (*llama.Model, [][]int, *calib.Set, error) {
 	m, err := llama.Load(path)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--calib: loading %s as a Llama model: %w", path, err)
@@ -90,8 +93,25 @@ func calibrate(path, text, tokPath string) (*llama.Model, [][]int, *calib.Set, e
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	docs = capTokens(docs, maxTokens)
 	set, err := hessiansOf(m, docs)
 	return m, docs, set, err
+}
+
+// capTokens returns the first maxTokens tokens of docs (the last document
+// cut short), or docs itself if maxTokens ≤ 0 or they are shorter.
+func capTokens(docs [][]int, maxTokens int) [][]int {
+	if maxTokens <= 0 {
+		return docs
+	}
+	for i, n := 0, 0; i < len(docs); i++ {
+		if n+len(docs[i]) >= maxTokens {
+			out := append([][]int(nil), docs[:i]...)
+			return append(out, docs[i][:maxTokens-n])
+		}
+		n += len(docs[i])
+	}
+	return docs
 }
 
 // hessiansOf collects the Hessians of m's linear layers on docs.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -52,9 +53,12 @@ func TestConvertCalib(t *testing.T) {
 	if b, err := os.ReadFile(one); err != nil || !bytes.Equal(b, files[0]) {
 		t.Errorf("sequential conversion on one CPU differs from the run on %d (%v)", old, err)
 	}
-	var out, errb bytes.Buffer
-	if code := run([]string{"convert", f.st, "-o", filepath.Join(dir, "x.nwc"), "--codec", "ecsq", "--bits", "4", "--no-sequential"}, &out, &errb); code != 2 {
-		t.Errorf("--no-sequential without --calib: exit %d, want 2 (%s)", code, errb.String())
+	for _, extra := range [][]string{{"--no-sequential"}, {"--calib-tokens", "100"}, {"--calib", story, "--tokenizer", f.tok, "--calib-tokens", "-1"}} {
+		var out, errb bytes.Buffer
+		args := append([]string{"convert", f.st, "-o", filepath.Join(dir, "x.nwc"), "--codec", "ecsq", "--bits", "4"}, extra...)
+		if code := run(args, &out, &errb); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (%s)", extra, code, errb.String())
+		}
 	}
 }
 
@@ -99,5 +103,30 @@ func TestBenchPPLSplit(t *testing.T) {
 	var errb bytes.Buffer
 	if code := run([]string{"bench", "ppl", "--model", f.st, "--tokenizer", f.tok, "--text", second, "--split"}, io.Discard, &errb); code != 2 {
 		t.Errorf("--split with one document: exit %d, want 2", code)
+	}
+}
+
+func TestCapTokens(t *testing.T) {
+	docs := [][]int{{1, 2, 3}, {1, 4}, {1, 5, 6, 7}}
+	for _, tc := range []struct {
+		max  int
+		want [][]int
+	}{
+		{0, docs},
+		{-1, docs},
+		{2, [][]int{{1, 2}}},
+		{3, [][]int{{1, 2, 3}}},
+		{4, [][]int{{1, 2, 3}, {1}}},
+		{7, [][]int{{1, 2, 3}, {1, 4}, {1, 5}}},
+		{9, docs},
+		{100, docs},
+	} {
+		got := capTokens(docs, tc.max)
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("capTokens(%d) = %v, want %v", tc.max, got, tc.want)
+		}
+	}
+	if fmt.Sprint(docs) != "[[1 2 3] [1 4] [1 5 6 7]]" {
+		t.Errorf("capTokens changed its input: %v", docs)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -72,7 +73,9 @@ func (s NWCSource) Tensor(name string) ([]float32, []int64, error) {
 // accepts it (a file, a sharded index or a directory holding either). For
 // safetensors and .nwc files the configuration comes from the file's
 // metadata (ConfigFromMetadata), which convert copies from the source
-// checkpoint. The files are closed before Load returns.
+// checkpoint, or when the metadata has none from the config.json in the
+// same directory (ConfigFromJSON), where Hugging Face keeps it. The files
+// are closed before Load returns.
 func Load(path string) (*Model, error) {
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".bin":
@@ -97,6 +100,21 @@ func Load(path string) (*Model, error) {
 }
 
 func fromMetadata(md map[string]string, src WeightSource, path string) (*Model, error) {
+	if !hasConfig(md) {
+		// Hugging Face checkpoints keep their configuration beside the
+		// weights.
+		dir := path
+		if fi, err := os.Stat(path); err == nil && !fi.IsDir() {
+			dir = filepath.Dir(path)
+		}
+		hf, err := configBeside(dir)
+		if err != nil {
+			return nil, fmt.Errorf("llama: %s: %w", path, err)
+		}
+		if hf != nil {
+			md = hf
+		}
+	}
 	cfg, err := ConfigFromMetadata(md)
 	if err != nil {
 		return nil, fmt.Errorf("llama: %s: %w", path, err)

@@ -100,3 +100,24 @@ func TestConfigFromJSONRefuses(t *testing.T) {
 		t.Errorf("config %+v, want %+v", cfg, want)
 	}
 }
+
+// FuzzConfigFromJSON: any config.json gives a configuration or an error,
+// never a panic.
+func FuzzConfigFromJSON(f *testing.F) {
+	f.Add([]byte(tinyHFConfig))
+	f.Add([]byte(`{"hidden_size": 1e308, "num_attention_heads": -1, "head_dim": 0}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		md, err := ConfigFromJSON(strings.NewReader(string(data)))
+		if err != nil {
+			if !errors.Is(err, ErrConfig) {
+				t.Fatalf("error %v does not match ErrConfig", err)
+			}
+			return
+		}
+		if cfg, err := ConfigFromMetadata(md); err == nil {
+			if err := cfg.Validate(); err != nil {
+				t.Fatalf("ConfigFromMetadata returned an invalid config: %v", err)
+			}
+		}
+	})
+}

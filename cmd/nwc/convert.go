@@ -38,7 +38,7 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&gf.noLDLQ, "no-ldlq", false, "with Hessians: no LDLQ error compensation")
 	fs.BoolVar(&gf.noColumnSteps, "no-column-steps", false, "with Hessians: every column of a matrix at the same normalized step")
 	fs.BoolVar(&gf.levels, "levels", false, "with Hessians: also the paper's importance levels from diag(H) (2 bits per column)")
-	fs.BoolVar(&gf.noSequential, "no-sequential", false, "with --calib: Hessians from the original model only, not from the model as compressed so far")
+	fs.BoolVar(&gf.noSequential, "no-sequential", false, "with --calib: code every matrix against the original model's Hessians, not the model as compressed so far (sequential guidance)")
 	fs.BoolVar(&gf.allocate, "allocate", false, "with Hessians: spread --bits over the matrices by output-error sensitivity (measured on --calib text)")
 	codecRef := fs.Bool("codec-ref", false, "nwc: store only the SHA-256 of the built-in decoder instead of its weights")
 	group := fs.Int("group", 0, "rtn group size (default 128)")

@@ -15,7 +15,7 @@ import (
 // quantizer needs to make the compressed layer reproduce the reference
 // layer's output from the input it really gets (see PairedStreams).
 type Moments struct {
-	N     int
+	N     int       // input width
 	XX    []float64 // N×N row-major: Σ x̃ x̃ᵀ
 	RX    []float64 // N×N row-major: Σ x x̃ᵀ, row index from x
 	Count int64     // number of tokens summed

@@ -150,6 +150,9 @@ type item struct {
 	// its Hessian (sequential guidance).
 	data    []byte
 	hessian *calib.Hessian
+	// factors caches the column scale factors of ColumnSteps, which
+	// depend on the data and the Hessian only.
+	factors []float32
 }
 
 // readTensor returns the bytes to code for it.

@@ -73,14 +73,17 @@ func (g *Guidance) apply(it *item, o *codec.EncodeOptions, t *codec.Tensor) erro
 	if h == nil {
 		return nil
 	}
+	var colSq []float64
+	if g.Importance || (g.ColumnSteps && it.factors == nil) {
+		var err error
+		if colSq, err = columnMeanSquares(t, cols); err != nil {
+			return err
+		}
+	}
 	if g.Importance {
 		th := g.Thresholds
 		if th == (calib.Thresholds{}) {
 			th = calib.DefaultThresholds
-		}
-		colSq, err := columnMeanSquares(t, cols)
-		if err != nil {
-			return err
 		}
 		score := h.Diag()
 		for j := range score {
@@ -89,13 +92,16 @@ func (g *Guidance) apply(it *item, o *codec.EncodeOptions, t *codec.Tensor) erro
 		o.Levels = calib.Levels(score, th)
 	}
 	if g.ColumnSteps {
-		colSq, err := columnMeanSquares(t, cols)
-		if err != nil {
-			return err
+		// The factors need an LDL factorization of the Hessian; rate
+		// control encodes a tensor many times, so they are kept.
+		if it.factors == nil {
+			f, err := columnFactors(h, colSq, g.LDLQ)
+			if err != nil {
+				return fmt.Errorf("%s: %w", it.info.Name, err)
+			}
+			it.factors = f
 		}
-		if o.ScaleFactors, err = columnFactors(h, colSq, g.LDLQ); err != nil {
-			return fmt.Errorf("%s: %w", it.info.Name, err)
-		}
+		o.ScaleFactors = it.factors
 	}
 	if g.LDLQ {
 		o.Hessian = h.Data

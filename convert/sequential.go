@@ -122,7 +122,7 @@ func (c *conversion) codeGroup(ps *llama.PairedStreams, m *llama.Model, key stri
 		if it.data, err = dtype.FromFloat32(nil, w, it.info.DType); err != nil {
 			return err
 		}
-		it.hessian = h
+		it.hessian, it.factors = h, nil
 		if err := c.codeInto(m, it); err != nil {
 			return err
 		}

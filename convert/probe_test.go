@@ -19,16 +19,8 @@ import (
 // probe leaves the model as it found it, and the matrices get different
 // steps.
 func TestMeasuredAllocation(t *testing.T) {
-	in := shareddata.Path(t, "stories260K", "stories260K.safetensors")
+	in, docs := storiesText(t)
 	m, err := llama.Load(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokenizer.Load(shareddata.Path(t, "stories260K", "tok512.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs, err := llama.LoadDocs(shareddata.Path(t, "text", "tinystories-dev.txt"), tok)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,4 +82,20 @@ func paramStep(t *testing.T, params []byte) float64 {
 		t.Fatal(err)
 	}
 	return step
+}
+
+// storiesText returns the path of the shared stories260K checkpoint and
+// the dev text tokenized as documents.
+func storiesText(t *testing.T) (string, [][]int) {
+	t.Helper()
+	in := shareddata.Path(t, "stories260K", "stories260K.safetensors")
+	tok, err := tokenizer.Load(shareddata.Path(t, "stories260K", "tok512.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := llama.LoadDocs(shareddata.Path(t, "text", "tinystories-dev.txt"), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in, docs
 }

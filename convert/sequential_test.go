@@ -14,7 +14,6 @@ import (
 	"nwc/internal/shareddata"
 	"nwc/llama"
 	"nwc/safetensors"
-	"nwc/tokenizer"
 )
 
 // TestSequentialStories converts stories260K at 4 bits per weight with
@@ -26,15 +25,7 @@ import (
 // must reach about the same divergences: guidance has to find its
 // Hessians and model weights under either naming.
 func TestSequentialStories(t *testing.T) {
-	in := shareddata.Path(t, "stories260K", "stories260K.safetensors")
-	tok, err := tokenizer.Load(shareddata.Path(t, "stories260K", "tok512.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs, err := llama.LoadDocs(shareddata.Path(t, "text", "tinystories-dev.txt"), tok)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, docs := storiesText(t)
 	if len(docs) < 4 {
 		t.Fatalf("%d stories in the text, want at least 4", len(docs))
 	}

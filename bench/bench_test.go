@@ -8,13 +8,13 @@ import (
 	"path/filepath"
 	"testing"
 
-	"nwc/bench"
-	"nwc/convert"
-	"nwc/dtype"
-	"nwc/internal/shareddata"
-	"nwc/llama"
-	"nwc/safetensors"
-	"nwc/tokenizer"
+	"github.com/nwcodec/nwc/bench"
+	"github.com/nwcodec/nwc/convert"
+	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/internal/shareddata"
+	"github.com/nwcodec/nwc/llama"
+	"github.com/nwcodec/nwc/safetensors"
+	"github.com/nwcodec/nwc/tokenizer"
 )
 
 // gaussianCheckpoint writes two Gaussian matrices and a bias.

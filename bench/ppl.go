@@ -5,10 +5,10 @@ import (
 	"os"
 	"path/filepath"
 
-	"nwc/calib"
-	"nwc/convert"
-	"nwc/llama"
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/calib"
+	"github.com/nwcodec/nwc/convert"
+	"github.com/nwcodec/nwc/llama"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 // A Variant is one way of compressing a model for the perplexity table.

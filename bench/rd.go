@@ -9,10 +9,10 @@ import (
 	"path/filepath"
 	"time"
 
-	"nwc/convert"
-	"nwc/dtype"
-	"nwc/reader"
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/convert"
+	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/reader"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 // A Point is one codec at one target rate on one checkpoint.

@@ -5,7 +5,7 @@ import (
 	"log"
 	"path/filepath"
 
-	"nwc/calib"
+	"github.com/nwcodec/nwc/calib"
 )
 
 func Example() {

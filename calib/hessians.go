@@ -12,8 +12,8 @@ import (
 	"strconv"
 	"strings"
 
-	"nwc/llama"
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/llama"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 // Names used in the Hessian file; see the package documentation.

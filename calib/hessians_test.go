@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"nwc/llama"
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/llama"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/small.safetensors")

@@ -15,7 +15,7 @@ import (
 	"fmt"
 	"sync"
 
-	"nwc/format"
+	"github.com/nwcodec/nwc/format"
 )
 
 // A Tensor is the input of an encoder.

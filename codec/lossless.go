@@ -1,8 +1,8 @@
 package codec
 
 import (
-	"nwc/codec/lossless"
-	"nwc/format"
+	"github.com/nwcodec/nwc/codec/lossless"
+	"github.com/nwcodec/nwc/format"
 )
 
 // Lossless is the id of the bit-exact codec that splits elements into

@@ -3,7 +3,7 @@ package codec
 import (
 	"fmt"
 
-	"nwc/format"
+	"github.com/nwcodec/nwc/format"
 )
 
 // Raw is the id of the passthrough codec: each group holds the elements'

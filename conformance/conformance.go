@@ -15,12 +15,12 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"nwc/codec"
-	"nwc/codec/neural"
-	"nwc/dtype"
-	"nwc/format"
-	"nwc/reader"
-	"nwc/writer"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/neural"
+	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/reader"
+	"github.com/nwcodec/nwc/writer"
 )
 
 // A Golden is a valid file the suite pins: its bytes and the SHA-256 of the

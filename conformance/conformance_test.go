@@ -12,9 +12,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"nwc/conformance"
-	"nwc/format"
-	"nwc/reader"
+	"github.com/nwcodec/nwc/conformance"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/reader"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")

@@ -5,8 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"nwc/format"
-	"nwc/reader"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/reader"
 )
 
 // An Invalid is a damaged or malformed file and the error class a reader

@@ -4,7 +4,7 @@ import (
 	"math"
 	"testing"
 
-	"nwc/convert"
+	"github.com/nwcodec/nwc/convert"
 )
 
 func TestStepFactors(t *testing.T) {

@@ -2,6 +2,6 @@ package convert
 
 // The lossy codecs register themselves; conversion looks them up by id.
 import (
-	_ "nwc/codec/neural"
-	_ "nwc/codec/scalar"
+	_ "github.com/nwcodec/nwc/codec/neural"
+	_ "github.com/nwcodec/nwc/codec/scalar"
 )

@@ -3,8 +3,8 @@ package convert
 import (
 	"math"
 
-	"nwc/calib"
-	"nwc/ldlq"
+	"github.com/nwcodec/nwc/calib"
+	"github.com/nwcodec/nwc/ldlq"
 )
 
 // MaxColumnShift bounds how far ColumnSteps moves one column's step from

@@ -6,11 +6,11 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"nwc/calib"
-	"nwc/codec"
-	_ "nwc/codec/scalar"
-	"nwc/format"
-	"nwc/ldlq"
+	"github.com/nwcodec/nwc/calib"
+	"github.com/nwcodec/nwc/codec"
+	_ "github.com/nwcodec/nwc/codec/scalar"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/ldlq"
 )
 
 func TestColumnFactors(t *testing.T) {

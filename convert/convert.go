@@ -10,10 +10,10 @@ import (
 	"path/filepath"
 	"regexp"
 
-	"nwc/calib"
-	"nwc/codec"
-	"nwc/safetensors"
-	"nwc/writer"
+	"github.com/nwcodec/nwc/calib"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/safetensors"
+	"github.com/nwcodec/nwc/writer"
 )
 
 // Options configure ToNWC. The zero value converts every tensor with the

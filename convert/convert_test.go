@@ -9,13 +9,13 @@ import (
 	"path/filepath"
 	"testing"
 
-	"nwc/codec"
-	"nwc/convert"
-	"nwc/dtype"
-	"nwc/format"
-	"nwc/internal/shareddata"
-	"nwc/reader"
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/convert"
+	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/internal/shareddata"
+	"github.com/nwcodec/nwc/reader"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 var realFiles = [][]string{

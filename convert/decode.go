@@ -5,11 +5,11 @@ import (
 	"io"
 	"slices"
 
-	"nwc/dtype"
-	"nwc/format"
-	"nwc/internal/atomicfile"
-	"nwc/reader"
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/internal/atomicfile"
+	"github.com/nwcodec/nwc/reader"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 // DTypeOrig keeps every tensor's original dtype in ToSafetensors.

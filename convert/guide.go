@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"math"
 
-	"nwc/calib"
-	"nwc/codec"
-	"nwc/dtype"
+	"github.com/nwcodec/nwc/calib"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/dtype"
 )
 
 // Guidance configures output-guided compression: the input Hessians

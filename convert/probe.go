@@ -3,10 +3,10 @@ package convert
 import (
 	"fmt"
 
-	"nwc/codec"
-	"nwc/dtype"
-	"nwc/format"
-	"nwc/llama"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/llama"
 )
 
 // A Calibration is the model a checkpoint holds, loaded for running, and

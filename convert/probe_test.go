@@ -5,13 +5,13 @@ import (
 	"path/filepath"
 	"testing"
 
-	"nwc/convert"
-	"nwc/format"
-	"nwc/internal/shareddata"
-	"nwc/llama"
-	"nwc/reader"
-	"nwc/safetensors"
-	"nwc/tokenizer"
+	"github.com/nwcodec/nwc/convert"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/internal/shareddata"
+	"github.com/nwcodec/nwc/llama"
+	"github.com/nwcodec/nwc/reader"
+	"github.com/nwcodec/nwc/safetensors"
+	"github.com/nwcodec/nwc/tokenizer"
 )
 
 // TestMeasuredAllocation converts stories260K with the bit allocation

@@ -3,7 +3,7 @@ package convert
 import (
 	"math"
 
-	"nwc/codec"
+	"github.com/nwcodec/nwc/codec"
 )
 
 // Rate control. A file's bits per weight are counted the honest way, from

@@ -6,10 +6,10 @@ import (
 	"regexp"
 	"testing"
 
-	"nwc/convert"
-	"nwc/internal/shareddata"
-	"nwc/reader"
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/convert"
+	"github.com/nwcodec/nwc/internal/shareddata"
+	"github.com/nwcodec/nwc/reader"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 // TestRateTargets converts the shared checkpoints with ecsq at 2…8 bits

@@ -7,10 +7,10 @@ import (
 
 	"gonum.org/v1/gonum/mat"
 
-	"nwc/calib"
-	"nwc/codec"
-	"nwc/dtype"
-	"nwc/llama"
+	"github.com/nwcodec/nwc/calib"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/llama"
 )
 
 // sequential codes the matrices of cal.Model in the order a forward pass

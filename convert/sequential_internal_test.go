@@ -6,7 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"nwc/llama"
+	"github.com/nwcodec/nwc/llama"
 )
 
 // TestTargetMap checks the sequential target on inputs the compressed

@@ -9,11 +9,11 @@ import (
 	"strings"
 	"testing"
 
-	"nwc/calib"
-	"nwc/convert"
-	"nwc/internal/shareddata"
-	"nwc/llama"
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/calib"
+	"github.com/nwcodec/nwc/convert"
+	"github.com/nwcodec/nwc/internal/shareddata"
+	"github.com/nwcodec/nwc/llama"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 // TestSequentialStories converts stories260K at 4 bits per weight with

@@ -10,7 +10,7 @@ import (
 
 	"github.com/x448/float16"
 
-	"nwc/format"
+	"github.com/nwcodec/nwc/format"
 )
 
 // ToFloat32 converts the little-endian elements in src to float32, appending

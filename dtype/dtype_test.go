@@ -8,7 +8,7 @@ import (
 
 	"github.com/x448/float16"
 
-	"nwc/format"
+	"github.com/nwcodec/nwc/format"
 )
 
 func TestBF16Rounding(t *testing.T) {

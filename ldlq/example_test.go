@@ -5,7 +5,7 @@ import (
 	"log"
 	"math"
 
-	"nwc/ldlq"
+	"github.com/nwcodec/nwc/ldlq"
 )
 
 // A codec quantizes blocks of columns; Run hands it each block with the

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"sync"
 
-	"nwc/tokenizer"
+	"github.com/nwcodec/nwc/tokenizer"
 )
 
 // Result is the outcome of a likelihood evaluation.

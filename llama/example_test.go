@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"log"
 
-	"nwc/llama"
+	"github.com/nwcodec/nwc/llama"
 )
 
 func Example() {

@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"nwc/internal/shareddata"
-	"nwc/tokenizer"
+	"github.com/nwcodec/nwc/internal/shareddata"
+	"github.com/nwcodec/nwc/tokenizer"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata fixtures")

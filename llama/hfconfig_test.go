@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 const tinyHFConfig = `{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 8,

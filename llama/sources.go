@@ -9,10 +9,10 @@ import (
 	"slices"
 	"strings"
 
-	"nwc/dtype"
-	"nwc/format"
-	"nwc/reader"
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/reader"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 // SafetensorsSource is a WeightSource reading a safetensors checkpoint.

@@ -9,11 +9,11 @@ import (
 	"slices"
 	"testing"
 
-	"nwc/codec"
-	"nwc/format"
-	"nwc/reader"
-	"nwc/safetensors"
-	"nwc/writer"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/reader"
+	"github.com/nwcodec/nwc/safetensors"
+	"github.com/nwcodec/nwc/writer"
 )
 
 // writeSafetensors stores m's tensors as dt with md as metadata.

@@ -3,6 +3,6 @@ package reader
 // The lossy codecs register themselves; a reader must know every codec a
 // file may use.
 import (
-	_ "nwc/codec/neural"
-	_ "nwc/codec/scalar"
+	_ "github.com/nwcodec/nwc/codec/neural"
+	_ "github.com/nwcodec/nwc/codec/scalar"
 )

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"fmt"
 
-	"nwc/codec"
-	"nwc/format"
-	"nwc/reader"
-	"nwc/writer"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/reader"
+	"github.com/nwcodec/nwc/writer"
 )
 
 // Write a file with two tensors to memory, then read one row of one tensor

@@ -14,8 +14,8 @@ import (
 	"runtime"
 	"sync"
 
-	"nwc/codec"
-	"nwc/format"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/format"
 )
 
 // Options configure a Reader. The zero value selects the defaults.

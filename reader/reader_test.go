@@ -12,11 +12,11 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"nwc/codec"
-	"nwc/conformance"
-	"nwc/format"
-	"nwc/reader"
-	"nwc/writer"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/conformance"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/reader"
+	"github.com/nwcodec/nwc/writer"
 )
 
 // countingReaderAt counts the bytes read through it.

@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"sync"
 
-	"nwc/codec"
-	"nwc/dtype"
-	"nwc/format"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/format"
 )
 
 // A Tensor is one tensor of a file. Its data is read and decoded on demand.

@@ -7,7 +7,7 @@ import (
 	"io"
 	"sort"
 
-	"nwc/format"
+	"github.com/nwcodec/nwc/format"
 )
 
 // Verify checks what opening the file did not: the CRC32C of every section

@@ -7,7 +7,7 @@ import (
 	"log"
 	"math"
 
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 // Example writes a small checkpoint to memory and reads it back.

@@ -24,7 +24,7 @@ import (
 	"math"
 	"strconv"
 
-	"nwc/format"
+	"github.com/nwcodec/nwc/format"
 )
 
 // DType names the element type of a tensor exactly as it is spelled in the

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"nwc/internal/shareddata"
+	"github.com/nwcodec/nwc/internal/shareddata"
 )
 
 func TestSharedData(t *testing.T) {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"log"
 
-	"nwc/tokenizer"
+	"github.com/nwcodec/nwc/tokenizer"
 )
 
 func Example() {

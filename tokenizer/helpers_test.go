@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"nwc/internal/shareddata"
+	"github.com/nwcodec/nwc/internal/shareddata"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata fixtures")

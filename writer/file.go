@@ -1,7 +1,7 @@
 package writer
 
 import (
-	"nwc/internal/atomicfile"
+	"github.com/nwcodec/nwc/internal/atomicfile"
 )
 
 // A File writes a .nwc file to a path atomically: the data goes to a

@@ -13,8 +13,8 @@ import (
 	"sort"
 	"unicode/utf8"
 
-	"nwc/codec"
-	"nwc/format"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/format"
 )
 
 // Options configure a Writer. The zero value selects the defaults.

@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	"nwc/codec"
-	"nwc/format"
-	"nwc/reader"
-	"nwc/writer"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/reader"
+	"github.com/nwcodec/nwc/writer"
 )
 
 func tensors() []*codec.Tensor {

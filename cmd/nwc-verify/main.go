@@ -18,8 +18,8 @@ import (
 	"io"
 	"os"
 
-	"nwc/format"
-	"nwc/reader"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/reader"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }

@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	"nwc/bench"
-	"nwc/convert"
+	"github.com/nwcodec/nwc/bench"
+	"github.com/nwcodec/nwc/convert"
 )
 
 func runBench(args []string, stdout, stderr io.Writer) error {

@@ -6,11 +6,11 @@ import (
 	"os"
 	"strings"
 
-	"nwc/bench"
-	"nwc/calib"
-	"nwc/convert"
-	"nwc/llama"
-	"nwc/tokenizer"
+	"github.com/nwcodec/nwc/bench"
+	"github.com/nwcodec/nwc/calib"
+	"github.com/nwcodec/nwc/convert"
+	"github.com/nwcodec/nwc/llama"
+	"github.com/nwcodec/nwc/tokenizer"
 )
 
 // runBenchPPL prints the perplexity table: nll/token of a Llama model on a

@@ -6,8 +6,8 @@ import (
 	"io"
 	"path/filepath"
 
-	"nwc/calib"
-	"nwc/llama"
+	"github.com/nwcodec/nwc/calib"
+	"github.com/nwcodec/nwc/llama"
 )
 
 // runCalibrate collects the input Hessians of every linear layer of a model

@@ -6,9 +6,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"nwc/calib"
-	"nwc/llama"
-	"nwc/tokenizer"
+	"github.com/nwcodec/nwc/calib"
+	"github.com/nwcodec/nwc/llama"
+	"github.com/nwcodec/nwc/tokenizer"
 )
 
 // TestCalibrateStories runs `nwc calibrate` on stories260K and checks the

@@ -10,10 +10,10 @@ import (
 	"strconv"
 	"strings"
 
-	"nwc/codec"
-	"nwc/convert"
-	"nwc/format"
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/convert"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 func runConvert(args []string, stdout, stderr io.Writer) error {

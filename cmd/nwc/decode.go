@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"io"
 
-	"nwc/convert"
-	"nwc/reader"
+	"github.com/nwcodec/nwc/convert"
+	"github.com/nwcodec/nwc/reader"
 )
 
 func runDecode(args []string, stdout, stderr io.Writer) error {

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 
-	"nwc/llama"
-	"nwc/tokenizer"
+	"github.com/nwcodec/nwc/llama"
+	"github.com/nwcodec/nwc/tokenizer"
 )
 
 // runEval dispatches `nwc eval ppl` and `nwc eval generate`.

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"nwc/convert"
-	"nwc/internal/shareddata"
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/convert"
+	"github.com/nwcodec/nwc/internal/shareddata"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 // storiesFiles returns the shared stories260K checkpoint in its three

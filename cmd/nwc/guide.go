@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 
-	"nwc/calib"
-	"nwc/convert"
-	"nwc/llama"
-	"nwc/tokenizer"
+	"github.com/nwcodec/nwc/calib"
+	"github.com/nwcodec/nwc/convert"
+	"github.com/nwcodec/nwc/llama"
+	"github.com/nwcodec/nwc/tokenizer"
 )
 
 // guideFlags are convert's output-guidance flags.

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"nwc/reader"
+	"github.com/nwcodec/nwc/reader"
 )
 
 type tensorInfo struct {

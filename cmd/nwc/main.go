@@ -23,7 +23,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"nwc/format"
+	"github.com/nwcodec/nwc/format"
 )
 
 type command struct {

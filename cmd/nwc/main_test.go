@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 func runOK(t *testing.T, args ...string) string {

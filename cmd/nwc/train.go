@@ -8,10 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"nwc/codec"
-	"nwc/codec/neural"
-	"nwc/format"
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/neural"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 // runTrain trains a neural codec on the matrices of safetensors

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"nwc/codec/neural"
-	"nwc/internal/shareddata"
+	"github.com/nwcodec/nwc/codec/neural"
+	"github.com/nwcodec/nwc/internal/shareddata"
 )
 
 // TestTrain runs a short training on stories260K and checks the codec

@@ -45,9 +45,9 @@ import (
 	"math"
 	"math/bits"
 
-	"nwc/codec"
-	"nwc/dtype"
-	"nwc/format"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/format"
 )
 
 // Rows is the number of consecutive rows of one column in a chunk, and the

@@ -9,9 +9,9 @@ import (
 
 	"github.com/x448/float16"
 
-	"nwc/codec"
-	"nwc/dtype"
-	"nwc/format"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/format"
 )
 
 func TestNewLayout(t *testing.T) {

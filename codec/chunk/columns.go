@@ -8,8 +8,8 @@ import (
 
 	"github.com/x448/float16"
 
-	"nwc/codec/lossless"
-	"nwc/format"
+	"github.com/nwcodec/nwc/codec/lossless"
+	"github.com/nwcodec/nwc/format"
 )
 
 // MaxScale is the largest column scale, the largest finite fp16 (65504):

@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"log"
 
-	"nwc/codec"
-	"nwc/codec/chunk"
-	"nwc/dtype"
-	"nwc/format"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/chunk"
+	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/format"
 )
 
 func Example() {

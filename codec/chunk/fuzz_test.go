@@ -7,7 +7,7 @@ import (
 
 	"github.com/x448/float16"
 
-	"nwc/format"
+	"github.com/nwcodec/nwc/format"
 )
 
 // FuzzParseColumns feeds arbitrary aux sections to ParseScales and

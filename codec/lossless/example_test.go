@@ -8,7 +8,7 @@ import (
 	"log"
 	"math"
 
-	"nwc/codec/lossless"
+	"github.com/nwcodec/nwc/codec/lossless"
 )
 
 func Example() {

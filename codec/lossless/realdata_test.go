@@ -6,10 +6,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	"nwc/dtype"
-	"nwc/format"
-	"nwc/internal/shareddata"
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/internal/shareddata"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 // realFiles are the safetensors checkpoints the ratio tests read, relative

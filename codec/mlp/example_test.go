@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"log"
 
-	"nwc/codec/mlp"
+	"github.com/nwcodec/nwc/codec/mlp"
 )
 
 func Example() {

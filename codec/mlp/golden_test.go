@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"nwc/spec"
+	"github.com/nwcodec/nwc/spec"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")

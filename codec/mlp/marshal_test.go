@@ -9,7 +9,7 @@ import (
 	"os"
 	"testing"
 
-	"nwc/format"
+	"github.com/nwcodec/nwc/format"
 )
 
 func TestMarshalRoundTrip(t *testing.T) {

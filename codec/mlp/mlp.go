@@ -27,7 +27,7 @@ import (
 	"math"
 	"strconv"
 
-	"nwc/format"
+	"github.com/nwcodec/nwc/format"
 )
 
 // Limits on a network. They are part of the serialized format: a network

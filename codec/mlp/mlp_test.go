@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
-	"nwc/format"
-	"nwc/spec"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/spec"
 )
 
 // randFloat returns a value in [-scale, scale) computed with exact integer

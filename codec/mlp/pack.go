@@ -4,7 +4,7 @@ import (
 	"math"
 	"unsafe"
 
-	"nwc/format"
+	"github.com/nwcodec/nwc/format"
 )
 
 // panelWidth is the number of output neurons a kernel call computes for

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
-	"nwc/codec"
-	"nwc/format"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/format"
 )
 
 // benchTensor encodes a 2048×1024 Gaussian f32 matrix (2 M weights, 8

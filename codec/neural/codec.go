@@ -50,11 +50,11 @@ import (
 	"math"
 	"slices"
 
-	"nwc/codec"
-	"nwc/codec/chunk"
-	"nwc/codec/rans"
-	"nwc/codec/trellis"
-	"nwc/format"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/chunk"
+	"github.com/nwcodec/nwc/codec/rans"
+	"github.com/nwcodec/nwc/codec/trellis"
+	"github.com/nwcodec/nwc/format"
 )
 
 // ID is the codec id of the neural codec in a tensor entry.

@@ -10,13 +10,13 @@ import (
 	"path/filepath"
 	"testing"
 
-	"nwc/codec"
-	"nwc/codec/chunk"
-	"nwc/codec/neural"
-	"nwc/format"
-	"nwc/reader"
-	"nwc/safetensors"
-	"nwc/writer"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/chunk"
+	"github.com/nwcodec/nwc/codec/neural"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/reader"
+	"github.com/nwcodec/nwc/safetensors"
+	"github.com/nwcodec/nwc/writer"
 )
 
 // gaussTensor returns a rows×cols f32 tensor of Gaussian weights whose

@@ -4,11 +4,11 @@ import (
 	"encoding/binary"
 	"sync"
 
-	"nwc/codec"
-	"nwc/codec/chunk"
-	"nwc/codec/mlp"
-	"nwc/codec/rans"
-	"nwc/format"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/chunk"
+	"github.com/nwcodec/nwc/codec/mlp"
+	"github.com/nwcodec/nwc/codec/rans"
+	"github.com/nwcodec/nwc/format"
 )
 
 // scratch holds the buffers of one group decode; a pool shares them

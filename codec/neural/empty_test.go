@@ -5,10 +5,10 @@ import (
 	"errors"
 	"testing"
 
-	"nwc/codec"
-	"nwc/format"
-	"nwc/reader"
-	"nwc/writer"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/reader"
+	"github.com/nwcodec/nwc/writer"
 )
 
 // TestEmptyTensor: an empty matrix round-trips through a file, and an

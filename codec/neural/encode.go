@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"math"
 
-	"nwc/codec"
-	"nwc/codec/chunk"
-	"nwc/codec/mlp"
-	"nwc/codec/rans"
-	"nwc/codec/trellis"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/chunk"
+	"github.com/nwcodec/nwc/codec/mlp"
+	"github.com/nwcodec/nwc/codec/rans"
+	"github.com/nwcodec/nwc/codec/trellis"
 )
 
 // nwcCodec is the registered codec: it encodes with the built-in default

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"fmt"
 
-	"nwc/codec"
-	"nwc/codec/neural"
-	"nwc/reader"
-	"nwc/writer"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/neural"
+	"github.com/nwcodec/nwc/reader"
+	"github.com/nwcodec/nwc/writer"
 )
 
 // Example writes a 64×32 matrix with the built-in neural codec at a step

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"slices"
 
-	"nwc/codec/chunk"
-	"nwc/ldlq"
+	"github.com/nwcodec/nwc/codec/chunk"
+	"github.com/nwcodec/nwc/ldlq"
 )
 
 // ErrOptions reports encode options the encoder cannot use: a Hessian

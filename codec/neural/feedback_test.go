@@ -8,9 +8,9 @@ import (
 	"reflect"
 	"testing"
 
-	"nwc/codec"
-	"nwc/format"
-	"nwc/ldlq"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/ldlq"
 )
 
 // ldlqTensor returns a rows×cols f32 tensor of Gaussian weights with

@@ -8,10 +8,10 @@ import (
 	"math"
 	"sync"
 
-	"nwc/codec"
-	"nwc/codec/chunk"
-	"nwc/codec/mlp"
-	"nwc/format"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/chunk"
+	"github.com/nwcodec/nwc/codec/mlp"
+	"github.com/nwcodec/nwc/format"
 )
 
 // Versions of the two serialized forms (see FORMAT.md §7.7).

@@ -10,11 +10,11 @@ import (
 	"strings"
 	"testing"
 
-	"nwc/codec"
-	"nwc/codec/neural"
-	"nwc/format"
-	"nwc/reader"
-	"nwc/writer"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/neural"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/reader"
+	"github.com/nwcodec/nwc/writer"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"nwc/codec/mlp"
-	"nwc/reader"
+	"github.com/nwcodec/nwc/codec/mlp"
+	"github.com/nwcodec/nwc/reader"
 )
 
 // TestGoldenEveryKernel decodes testdata/golden.nwc with every decoder MLP

@@ -6,11 +6,11 @@ import (
 	"path/filepath"
 	"testing"
 
-	"nwc/codec"
-	"nwc/codec/neural"
-	_ "nwc/codec/scalar"
-	"nwc/format"
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/neural"
+	_ "github.com/nwcodec/nwc/codec/scalar"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 // rdPoint is a codec's figure on a whole checkpoint: bits per weight of

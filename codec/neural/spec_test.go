@@ -6,10 +6,10 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"nwc/codec"
-	"nwc/codec/chunk"
-	"nwc/format"
-	"nwc/spec"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/chunk"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/spec"
 )
 
 // TestMatchesSpec decodes tensors with the fast decoder and with the plain

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"nwc/codec"
-	"nwc/codec/chunk"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/chunk"
 )
 
 // TrainOptions configure [Train]. Zero fields take the documented

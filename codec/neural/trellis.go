@@ -1,8 +1,8 @@
 package neural
 
 import (
-	"nwc/codec/chunk"
-	"nwc/codec/trellis"
+	"github.com/nwcodec/nwc/codec/chunk"
+	"github.com/nwcodec/nwc/codec/trellis"
 )
 
 // A chunkSeq walks the trellis sequences of a chunk-major array of latents

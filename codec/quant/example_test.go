@@ -3,7 +3,7 @@ package quant_test
 import (
 	"fmt"
 
-	"nwc/codec/quant"
+	"github.com/nwcodec/nwc/codec/quant"
 )
 
 func ExampleRTN() {

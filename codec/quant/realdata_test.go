@@ -5,10 +5,10 @@ import (
 	"slices"
 	"testing"
 
-	"nwc/dtype"
-	"nwc/format"
-	"nwc/internal/shareddata"
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/internal/shareddata"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 // loadF32Tensors returns the F32 tensors of rank 2 of the checkpoint at

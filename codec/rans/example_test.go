@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"log"
 
-	"nwc/codec/rans"
+	"github.com/nwcodec/nwc/codec/rans"
 )
 
 func Example() {

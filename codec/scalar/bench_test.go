@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"testing"
 
-	"nwc/codec"
-	"nwc/format"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/format"
 )
 
 // benchShape is a mid-sized linear layer: 1 M weights.

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"math"
 
-	"nwc/codec"
-	"nwc/codec/chunk"
-	"nwc/codec/rans"
-	"nwc/codec/trellis"
-	"nwc/format"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/chunk"
+	"github.com/nwcodec/nwc/codec/rans"
+	"github.com/nwcodec/nwc/codec/trellis"
+	"github.com/nwcodec/nwc/format"
 )
 
 // Step bounds and default of ecsq, in units of the column RMS.

@@ -6,12 +6,12 @@ import (
 	"log"
 	"math"
 
-	"nwc/codec"
-	_ "nwc/codec/scalar"
-	"nwc/dtype"
-	"nwc/format"
-	"nwc/reader"
-	"nwc/writer"
+	"github.com/nwcodec/nwc/codec"
+	_ "github.com/nwcodec/nwc/codec/scalar"
+	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/reader"
+	"github.com/nwcodec/nwc/writer"
 )
 
 func Example() {

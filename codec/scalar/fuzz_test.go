@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"nwc/codec"
-	"nwc/format"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/format"
 )
 
 var (

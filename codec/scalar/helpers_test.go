@@ -6,9 +6,9 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"nwc/codec"
-	"nwc/dtype"
-	"nwc/format"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/format"
 )
 
 // memEnv serves a tensor's aux sections from memory.

@@ -9,10 +9,10 @@ import (
 	"math/bits"
 	"slices"
 
-	"nwc/codec"
-	"nwc/codec/chunk"
-	"nwc/codec/quant"
-	"nwc/format"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/chunk"
+	"github.com/nwcodec/nwc/codec/quant"
+	"github.com/nwcodec/nwc/format"
 )
 
 // Defaults of rtn.

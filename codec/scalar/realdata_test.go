@@ -4,10 +4,10 @@ import (
 	"math"
 	"testing"
 
-	"nwc/codec"
-	"nwc/format"
-	"nwc/internal/shareddata"
-	"nwc/safetensors"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/internal/shareddata"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 // TestRealWeights codes every matrix of stories260K with each codec at its

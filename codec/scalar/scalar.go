@@ -21,7 +21,7 @@
 //
 // Import the package for its side effect to make the codecs available:
 //
-//	import _ "nwc/codec/scalar"
+//	import _ "github.com/nwcodec/nwc/codec/scalar"
 package scalar
 
 import (
@@ -30,9 +30,9 @@ import (
 	"fmt"
 	"math"
 
-	"nwc/codec"
-	"nwc/format"
-	"nwc/ldlq"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/ldlq"
 )
 
 // Codec ids.

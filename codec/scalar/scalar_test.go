@@ -8,10 +8,10 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"nwc/codec"
-	"nwc/codec/chunk"
-	"nwc/format"
-	"nwc/ldlq"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/chunk"
+	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/ldlq"
 )
 
 // minSQNR is what each codec must reach on Gaussian data at its defaults

@@ -3,7 +3,7 @@ package scalar
 import (
 	"math"
 
-	"nwc/codec/trellis"
+	"github.com/nwcodec/nwc/codec/trellis"
 )
 
 // TCQ is the id of the trellis-coded variant of ecsq (FORMAT.md §7.4.7):

@@ -4,8 +4,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"nwc/codec"
-	"nwc/format"
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/format"
 )
 
 // TestTCQGain requires tcq to beat ecsq in SQNR at equal rate (6.02 dB per

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/neural"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/reader"
 )
@@ -78,6 +80,103 @@ func Invalids() []Invalid {
 		{"blob_out_of_range.nwc", "format", false, index(func(x *format.Index) { x.Tensors[0].Blob = 3 })},
 		{"raw_params.nwc", "format", true, index(func(x *format.Index) { x.Tensors[0].Params = []byte{0x80} })},
 		{"lossless_payload_corrupt.nwc", "format", true, section(1, func(b []byte) { b[0] ^= 0xff })},
+		// The blob still parses and its CRC matches: only its SHA-256
+		// tells that these are not the decoder weights the file names.
+		{"blob_sha256_mismatch.nwc", "checksum", false, blobEdit(func(b []byte) { b[len(b)-4] ^= 1 })},
+
+		// Several faults: the first check of FORMAT.md §6 that fails
+		// decides the class.
+		{"multi_major_2_reserved.nwc", "unsupported", false, preamble(func(b []byte) { b[8] = 2; b[20] = 1 })},
+		{"multi_reserved_trailer_crc.nwc", "format", false, bytesEdit(func(b []byte) []byte {
+			b[20] = 1
+			binary.LittleEndian.PutUint32(b[28:], format.CRC(b[:28]))
+			b[len(b)-40] ^= 0x80
+			return b
+		})},
+		{"multi_index_crc_zstd_huge.nwc", "checksum", false, then(rawIndex(func([]byte) []byte {
+			return []byte{0x28, 0xb5, 0x2f, 0xfd, 0xe0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0}
+		}), func(b []byte) []byte { b[len(b)-41] ^= 1; return b })},
+		{"multi_dtype_then_rank_limit.nwc", "limit", false, index(func(x *format.Index) {
+			x.Tensors[0].DType = "F4"
+			for len(x.Tensors[1].Shape) <= format.DefaultMaxRank {
+				x.Tensors[1].Shape = append(x.Tensors[1].Shape, 1)
+			}
+		})},
+		{"multi_dtype_then_view.nwc", "unsupported", false, index(func(x *format.Index) {
+			x.Tensors[0].DType = "F4"
+			x.Tensors[1].View = [2]uint64{2, 8}
+		})},
+		{"multi_view_then_dtype.nwc", "format", false, index(func(x *format.Index) {
+			x.Tensors[0].View = [2]uint64{2, 8}
+			x.Tensors[1].DType = "F4"
+		})},
+		{"multi_dtype_section_overlap.nwc", "unsupported", false, index(func(x *format.Index) {
+			x.Tensors[1].DType = "F4"
+			x.Tensors[1].Groups[0].Offset = x.Tensors[0].Groups[0].Offset
+		})},
+		{"multi_padding_then_section_crc.nwc", "format", false, bytesEdit(func(b []byte) []byte { b[40] = 7; b[64] ^= 1; return b })},
+		{"multi_section_crc_then_padding.nwc", "checksum", false, sectionThenPadding},
+	}
+}
+
+// then applies edit to the bytes build returns.
+func then(build func() ([]byte, error), edit func([]byte) []byte) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		b, err := build()
+		if err != nil {
+			return nil, err
+		}
+		return edit(b), nil
+	}
+}
+
+// sectionThenPadding damages the first section followed by padding and
+// makes that padding nonzero.
+func sectionThenPadding() ([]byte, error) {
+	b, err := base()
+	if err != nil {
+		return nil, err
+	}
+	r, err := reader.NewReader(bytes.NewReader(b), int64(len(b)), nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range r.Index().Sections() {
+		if end := s.Section.End(); format.AlignUp(end, format.DefaultAlignLog2) != end {
+			b[s.Offset] ^= 1
+			b[end] = 7
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("conformance: no section of the base file is followed by padding")
+}
+
+// blobEdit edits the bytes of the embedded blob of a small nwc file and
+// fixes its CRC, leaving the recorded SHA-256 as it was.
+func blobEdit(edit func([]byte)) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		def, err := neural.Default()
+		if err != nil {
+			return nil, err
+		}
+		b, err := fileSpec{packed: true, tensors: []tensorSpec{{name: "nwc_learned", dtype: format.F32, shape: []uint64{32, 16},
+			codec: "nwc", seed: 41, weights: true, opts: codec.EncodeOptions{Step: 0.6}, encoder: def.Learned()}}}.build()
+		if err != nil {
+			return nil, err
+		}
+		r, err := reader.NewReader(bytes.NewReader(b), int64(len(b)), nil)
+		if err != nil {
+			return nil, err
+		}
+		x := r.Index()
+		if len(x.Blobs) != 1 || x.Blobs[0].Section == nil {
+			return nil, fmt.Errorf("conformance: the nwc file has no embedded blob")
+		}
+		s := x.Blobs[0].Section
+		edit(b[s.Offset:s.End()])
+		s.CRC = format.CRC(b[s.Offset:s.End()])
+		ix := x.Marshal()
+		return rebuildIndex(b, func([]byte) []byte { return ix })
 	}
 }
 

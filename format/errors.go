@@ -93,10 +93,29 @@ func (e *LimitError) Is(target error) bool { return target == ErrLimit }
 // Class names the sentinel err wraps: "format", "checksum", "unsupported",
 // "limit", "notfound", or "" for other errors (I/O). The conformance suite
 // and nwc-verify --json report it.
+//
+// When err joins several errors (errors.Join, or a reader's Verify), the
+// first one with a class decides: FORMAT.md §6 orders the checks, and a
+// reader joins its findings in that order.
 func Class(err error) string {
-	switch {
-	case err == nil:
+	switch e := err.(type) {
+	case nil:
 		return ""
+	case interface{ Unwrap() []error }:
+		for _, sub := range e.Unwrap() {
+			if c := Class(sub); c != "" {
+				return c
+			}
+		}
+		return ""
+	case interface{ Is(error) bool }:
+		// One of this package's typed errors: classified below.
+	case interface{ Unwrap() error }:
+		if c := Class(e.Unwrap()); c != "" {
+			return c
+		}
+	}
+	switch {
 	case errors.Is(err, ErrChecksum):
 		return "checksum"
 	case errors.Is(err, ErrUnsupported):

@@ -84,7 +84,8 @@ func (x *Index) Validate(lay Layout, lim Limits) error {
 }
 
 // ValidateTensor checks the rules for one tensor entry in a file with
-// nblobs blobs, except those about the section layout.
+// nblobs blobs, except those about the section layout, in the order of
+// FORMAT.md §6: the entry's keys in the order of §5.2's table.
 func ValidateTensor(t *Tensor, nblobs int, lim Limits) error {
 	lim = lim.WithDefaults()
 	if t.Name == "" {
@@ -92,9 +93,6 @@ func ValidateTensor(t *Tensor, nblobs int, lim Limits) error {
 	}
 	if !t.DType.Valid() {
 		return fmt.Errorf("tensor %q: %w", t.Name, UnsupportedError("dtype "+string(t.DType)))
-	}
-	if t.Codec == "" {
-		return TensorErrorf(t.Name, -1, "empty codec id")
 	}
 	n := uint64(1)
 	for _, d := range t.Shape {
@@ -107,11 +105,14 @@ func ValidateTensor(t *Tensor, nblobs int, lim Limits) error {
 	if !ok || size > lim.MaxTensorBytes {
 		return fmt.Errorf("tensor %q: %w", t.Name, &LimitError{What: "tensor bytes", Value: size, Limit: lim.MaxTensorBytes})
 	}
-	if v, ok := mulCheck(t.View[0], t.View[1]); !ok || v != n {
-		return TensorErrorf(t.Name, -1, "view %v does not hold the %d elements of shape %v", t.View, n, t.Shape)
+	if t.Codec == "" {
+		return TensorErrorf(t.Name, -1, "empty codec id")
 	}
 	if t.Blob < -1 || t.Blob >= nblobs {
 		return TensorErrorf(t.Name, -1, "blob %d out of range (%d blobs)", t.Blob, nblobs)
+	}
+	if v, ok := mulCheck(t.View[0], t.View[1]); !ok || v != n {
+		return TensorErrorf(t.Name, -1, "view %v does not hold the %d elements of shape %v", t.View, n, t.Shape)
 	}
 	if n == 0 && len(t.Groups) != 0 {
 		return TensorErrorf(t.Name, -1, "empty tensor has %d groups", len(t.Groups))

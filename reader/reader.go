@@ -7,6 +7,7 @@
 package reader
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -217,10 +218,25 @@ func (rd *Reader) blob(i int, parse func([]byte) (any, error)) (any, error) {
 		var data []byte
 		data, e.err = rd.readSection(*b.Section, fmt.Sprintf("blob %d", i))
 		if e.err == nil {
+			e.err = checkBlobSum(i, b, sha256.Sum256(data))
+		}
+		if e.err == nil {
 			e.v, e.err = parse(data)
 		}
 	})
 	return e.v, e.err
+}
+
+// checkBlobSum compares the SHA-256 of blob i's bytes with its index entry
+// (FORMAT.md §5.1). The CRC only says the bytes were not damaged after
+// writing; the digest is what identifies the decoder, so bytes that do not
+// have it are rejected like damaged ones.
+func checkBlobSum(i int, b format.Blob, got [32]byte) error {
+	if got == b.SHA256 {
+		return nil
+	}
+	return fmt.Errorf("%w: blob %d (%s) at offset %#x: stored SHA-256 %x, computed %x",
+		format.ErrChecksum, i, b.Codec, b.Section.Offset, b.SHA256[:8], got[:8])
 }
 
 // A ReadCloser is a Reader of a file it opened and must close.

@@ -234,3 +234,32 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+// TestBlobSHA256Mismatch reads a file whose embedded blob parses and
+// matches its CRC but not the SHA-256 its entry records: decoding a tensor
+// that uses it and Verify both report a checksum error (FORMAT.md §5.1).
+func TestBlobSHA256Mismatch(t *testing.T) {
+	b, err := os.ReadFile("../conformance/testdata/invalid/blob_sha256_mismatch.nwc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func() *reader.Reader {
+		r, err := reader.NewReader(bytes.NewReader(b), int64(len(b)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	r := open()
+	if len(r.Index().Blobs) != 1 || r.Index().Blobs[0].Section == nil {
+		t.Fatal("the file has no embedded blob")
+	}
+	for _, tn := range r.Tensors() {
+		if _, err := tn.Bytes(); !errors.Is(err, format.ErrChecksum) {
+			t.Errorf("decoding %s: %v, want a checksum error", tn.Name(), err)
+		}
+	}
+	if err := open().Verify(false); !errors.Is(err, format.ErrChecksum) {
+		t.Errorf("Verify: %v, want a checksum error", err)
+	}
+}

@@ -1,6 +1,7 @@
 package reader
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -10,20 +11,29 @@ import (
 	"github.com/nwcodec/nwc/format"
 )
 
-// Verify checks what opening the file did not: the CRC32C of every section
-// and that every padding byte is zero, so that any damaged byte of the
-// file is found. With deep set it also decodes every tensor. It returns
-// all problems found, joined; each names the section or tensor and offset.
+// Verify checks what opening the file did not: the CRC32C of every
+// section, the SHA-256 of every stored blob and that every padding byte is
+// zero, so that any damaged byte of the file is found. With deep set it
+// also decodes every tensor. It returns all problems found, joined in the
+// order of FORMAT.md §6 (file order, then tensors), so that the first one
+// decides format.Class; each names the section or tensor and offset.
 func (rd *Reader) Verify(deep bool) error {
 	var errs []error
 	secs := rd.index.Sections()
 	sort.Slice(secs, func(i, j int) bool { return secs[i].Offset < secs[j].Offset })
+	blobAt := map[uint64]int{} // section offset → blob index; offsets are unique after Validate
+	for i, b := range rd.index.Blobs {
+		if b.Section != nil {
+			blobAt[b.Section.Offset] = i
+		}
+	}
 	prevEnd := uint64(format.PreambleLen)
 	for _, s := range secs {
 		if err := rd.checkZero(prevEnd, s.Offset); err != nil {
 			errs = append(errs, err)
 		}
-		if err := rd.checkCRC(s); err != nil {
+		blob, isBlob := blobAt[s.Offset]
+		if err := rd.checkSection(s, blob, isBlob); err != nil {
 			errs = append(errs, err)
 		}
 		prevEnd = s.End()
@@ -41,16 +51,28 @@ func (rd *Reader) Verify(deep bool) error {
 	return errors.Join(errs...)
 }
 
-// checkCRC streams a section through CRC32C without holding it whole.
-func (rd *Reader) checkCRC(s format.Located) error {
+// checkSection streams a section through CRC32C without holding it whole
+// and, for blob i (isBlob), through SHA-256: FORMAT.md §6 checks a blob's
+// digest right after its CRC.
+func (rd *Reader) checkSection(s format.Located, i int, isBlob bool) error {
 	h := crc32.New(format.CastagnoliTable)
-	if _, err := io.Copy(h, io.NewSectionReader(rd.r, int64(s.Offset), int64(s.Length))); err != nil {
+	var w io.Writer = h
+	d := sha256.New()
+	if isBlob {
+		w = io.MultiWriter(h, d)
+	}
+	if _, err := io.Copy(w, io.NewSectionReader(rd.r, int64(s.Offset), int64(s.Length))); err != nil {
 		return fmt.Errorf("nwc: reading %s: %w", s.What, err)
 	}
 	if got := h.Sum32(); got != s.CRC {
 		return &format.ChecksumError{What: s.What, Off: int64(s.Offset), Want: s.CRC, Got: got}
 	}
-	return nil
+	if !isBlob {
+		return nil
+	}
+	var sum [32]byte
+	d.Sum(sum[:0])
+	return checkBlobSum(i, rd.index.Blobs[i], sum)
 }
 
 // checkZero checks that the padding [from, to) is all zero. Validate has

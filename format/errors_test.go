@@ -31,6 +31,9 @@ func TestClass(t *testing.T) {
 		{errors.Join(io.EOF, ue, fe), "unsupported"},
 		{fmt.Errorf("verify: %w", errors.Join(le, ce)), "limit"},
 		{errors.Join(io.EOF), ""},
+		{ErrNotFound, "notfound"},
+		{errors.New("disk on fire"), ""},
+		{errors.Join(ErrFormat, ErrLimit), "format"},
 	} {
 		if got := Class(c.err); got != c.want {
 			t.Errorf("Class(%v) = %q, want %q", c.err, got, c.want)

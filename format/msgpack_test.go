@@ -132,23 +132,6 @@ func TestIndexRoundTrip(t *testing.T) {
 	}
 }
 
-func TestClass(t *testing.T) {
-	for err, want := range map[error]string{
-		nil:                              "",
-		Errorf(1, "x"):                   "format",
-		&ChecksumError{What: "index"}:    "checksum",
-		UnsupportedError("x"):            "unsupported",
-		&LimitError{What: "x"}:           "limit",
-		ErrNotFound:                      "notfound",
-		errors.New("disk on fire"):       "",
-		errors.Join(ErrFormat, ErrLimit): "limit",
-	} {
-		if got := Class(err); got != want {
-			t.Errorf("Class(%v) = %q, want %q", err, got, want)
-		}
-	}
-}
-
 func TestIndexCompression(t *testing.T) {
 	x := &Index{}
 	for i := 0; i < 50; i++ {

@@ -33,8 +33,9 @@ type Options struct {
 	// alignment unit of padding); 0 selects DefaultMaxInlineAux, a
 	// negative value stores every aux as a section.
 	MaxInlineAux int
-	// PlainIndex stores the index as msgpack even where zstd would make
-	// it shorter (for debugging with msgpack tools).
+	// PlainIndex stores the index as plain msgpack even where zstd would
+	// make it shorter (FORMAT.md §5), so that a reader without a zstd
+	// decoder, or a msgpack tool, can read the file.
 	PlainIndex bool
 }
 
@@ -294,9 +295,20 @@ func (w *Writer) Close() error {
 		return w.err
 	}
 	w.pad()
-	idx := w.index.Marshal()
+	raw := w.index.Marshal()
+	// Readers need accept no more than the limits of FORMAT.md §5.4, so a
+	// file over them is refused here rather than written.
+	if len(raw) > format.DefaultMaxIndexSize {
+		w.err = fmt.Errorf("writer: %w", &format.LimitError{What: "index size", Value: uint64(len(raw)), Limit: format.DefaultMaxIndexSize})
+		return w.err
+	}
+	if _, err := format.ParseIndex(raw, -1, format.Limits{}); err != nil {
+		w.err = fmt.Errorf("writer: index rejected by the reader's limits: %w", err)
+		return w.err
+	}
+	idx := raw
 	if !w.plainIndex {
-		idx = format.CompressIndex(idx)
+		idx = format.CompressIndex(raw)
 	}
 	tr := format.Trailer{
 		IndexOffset: w.off,

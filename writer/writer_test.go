@@ -2,11 +2,15 @@ package writer_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/format"
@@ -252,5 +256,92 @@ func TestCreateAtomic(t *testing.T) {
 	entries, _ = os.ReadDir(dir)
 	if len(entries) != 1 {
 		t.Fatalf("temporary files left: %v", entries)
+	}
+}
+
+// storedIndex returns the index bytes of a file as stored.
+func storedIndex(b []byte) []byte {
+	tr := b[len(b)-format.TrailerLen:]
+	off := binary.LittleEndian.Uint64(tr[0:])
+	n := binary.LittleEndian.Uint64(tr[8:])
+	return b[off : off+n]
+}
+
+// TestPlainIndex checks that PlainIndex stores an index zstd would shrink
+// as a plain msgpack map, readable by any msgpack decoder, and that the
+// file reads back as the compressed one does.
+func TestPlainIndex(t *testing.T) {
+	build := func(plain bool) []byte {
+		var buf bytes.Buffer
+		w, err := writer.New(&buf, &writer.Options{PlainIndex: plain})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 40 {
+			tn := &codec.Tensor{Name: fmt.Sprintf("layers.%d.weight", i), DType: format.U8, Shape: []uint64{3}, Data: []byte{byte(i), 1, 2}}
+			if err := w.WriteTensor(tn, codec.Raw, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	packed, plain := build(false), build(true)
+	if !format.IndexCompressed(storedIndex(packed)) {
+		t.Fatal("the default index of 40 similar entries is not compressed")
+	}
+	ix := storedIndex(plain)
+	if format.IndexCompressed(ix) || ix[0]&0xf0 != 0x80 {
+		t.Fatalf("plain index starts with %#02x, want a fixmap header", ix[0])
+	}
+	var m map[string]any
+	if err := msgpack.Unmarshal(ix, &m); err != nil {
+		t.Fatalf("plain index is not msgpack: %v", err)
+	}
+	if ts, ok := m["tensors"].([]any); !ok || len(ts) != 40 {
+		t.Fatalf("plain index holds %T %v under \"tensors\", want 40 entries", m["tensors"], len(ts))
+	}
+	for _, b := range [][]byte{packed, plain} {
+		r, err := reader.NewReader(bytes.NewReader(b), int64(len(b)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Verify(true); err != nil {
+			t.Fatal(err)
+		}
+		tn, err := r.Tensor("layers.39.weight")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := tn.Bytes(); err != nil || !bytes.Equal(got, []byte{39, 1, 2}) {
+			t.Fatalf("decoded %v, %v", got, err)
+		}
+	}
+}
+
+// TestWriterLimits checks that the writer refuses, at Close, an index a
+// reader at the limits of FORMAT.md §5.4 may reject.
+func TestWriterLimits(t *testing.T) {
+	for name, edit := range map[string]func(w *writer.Writer) error{
+		"codec id of 65 bytes": func(w *writer.Writer) error {
+			return w.WriteEncoded("x", format.U8, []uint64{1}, strings.Repeat("c", 65), &codec.Encoded{
+				View: [2]uint64{1, 1}, Groups: []codec.EncodedGroup{{End: 1, Data: []byte{1}}}})
+		},
+		"metadata key of 64 KiB + 1": func(w *writer.Writer) error {
+			return w.SetMetadata(map[string]string{strings.Repeat("k", 1<<16+1): "v"})
+		},
+	} {
+		w, err := writer.New(&bytes.Buffer{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := edit(w); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := w.Close(); !errors.Is(err, format.ErrLimit) {
+			t.Errorf("%s: Close returned %v, want a limit error", name, err)
+		}
 	}
 }

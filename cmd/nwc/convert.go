@@ -44,6 +44,7 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	group := fs.Int("group", 0, "rtn group size (default 128)")
 	asJSON := fs.Bool("json", false, "print a JSON summary")
 	groupKiB := fs.Int("group-kib", codec.DefaultGroupBytes>>10, "decoded size of a chunk group in KiB")
+	plainIndex := fs.Bool("index-uncompressed", false, "store the index as plain msgpack, not zstd, so that a reader without zstd can open the file")
 	align := fs.Int("align-log2", -1, "log2 of the section alignment, 0 (packed) to 24 (default: 6 = 64 bytes with --codec raw, else packed)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -82,6 +83,7 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	opts.Encode.Bits = *rtnBits
 	opts.Encode.Group = *group
 	opts.Encode.GroupBytes = *groupKiB << 10
+	opts.Writer.PlainIndex = *plainIndex
 	switch {
 	case *align == 0:
 		opts.Writer.Packed = true

@@ -2,13 +2,16 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/safetensors"
 )
 
@@ -95,5 +98,46 @@ func TestUsageErrors(t *testing.T) {
 	os.WriteFile(bad, []byte("not an nwc file at all, but long enough to have a trailer......"), 0o644)
 	if code := run([]string{"info", bad}, &out, &errb); code != 1 {
 		t.Errorf("info on an invalid file: exit %d, want 1", code)
+	}
+}
+
+// TestConvertIndexUncompressed checks that --index-uncompressed stores a
+// plain msgpack index where the default stores zstd, and that the file
+// decodes to the same bytes.
+func TestConvertIndexUncompressed(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "m.safetensors")
+	h := &safetensors.Header{}
+	for i := range 30 {
+		h.Tensors = append(h.Tensors, safetensors.TensorInfo{Name: fmt.Sprintf("layers.%d.weight", i), DType: safetensors.F32, Shape: []int64{2, 2}})
+	}
+	if err := safetensors.WriteFile(in, h, func(string) ([]byte, error) { return make([]byte, 16), nil }); err != nil {
+		t.Fatal(err)
+	}
+	index := func(path string) []byte {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := b[len(b)-format.TrailerLen:]
+		off, n := binary.LittleEndian.Uint64(tr[0:]), binary.LittleEndian.Uint64(tr[8:])
+		return b[off : off+n]
+	}
+	def, plain := filepath.Join(dir, "def.nwc"), filepath.Join(dir, "plain.nwc")
+	runOK(t, "convert", in, "-o", def)
+	runOK(t, "convert", in, "-o", plain, "--index-uncompressed")
+	if !format.IndexCompressed(index(def)) {
+		t.Fatal("default index not compressed")
+	}
+	if ix := index(plain); format.IndexCompressed(ix) || ix[0]&0xf0 != 0x80 {
+		t.Fatalf("--index-uncompressed index starts with %#02x, want a fixmap", ix[0])
+	}
+	for _, p := range []string{def, plain} {
+		runOK(t, "decode", p, "-o", p+".safetensors")
+		a, _ := os.ReadFile(in)
+		b, _ := os.ReadFile(p + ".safetensors")
+		if !bytes.Equal(a, b) {
+			t.Fatalf("%s: decode did not reproduce the input", p)
+		}
 	}
 }

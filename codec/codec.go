@@ -153,6 +153,9 @@ type Env interface {
 	Aux(name string) ([]byte, error)
 	// Blob returns the tensor's blob parsed by parse; the result of the
 	// first call is shared by every tensor that references the same blob.
+	// A codec that uses a blob asks for it in NewDecoder: the reader
+	// rejects a tensor whose blob its codec did not ask for, and a blob
+	// of another codec.
 	Blob(parse func(data []byte) (any, error)) (any, error)
 }
 

@@ -31,6 +31,9 @@ func (losslessCodec) NewDecoder(t *format.Tensor, env Env) (GroupDecoder, error)
 	if t.Params != nil {
 		return nil, format.TensorErrorf(t.Name, -1, "codec lossless takes no parameters")
 	}
+	if len(t.Aux) != 0 {
+		return nil, format.TensorErrorf(t.Name, -1, "codec lossless takes no aux data")
+	}
 	if t.View != DefaultView(t.Shape) {
 		return nil, format.TensorErrorf(t.Name, -1, "codec lossless: view %v, want %v", t.View, DefaultView(t.Shape))
 	}

@@ -40,6 +40,9 @@ func (rawCodec) NewDecoder(t *format.Tensor, env Env) (GroupDecoder, error) {
 	if t.Params != nil {
 		return nil, format.TensorErrorf(t.Name, -1, "codec raw takes no parameters")
 	}
+	if len(t.Aux) != 0 {
+		return nil, format.TensorErrorf(t.Name, -1, "codec raw takes no aux data")
+	}
 	if t.View != DefaultView(t.Shape) {
 		return nil, format.TensorErrorf(t.Name, -1, "codec raw: view %v, want %v", t.View, DefaultView(t.Shape))
 	}

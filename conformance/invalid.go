@@ -83,6 +83,15 @@ func Invalids() []Invalid {
 		// The blob still parses and its CRC matches: only its SHA-256
 		// tells that these are not the decoder weights the file names.
 		{"blob_sha256_mismatch.nwc", "checksum", false, blobEdit(func(b []byte) { b[len(b)-4] ^= 1 })},
+		{"blob_of_other_codec.nwc", "format", true, nwcIndex(func(x *format.Index) { x.Blobs[0].Codec = "ecsq" })},
+		{"raw_with_blob.nwc", "format", true, index(func(x *format.Index) {
+			def, _ := neural.Default()
+			x.Blobs = []format.Blob{{Codec: "nwc", SHA256: def.BlobSHA256()}}
+			x.Tensors[0].Blob = 0
+		})},
+		{"raw_with_aux.nwc", "format", true, index(func(x *format.Index) {
+			x.Tensors[0].Aux = []format.NamedSection{{Name: "scales", Inline: []byte{1}}}
+		})},
 
 		// Several faults: the first check of FORMAT.md §6 that fails
 		// decides the class.
@@ -151,26 +160,49 @@ func sectionThenPadding() ([]byte, error) {
 	return nil, fmt.Errorf("conformance: no section of the base file is followed by padding")
 }
 
-// blobEdit edits the bytes of the embedded blob of a small nwc file and
-// fixes its CRC, leaving the recorded SHA-256 as it was.
+// nwcFile is a small packed file of one nwc tensor coded with the learned
+// transform, so that it embeds the default codec's blob.
+func nwcFile() ([]byte, *format.Index, error) {
+	def, err := neural.Default()
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := fileSpec{packed: true, tensors: []tensorSpec{{name: "nwc_learned", dtype: format.F32, shape: []uint64{32, 16},
+		codec: "nwc", seed: 41, weights: true, opts: codec.EncodeOptions{Step: 0.6}, encoder: def.Learned()}}}.build()
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := reader.NewReader(bytes.NewReader(b), int64(len(b)), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	x := r.Index()
+	if len(x.Blobs) != 1 || x.Blobs[0].Section == nil {
+		return nil, nil, fmt.Errorf("conformance: the nwc file has no embedded blob")
+	}
+	return b, x, nil
+}
+
+// nwcIndex edits the index of nwcFile.
+func nwcIndex(edit func(*format.Index)) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		b, x, err := nwcFile()
+		if err != nil {
+			return nil, err
+		}
+		edit(x)
+		ix := x.Marshal()
+		return rebuildIndex(b, func([]byte) []byte { return ix })
+	}
+}
+
+// blobEdit edits the bytes of the embedded blob of nwcFile and fixes its
+// CRC, leaving the recorded SHA-256 as it was.
 func blobEdit(edit func([]byte)) func() ([]byte, error) {
 	return func() ([]byte, error) {
-		def, err := neural.Default()
+		b, x, err := nwcFile()
 		if err != nil {
 			return nil, err
-		}
-		b, err := fileSpec{packed: true, tensors: []tensorSpec{{name: "nwc_learned", dtype: format.F32, shape: []uint64{32, 16},
-			codec: "nwc", seed: 41, weights: true, opts: codec.EncodeOptions{Step: 0.6}, encoder: def.Learned()}}}.build()
-		if err != nil {
-			return nil, err
-		}
-		r, err := reader.NewReader(bytes.NewReader(b), int64(len(b)), nil)
-		if err != nil {
-			return nil, err
-		}
-		x := r.Index()
-		if len(x.Blobs) != 1 || x.Blobs[0].Section == nil {
-			return nil, fmt.Errorf("conformance: the nwc file has no embedded blob")
 		}
 		s := x.Blobs[0].Section
 		edit(b[s.Offset:s.End()])

@@ -46,7 +46,10 @@ func (t *Tensor) Cols() uint64 { return t.e.View[1] }
 // StoredBytes returns the bytes the tensor's own sections take in the file.
 func (t *Tensor) StoredBytes() uint64 { return t.e.StoredBytes() }
 
-type tensorEnv struct{ t *Tensor }
+type tensorEnv struct {
+	t        *Tensor
+	blobUsed bool // the codec asked for the tensor's blob
+}
 
 func (env *tensorEnv) Aux(name string) ([]byte, error) {
 	a, ok := env.t.e.AuxEntry(name)
@@ -63,6 +66,10 @@ func (env *tensorEnv) Blob(parse func([]byte) (any, error)) (any, error) {
 	if env.t.e.Blob < 0 {
 		return nil, format.TensorErrorf(env.t.e.Name, -1, "codec %s needs a blob", env.t.e.Codec)
 	}
+	env.blobUsed = true
+	if b := env.t.r.index.Blobs[env.t.e.Blob]; b.Codec != env.t.e.Codec {
+		return nil, format.TensorErrorf(env.t.e.Name, -1, "codec %s given blob %d of codec %s", env.t.e.Codec, env.t.e.Blob, b.Codec)
+	}
 	return env.t.r.blob(env.t.e.Blob, parse)
 }
 
@@ -73,7 +80,13 @@ func (t *Tensor) decoder() (codec.GroupDecoder, error) {
 			t.err = fmt.Errorf("tensor %q: %w", t.e.Name, err)
 			return
 		}
-		t.dec, t.err = c.NewDecoder(t.e, &tensorEnv{t: t})
+		env := &tensorEnv{t: t}
+		t.dec, t.err = c.NewDecoder(t.e, env)
+		if t.err == nil && t.e.Blob >= 0 && !env.blobUsed {
+			// Every codec that reads a blob asks for it in NewDecoder, so
+			// a blob it did not ask for is data no decoder looks at.
+			t.dec, t.err = nil, format.TensorErrorf(t.e.Name, -1, "codec %s takes no blob", t.e.Codec)
+		}
 	})
 	return t.dec, t.err
 }

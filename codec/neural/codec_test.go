@@ -327,6 +327,14 @@ func TestDecodeErrors(t *testing.T) {
 		{"params-truncated", func(e *codec.Encoded) { e.Params = e.Params[:len(e.Params)-3] }},
 		{"payload-truncated", func(e *codec.Encoded) { e.Groups[0].Data = e.Groups[0].Data[:len(e.Groups[0].Data)-1] }},
 		{"payload-extended", func(e *codec.Encoded) { e.Groups[0].Data = append(e.Groups[0].Data, 0) }},
+		{"stream-length-not-minimal", func(e *codec.Encoded) {
+			// The same length with one more, zero, byte: uvarints are
+			// shortest-form only (FORMAT.md §7.2).
+			d := e.Groups[0].Data
+			_, w := binary.Uvarint(d)
+			long := append(append(append([]byte{}, d[:w-1]...), d[w-1]|0x80, 0), d[w:]...)
+			e.Groups[0].Data = long
+		}},
 		{"tables-truncated", func(e *codec.Encoded) { a := aux(e, neural.AuxTables); a.Data = a.Data[:len(a.Data)-1] }},
 		{"tables-trailing", func(e *codec.Encoded) { a := aux(e, neural.AuxTables); a.Data = append(a.Data, 0) }},
 		{"scales-short", func(e *codec.Encoded) { a := aux(e, "scales"); a.Data = a.Data[:1] }},

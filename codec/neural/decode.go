@@ -224,7 +224,7 @@ func decodeGroup(y []int32, payload []byte, lv []uint8, colsOf *[NumLevels]int, 
 		stream := payload
 		if n < len(qs)-1 {
 			l, used := binary.Uvarint(payload)
-			if used <= 0 || l > uint64(len(payload)-used) {
+			if used <= 0 || l > uint64(len(payload)-used) || (used > 1 && payload[used-1] == 0) {
 				return buf, format.Errorf(-1, "level %d stream length is corrupt", q)
 			}
 			stream, payload = payload[used:used+int(l)], payload[used+int(l):]

@@ -150,8 +150,8 @@ func parseSources(m *MsgReader, x *Index) error {
 		if err != nil {
 			return err
 		}
-		if !haveHeader {
-			return m.Errorf("source %d has no header", i)
+		if !haveHeader || s.Name == "" {
+			return m.Errorf("source %d lacks its name or header", i)
 		}
 		x.Sources = append(x.Sources, s)
 	}

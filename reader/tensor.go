@@ -143,6 +143,7 @@ func (t *Tensor) elements(e0, e1 uint64) ([]byte, error) {
 		sem  = make(chan struct{}, t.r.opts.Concurrency)
 		mu   sync.Mutex
 		ferr error
+		fi   int // the group ferr is about: the first failing group wins, as in a serial read (FORMAT.md §6)
 	)
 	for i := first; i < len(t.e.Groups) && t.e.GroupStart(i) < e1; i++ {
 		sem <- struct{}{}
@@ -151,8 +152,8 @@ func (t *Tensor) elements(e0, e1 uint64) ([]byte, error) {
 			defer func() { <-sem; wg.Done() }()
 			if err := t.decodeInto(dec, i, e0, e1, out); err != nil {
 				mu.Lock()
-				if ferr == nil {
-					ferr = err
+				if ferr == nil || i < fi {
+					ferr, fi = err, i
 				}
 				mu.Unlock()
 			}

@@ -1,5 +1,7 @@
 package spec
 
+import "math"
+
 // NWCChunkRows is the number of consecutive rows of one column in a chunk
 // of the neural codec: one decoder evaluation reconstructs them.
 const NWCChunkRows = 16
@@ -50,7 +52,7 @@ type NWCTensor struct {
 //	else:   in_i = fl(y_i · Δ_q) for i < 16, in_16 = feature_q,
 //	        d = MLPForward(decoder, embed, q, in),
 //	        x̂_i = fl(fl(y_i + d_i) · Δ_q)
-//	w_i = fl(x̂_i · s_j)
+//	w_i = fl(x̂_i · s_j), a NaN made the canonical NaN 0x7FC00000
 //
 // where y_i is converted to binary32 exactly or, beyond 2^24, rounded to
 // nearest even. Rows past the end of the matrix are dropped.
@@ -114,7 +116,11 @@ func NWCReconstruct(t *NWCTensor) []float32 {
 			for i := range k {
 				r := b*k + i
 				if r < t.Rows {
-					out[r*t.Cols+j] = xh[i] * t.Scales[j]
+					w := xh[i] * t.Scales[j]
+					if w != w {
+						w = math.Float32frombits(MLPCanonicalNaN)
+					}
+					out[r*t.Cols+j] = w
 				}
 			}
 		}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/codec/chunk"
 	"github.com/nwcodec/nwc/codec/neural"
@@ -456,5 +458,53 @@ func TestBlobRefUnknown(t *testing.T) {
 	}
 	if err := w.WriteEncoded(tt.Name, tt.DType, tt.Shape, neural.ID, enc); err == nil {
 		t.Error("a reference to an unknown blob was written")
+	}
+}
+
+// TestNaNCanonical decodes a tensor whose step is so large that x̂
+// overflows to ±Inf in columns whose scale is 0: w = ±Inf·0 is NaN, and it
+// must be the canonical NaN on every platform (FORMAT.md §7.7.5), not the
+// hardware's (x86 makes 0xFFC00000).
+func TestNaNCanonical(t *testing.T) {
+	tt := gaussTensor("w", 32, 8, 5)
+	c, err := codec.Lookup(neural.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.Encode(tt, &codec.EncodeOptions{Step: 0.25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p map[string]any
+	if err := msgpack.Unmarshal(e.Params, &p); err != nil {
+		t.Fatal(err)
+	}
+	p["step"] = float64(float32(3e38))
+	if e.Params, err = msgpack.Marshal(p); err != nil {
+		t.Fatal(err)
+	}
+	for i := range e.Aux {
+		if e.Aux[i].Name == "scales" {
+			if e.Aux[i].Data, err = chunk.AppendScales(nil, make([]uint16, 8)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	out, err := decodeAll(tt, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nans := 0
+	for i := 0; i < len(out); i += 4 {
+		v := binary.LittleEndian.Uint32(out[i:])
+		if math.IsNaN(float64(math.Float32frombits(v))) {
+			nans++
+			if v != 0x7fc00000 {
+				t.Fatalf("element %d is NaN %#08x, want 0x7fc00000", i/4, v)
+			}
+		}
+	}
+	if nans == 0 {
+		t.Fatal("no element overflowed: the test does not exercise ±Inf·0")
 	}
 }

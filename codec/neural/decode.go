@@ -2,6 +2,7 @@ package neural
 
 import (
 	"encoding/binary"
+	"math"
 	"sync"
 
 	"github.com/nwcodec/nwc/codec"
@@ -23,6 +24,10 @@ type scratch struct {
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
+// canonicalNaN is the one NaN a decoded value may be (FORMAT.md A.2): x86
+// and arm64 make different NaNs of ±Inf·0.
+var canonicalNaN = math.Float32frombits(0x7fc00000)
+
 func grow[T any](s []T, n int) []T {
 	if cap(s) < n {
 		return make([]T, n)
@@ -38,11 +43,15 @@ type decoder struct {
 	p      params
 	layout chunk.Layout
 	ends   []int // group end rows
-	scales []float32
-	levels []uint8 // per column, nil when all 0
-	tabs   [NumLevels]*rans.Table
-	colLv  []uint8 // per column
-	colsOf [NumLevels]int
+	// zeroCols lists the columns whose scale is 0: only there can w =
+	// x̂·s be a NaN the hardware chooses (±Inf·0), which FORMAT.md §7.7.5
+	// makes canonical.
+	zeroCols []int
+	scales   []float32
+	levels   []uint8 // per column, nil when all 0
+	tabs     [NumLevels]*rans.Table
+	colLv    []uint8 // per column
+	colsOf   [NumLevels]int
 }
 
 // NewDecoder implements codec.Codec: it checks the entry's parameters,
@@ -85,6 +94,11 @@ func (nwcCodec) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder,
 	}
 	if d.scales, err = chunk.ParseScales(sb, l.Cols); err != nil {
 		return nil, format.TensorErrorf(t.Name, -1, "codec nwc: %v", err)
+	}
+	for j, s := range d.scales {
+		if s == 0 {
+			d.zeroCols = append(d.zeroCols, j)
+		}
 	}
 	if _, ok := t.AuxEntry(chunk.AuxLevels); ok {
 		lb, err := env.Aux(chunk.AuxLevels)
@@ -154,6 +168,11 @@ func (d *decoder) DecodeGroup(i int, payload, dst []byte) error {
 			row := sc.rows[((b-b0)*chunk.Rows+k)*cols : ((b-b0)*chunk.Rows+k+1)*cols]
 			for j, s := range d.scales {
 				row[j] = sc.out[j*chunk.Rows+k] * s
+			}
+			for _, j := range d.zeroCols {
+				if v := row[j]; v != v {
+					row[j] = canonicalNaN
+				}
 			}
 		}
 	}

@@ -207,13 +207,36 @@ func (m *MsgReader) Int(what string) (int64, error) {
 	return v, nil
 }
 
-// Float reads a float32 or float64 value (integers are accepted too).
+// Float reads a float32 or float64 value. Integers are accepted too, but
+// only when float64 holds them exactly: a value that rounds is not the
+// number the file states.
 func (m *MsgReader) Float(what string) (float64, error) {
 	c, err := m.peek(what)
 	if err != nil {
 		return 0, err
 	}
-	if c != msgpcode.Float && c != msgpcode.Double && !msgpcode.IsFixedNum(c) && !(c >= msgpcode.Uint8 && c <= msgpcode.Int64) {
+	if msgpcode.IsFixedNum(c) || (c >= msgpcode.Uint8 && c <= msgpcode.Int64) {
+		var f float64
+		if c == msgpcode.Uint64 {
+			u, err := m.Uint(what)
+			if err != nil {
+				return 0, err
+			}
+			if f = float64(u); f >= 1<<64 || uint64(f) != u {
+				return 0, m.Errorf("%s: integer %d is not exactly a float64", what, u)
+			}
+			return f, nil
+		}
+		v, err := m.Int(what)
+		if err != nil {
+			return 0, err
+		}
+		if f = float64(v); f >= 1<<63 || int64(f) != v {
+			return 0, m.Errorf("%s: integer %d is not exactly a float64", what, v)
+		}
+		return f, nil
+	}
+	if c != msgpcode.Float && c != msgpcode.Double {
 		return 0, m.Errorf("%s: want a number, have msgpack code %#02x", what, c)
 	}
 	v, err := m.d.DecodeFloat64()

@@ -157,3 +157,37 @@ func TestIndexCompression(t *testing.T) {
 		t.Errorf("trailing frame accepted: %v", err)
 	}
 }
+
+// TestFloatExactIntegers checks that Float accepts an integer only when
+// float64 holds it exactly, and floats of either width.
+func TestFloatExactIntegers(t *testing.T) {
+	enc := func(write func(w *MsgWriter)) []byte {
+		w := NewMsgWriter()
+		write(w)
+		return w.Bytes()
+	}
+	for _, c := range []struct {
+		b    []byte
+		want float64
+		ok   bool
+	}{
+		{enc(func(w *MsgWriter) { w.Float64(0.25) }), 0.25, true},
+		{[]byte{0xca, 0x3e, 0x80, 0, 0}, 0.25, true}, // float 32
+		{enc(func(w *MsgWriter) { w.Uint(3) }), 3, true},
+		{enc(func(w *MsgWriter) { w.Int(-5) }), -5, true},
+		{enc(func(w *MsgWriter) { w.Uint(1 << 60) }), 1 << 60, true},
+		{enc(func(w *MsgWriter) { w.Uint(1<<60 + 1) }), 0, false},
+		{enc(func(w *MsgWriter) { w.Uint(1<<64 - 1) }), 0, false},
+		{enc(func(w *MsgWriter) { w.Int(-(1<<62 + 1)) }), 0, false},
+		{enc(func(w *MsgWriter) { w.Int(1<<63 - 1) }), 0, false},
+		{enc(func(w *MsgWriter) { w.String("1") }), 0, false},
+	} {
+		got, err := NewMsgReader(c.b, -1).Float("x")
+		if (err == nil) != c.ok || (c.ok && got != c.want) {
+			t.Errorf("% x: %v, %v; want %v (ok %v)", c.b, got, err, c.want, c.ok)
+		}
+		if err != nil && !errors.Is(err, ErrFormat) {
+			t.Errorf("% x: %v is not a format error", c.b, err)
+		}
+	}
+}

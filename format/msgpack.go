@@ -327,7 +327,7 @@ func (m *MsgReader) MapKeys(what string, fn func(key string) error) error {
 	seen := make(map[string]struct{}, min(n, 64))
 	for i := 0; i < n; i++ {
 		off := m.Off()
-		k, err := m.String(what+" key", 1<<16)
+		k, err := m.String(what+" key", MaxKeyLen)
 		if err != nil {
 			return err
 		}

@@ -9,7 +9,9 @@ import (
 
 // Limits bound what a reader accepts from a file, so that hostile input
 // cannot make it allocate or work without bound. The zero value of each
-// field selects its default.
+// field selects its default: the limits of FORMAT.md §5.4, within which
+// every reader must accept a file and no writer may go. Raising one
+// accepts files other readers may refuse.
 type Limits struct {
 	MaxTensors     int    // tensor entries; default 1<<20
 	MaxRank        int    // dimensions per tensor; default 32
@@ -18,13 +20,19 @@ type Limits struct {
 	MaxTensorBytes uint64 // decoded bytes of one tensor; default 64 GiB
 }
 
-// Default limits.
+// Default limits (FORMAT.md §5.4).
 const (
 	DefaultMaxTensors     = 1 << 20
 	DefaultMaxRank        = 32
-	DefaultMaxNameLen     = 4096
+	DefaultMaxNameLen     = 4096 // tensor names; source names always
 	DefaultMaxIndexSize   = 256 << 20
 	DefaultMaxTensorBytes = 64 << 30
+)
+
+// Fixed limits of FORMAT.md §5.4 that Limits does not configure.
+const (
+	MaxIDLen  = 64      // bytes of a dtype or codec id
+	MaxKeyLen = 1 << 16 // bytes of a key of a map read by name
 )
 
 // WithDefaults returns l with every zero field set to its default.
@@ -169,7 +177,7 @@ func parseBlobs(m *MsgReader, x *Index) error {
 		err := m.MapKeys("blob", func(k string) error {
 			switch k {
 			case keyCodec:
-				c, err := m.String("blob codec", 64)
+				c, err := m.String("blob codec", MaxIDLen)
 				b.Codec = c
 				return err
 			case keySHA256:
@@ -232,7 +240,7 @@ func parseTensor(m *MsgReader, lim Limits) (Tensor, error) {
 			t.Name, err = m.String("tensor name", lim.MaxNameLen)
 		case keyDType:
 			var s string
-			s, err = m.String("tensor dtype", 64)
+			s, err = m.String("tensor dtype", MaxIDLen)
 			t.DType = DType(s)
 		case keyShape:
 			var n int
@@ -249,7 +257,7 @@ func parseTensor(m *MsgReader, lim Limits) (Tensor, error) {
 				}
 			}
 		case keyCodec:
-			t.Codec, err = m.String("tensor codec", 64)
+			t.Codec, err = m.String("tensor codec", MaxIDLen)
 		case keyParams:
 			t.Params, err = m.Raw("tensor params")
 		case keyBlob:

@@ -89,6 +89,13 @@ func (m *MsgReader) MapLen(what string) (int, error) {
 // ArrayLen reads an array header and checks that n elements of at least
 // minElem bytes each fit in the remaining bytes.
 func (m *MsgReader) ArrayLen(what string, minElem int) (int, error) {
+	return m.ArrayLenMax(what, minElem, -1)
+}
+
+// ArrayLenMax is ArrayLen that first checks n against max (unless max < 0),
+// returning a *LimitError about what: FORMAT.md §6 classifies a count over
+// its limit as a limit error however few bytes follow it.
+func (m *MsgReader) ArrayLenMax(what string, minElem, max int) (int, error) {
 	c, err := m.peek(what)
 	if err != nil {
 		return 0, err
@@ -100,6 +107,9 @@ func (m *MsgReader) ArrayLen(what string, minElem int) (int, error) {
 	if err != nil {
 		return 0, m.wrap(err, what)
 	}
+	if max >= 0 && n > max {
+		return 0, &LimitError{What: what, Value: uint64(n), Limit: uint64(max)}
+	}
 	if minElem < 1 {
 		minElem = 1
 	}
@@ -109,7 +119,10 @@ func (m *MsgReader) ArrayLen(what string, minElem int) (int, error) {
 	return n, nil
 }
 
-// String reads a UTF-8 string of at most maxLen bytes.
+// String reads a UTF-8 string of at most maxLen bytes (no bound if maxLen
+// is 0). The length is checked against maxLen as soon as the header is
+// read, before the bytes that remain (FORMAT.md §6: a length over its
+// limit is a limit error however few bytes follow it).
 func (m *MsgReader) String(what string, maxLen int) (string, error) {
 	c, err := m.peek(what)
 	if err != nil {
@@ -119,13 +132,21 @@ func (m *MsgReader) String(what string, maxLen int) (string, error) {
 		return "", m.Errorf("%s: want a string, have msgpack code %#02x", what, c)
 	}
 	off := m.Off()
-	s, err := m.d.DecodeString()
+	n, err := m.d.DecodeBytesLen()
 	if err != nil {
 		return "", m.wrap(err, what)
 	}
-	if maxLen > 0 && len(s) > maxLen {
-		return "", &LimitError{What: what + " length", Value: uint64(len(s)), Limit: uint64(maxLen)}
+	if maxLen > 0 && n > maxLen {
+		return "", &LimitError{What: what + " length", Value: uint64(n), Limit: uint64(maxLen)}
 	}
+	if n < 0 || n > m.Remaining() {
+		return "", m.Errorf("truncated msgpack reading %s: %d bytes claimed, %d remain", what, n, m.Remaining())
+	}
+	start := m.Pos()
+	if _, err := m.r.Seek(int64(n), io.SeekCurrent); err != nil {
+		return "", m.wrap(err, what)
+	}
+	s := string(m.b[start : start+n])
 	if !utf8.ValidString(s) {
 		return "", Errorf(off, "%s is not valid UTF-8", what)
 	}

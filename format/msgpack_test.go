@@ -191,3 +191,42 @@ func TestFloatExactIntegers(t *testing.T) {
 		}
 	}
 }
+
+// TestCountLimitBeforeFit checks that a count over its limit is a limit
+// error even when the elements could not fit in what follows (FORMAT.md
+// §6, step 6), and that a count within the limit that cannot fit is a
+// format error.
+func TestCountLimitBeforeFit(t *testing.T) {
+	w := NewMsgWriter()
+	w.MapLen(1)
+	w.String("tensors")
+	w.ArrayLen(DefaultMaxTensors + 1)
+	if _, err := ParseIndex(w.Bytes(), 0, Limits{}); !errors.Is(err, ErrLimit) {
+		t.Errorf("2^20+1 tensors in a few bytes: %v, want a limit error", err)
+	}
+	w = NewMsgWriter()
+	w.MapLen(1)
+	w.String("tensors")
+	w.ArrayLen(1000)
+	if _, err := ParseIndex(w.Bytes(), 0, Limits{}); !errors.Is(err, ErrFormat) || errors.Is(err, ErrLimit) {
+		t.Errorf("1000 tensors in a few bytes: %v, want a format error", err)
+	}
+	// A name whose header claims 5000 bytes, with 40 bytes after it.
+	for _, c := range []struct {
+		n    uint16
+		want error
+	}{{5000, ErrLimit}, {4000, ErrFormat}} {
+		w = NewMsgWriter()
+		w.MapLen(1)
+		w.String("tensors")
+		w.ArrayLen(1)
+		w.MapLen(6)
+		w.String("name")
+		w.Raw([]byte{0xda, byte(c.n >> 8), byte(c.n)}) // str 16
+		w.Raw(make([]byte, 40))
+		_, err := ParseIndex(w.Bytes(), 0, Limits{})
+		if !errors.Is(err, c.want) || (c.want == ErrFormat && errors.Is(err, ErrLimit)) {
+			t.Errorf("a name claiming %d bytes in 40: %v, want %v", c.n, err, c.want)
+		}
+	}
+}

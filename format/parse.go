@@ -210,12 +210,9 @@ func parseBlobs(m *MsgReader, x *Index) error {
 }
 
 func parseTensors(m *MsgReader, x *Index, lim Limits) error {
-	n, err := m.ArrayLen("tensors", minTensorEntry)
+	n, err := m.ArrayLenMax("tensor count", minTensorEntry, lim.MaxTensors)
 	if err != nil {
 		return err
-	}
-	if n > lim.MaxTensors {
-		return &LimitError{What: "tensor count", Value: uint64(n), Limit: uint64(lim.MaxTensors)}
 	}
 	x.Tensors = make([]Tensor, 0, n) // n is bounded by the index size above
 	for i := 0; i < n; i++ {
@@ -244,11 +241,8 @@ func parseTensor(m *MsgReader, lim Limits) (Tensor, error) {
 			t.DType = DType(s)
 		case keyShape:
 			var n int
-			if n, err = m.ArrayLen("tensor shape", 1); err != nil {
+			if n, err = m.ArrayLenMax("tensor rank", 1, lim.MaxRank); err != nil {
 				return err
-			}
-			if n > lim.MaxRank {
-				return &LimitError{What: "tensor rank", Value: uint64(n), Limit: uint64(lim.MaxRank)}
 			}
 			t.Shape = make([]uint64, n)
 			for i := range t.Shape {

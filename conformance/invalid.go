@@ -125,6 +125,26 @@ func Invalids() []Invalid {
 		})},
 		{"multi_padding_then_section_crc.nwc", "format", false, bytesEdit(func(b []byte) []byte { b[40] = 7; b[64] ^= 1; return b })},
 		{"multi_section_crc_then_padding.nwc", "checksum", false, sectionThenPadding},
+		// Counts and lengths meet their limits at the header, before the
+		// bytes they announce turn out to be missing.
+		{"multi_tensor_count_limit_truncated.nwc", "limit", false, rawIndex(func([]byte) []byte {
+			w := format.NewMsgWriter()
+			w.MapLen(1)
+			w.String("tensors")
+			w.ArrayLen(format.DefaultMaxTensors + 1)
+			return w.Bytes()
+		})},
+		{"multi_name_limit_truncated.nwc", "limit", false, rawIndex(func([]byte) []byte {
+			w := format.NewMsgWriter()
+			w.MapLen(1)
+			w.String("tensors")
+			w.ArrayLen(1)
+			w.MapLen(6)
+			w.String("name")
+			w.Raw([]byte{0xda, 0x13, 0x88}) // str 16 of 5000 bytes
+			w.Raw(make([]byte, 40))
+			return w.Bytes()
+		})},
 	}
 }
 

@@ -195,6 +195,13 @@ var zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
 	)
 })
 
+// The accuracy log of an fse block is the low nibble of its first byte
+// plus fseMinLog; FORMAT.md §7.2 allows up to fseMaxLog.
+const (
+	fseMinLog = 5
+	fseMaxLog = 12
+)
+
 // errLength reports a block that decoded to the wrong number of bytes.
 var errLength = errors.New("decoded block length mismatch")
 
@@ -231,6 +238,11 @@ func (d *decoder) decodeBlock(out, payload []byte, m method) error {
 			return errLength
 		}
 	case methodFSE:
+		// The format caps the accuracy log at 12, as Collet's FSE does;
+		// fse.Decompress would take up to 15.
+		if len(payload) > 0 && int(payload[0]&15)+fseMinLog > fseMaxLog {
+			return fmt.Errorf("fse accuracy log %d > %d", int(payload[0]&15)+fseMinLog, fseMaxLog)
+		}
 		// fse checks its limit only every 256 symbols, with >=, so the
 		// limit sits one past the wanted length. Corrupt input can run
 		// up to 256 bytes past it first; the capacity limit makes that

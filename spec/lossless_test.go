@@ -414,7 +414,7 @@ func compareDecoders(t *testing.T, dtype string, n uint64, frame []byte) {
 }
 
 // fuzzSeeds returns frames to start fuzzing from: the writer's coding of
-// real tensors (cut to a few thousand elements to keep executions fast) or
+// real tensors (cut to 400 elements to keep executions fast) or
 // of synthetic data, and every forced method on small inputs.
 func fuzzSeeds(tb testing.TB) (frames [][]byte, dtypes []string) {
 	add := func(f []byte, dt string) {
@@ -430,7 +430,7 @@ func fuzzSeeds(tb testing.TB) (frames [][]byte, dtypes []string) {
 	}
 	for _, x := range ts {
 		w := losslessDTypes[x.dtype][1]
-		d := x.data[:min(len(x.data), 3000*w)]
+		d := x.data[:min(len(x.data), 400*w)]
 		f, err := lossless.Compress(nil, d, x.dtype)
 		if err != nil {
 			tb.Fatal(err)
@@ -441,7 +441,7 @@ func fuzzSeeds(tb testing.TB) (frames [][]byte, dtypes []string) {
 	for _, dt := range []string{"U8", "BF16", "F64"} {
 		data := testData(dt, r)
 		for _, name := range []string{"skew0.5", "skew0.9", "gauss-wide"} {
-			d := data[name][:min(len(data[name]), 2000*losslessDTypes[dt][1])]
+			d := data[name][:min(len(data[name]), 1000*losslessDTypes[dt][1])]
 			for _, code := range []coder{huff0Coder(0), huff0Coder(6), fseCoder(0), fseCoder(5), zstdCoder(zstd.SpeedFastest, false)} {
 				add(buildFrame(tb, dt, d, code), dt)
 			}
@@ -463,7 +463,7 @@ func FuzzLosslessDifferential(f *testing.F) {
 		n, ok := frameCount(frame)
 		// Larger counts are refused before any work that depends on them
 		// (TestLosslessHugeCount); skipping them keeps executions fast.
-		if !ok || n > 1<<20 {
+		if !ok || n > 1<<18 {
 			return
 		}
 		compareDecoders(t, dtype, n, frame)
@@ -558,4 +558,33 @@ func TestLosslessHugeCount(t *testing.T) {
 			t.Fatalf("n=%d: allocated %d bytes for a %d-byte frame", n, a, len(frame))
 		}
 	}
+}
+
+// FuzzBlockDifferential is FuzzLosslessDifferential aimed at the block
+// decoders: the input is one block's payload, placed in a one-block U8
+// frame of m = len(payload) + 1 + extra bytes, so that mutations reach the
+// fse and Huffman tables instead of breaking the frame around them.
+func FuzzBlockDifferential(f *testing.F) {
+	r := rand.New(rand.NewPCG(15, 16))
+	for _, name := range []string{"skew0.05", "skew0.5", "skew0.9", "two-values", "random3000"} {
+		d := testData("U8", r)[name]
+		for _, n := range []int{16, 200, 3000} {
+			b := d[:min(n, len(d))]
+			for _, code := range []coder{huff0Coder(0), huff0Coder(5), fseCoder(0), fseCoder(5), fseCoder(12)} {
+				if m, p, ok := code(b); ok && len(p) < len(b) {
+					f.Add(p, uint8(m), uint16(len(b)-len(p)-1))
+				}
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, payload []byte, method uint8, extra uint16) {
+		m := len(payload) + 1 + int(extra)
+		if m > LosslessChunk {
+			return
+		}
+		frame := binary.AppendUvarint([]byte{LosslessVersion, layoutPlanes, 1}, uint64(m))
+		frame = append(frame, method%5)
+		frame = binary.AppendUvarint(frame, uint64(len(payload)))
+		compareDecoders(t, "U8", uint64(m), append(frame, payload...))
+	})
 }

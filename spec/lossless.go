@@ -64,7 +64,9 @@ var losslessDTypes = map[string][2]int{
 // safetensors name) and returns their little-endian bytes, n times the
 // element size. A frame that breaks any rule of FORMAT.md §7.2, including
 // one whose header disagrees with dtype or n, gives an error wrapping
-// ErrFormat; an unknown dtype gives ErrUnsupported. Nothing is allocated
+// ErrFormat; an unknown dtype gives ErrUnsupported. Method 3 (Zstandard)
+// blocks are decoded with github.com/klauspost/compress/zstd; everything
+// else is decoded here from the text of the format. Nothing is allocated
 // before every descriptor has been read from the frame, and the output
 // grows only as its blocks decode.
 func Lossless(dtype string, n uint64, frame []byte) ([]byte, error) {

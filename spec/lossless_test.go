@@ -541,8 +541,9 @@ func TestLosslessHostile(t *testing.T) {
 	}
 }
 
-// TestLosslessHugeCount checks that huge element counts, matching the
-// header or not, are refused without allocating for them.
+// TestLosslessHugeCount checks that huge element counts that the frame's
+// bytes cannot back are refused, by both decoders, without allocating for
+// them.
 func TestLosslessHugeCount(t *testing.T) {
 	for _, n := range []uint64{1 << 30, 1 << 40, math.MaxUint64, LosslessChunk * 3} {
 		frame := binary.AppendUvarint([]byte{1, 3, 8}, n)
@@ -556,6 +557,18 @@ func TestLosslessHugeCount(t *testing.T) {
 		}
 		if a := after.TotalAlloc - before.TotalAlloc; a > 1<<16 {
 			t.Fatalf("n=%d: allocated %d bytes for a %d-byte frame", n, a, len(frame))
+		}
+		if n > 1<<40 {
+			continue
+		}
+		runtime.ReadMemStats(&before)
+		_, err = lossless.Decompress(nil, frame, "F64", int(n))
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, lossless.ErrCorrupt) {
+			t.Fatalf("codec/lossless, n=%d: got %v, want ErrCorrupt", n, err)
+		}
+		if a := after.TotalAlloc - before.TotalAlloc; a > 1<<16 {
+			t.Fatalf("codec/lossless, n=%d: allocated %d bytes for a %d-byte frame", n, a, len(frame))
 		}
 	}
 }

@@ -149,7 +149,7 @@ func TestFSEAccuracyLogAbove12(t *testing.T) {
 	}
 	frame := []byte{1, 0, 1}
 	frame = appendUvarint(frame, uint64(len(out)))
-	frame = append(frame, methodFSE)
+	frame = append(frame, losslessFSE)
 	frame = appendUvarint(frame, uint64(len(b)))
 	frame = append(frame, b...)
 	if _, err := Lossless("U8", uint64(len(out)), frame); !errors.Is(err, ErrFormat) {

@@ -19,10 +19,10 @@ import (
 
 // Lossless frame constants (FORMAT.md §7.2).
 const (
-	LosslessVersion = 1
-	// LosslessChunk is C, the number of elements per chunk and so the
+	losslessVersion = 1
+	// losslessChunk is C, the number of elements per chunk and so the
 	// length in bytes of every block but the last chunk's.
-	LosslessChunk = 1 << 17
+	losslessChunk = 1 << 17
 
 	losslessHeaderLen = 3 // version, layout, streams; + count:uvarint
 	// Every block takes at least a method byte and a one-byte length in
@@ -32,32 +32,32 @@ const (
 
 // Block methods.
 const (
-	methodStored   = 0
-	methodHuff0    = 1
-	methodFSE      = 2
-	methodZstd     = 3
-	methodConstant = 4
+	losslessStored   = 0
+	losslessHuff0    = 1
+	losslessFSE      = 2
+	losslessZstd     = 3
+	losslessConstant = 4
 )
 
 // Stream layouts.
 const (
-	layoutPlanes = 0
-	layoutBF16   = 1
-	layoutF32    = 2
-	layoutF64    = 3
+	losslessPlanes = 0
+	losslessBF16   = 1
+	losslessF32    = 2
+	losslessF64    = 3
 )
 
 // losslessDTypes gives each dtype's layout and element size, which is
 // also its number of streams.
 var losslessDTypes = map[string][2]int{
-	"BOOL": {layoutPlanes, 1}, "U8": {layoutPlanes, 1}, "I8": {layoutPlanes, 1},
-	"F8_E4M3": {layoutPlanes, 1}, "F8_E5M2": {layoutPlanes, 1}, "F8_E8M0": {layoutPlanes, 1},
-	"U16": {layoutPlanes, 2}, "I16": {layoutPlanes, 2}, "F16": {layoutPlanes, 2},
-	"BF16": {layoutBF16, 2},
-	"U32":  {layoutPlanes, 4}, "I32": {layoutPlanes, 4},
-	"F32": {layoutF32, 4},
-	"U64": {layoutPlanes, 8}, "I64": {layoutPlanes, 8},
-	"F64": {layoutF64, 8},
+	"BOOL": {losslessPlanes, 1}, "U8": {losslessPlanes, 1}, "I8": {losslessPlanes, 1},
+	"F8_E4M3": {losslessPlanes, 1}, "F8_E5M2": {losslessPlanes, 1}, "F8_E8M0": {losslessPlanes, 1},
+	"U16": {losslessPlanes, 2}, "I16": {losslessPlanes, 2}, "F16": {losslessPlanes, 2},
+	"BF16": {losslessBF16, 2},
+	"U32":  {losslessPlanes, 4}, "I32": {losslessPlanes, 4},
+	"F32": {losslessF32, 4},
+	"U64": {losslessPlanes, 8}, "I64": {losslessPlanes, 8},
+	"F64": {losslessF64, 8},
 }
 
 // Lossless decodes a lossless frame holding n elements of dtype (a
@@ -80,7 +80,7 @@ func Lossless(dtype string, n uint64, frame []byte) ([]byte, error) {
 	if len(frame) < losslessHeaderLen {
 		return nil, fmt.Errorf("%w: lossless header truncated", ErrFormat)
 	}
-	if frame[0] != LosslessVersion {
+	if frame[0] != losslessVersion {
 		return nil, fmt.Errorf("%w: lossless version %d", ErrFormat, frame[0])
 	}
 	if int(frame[1]) != layout {
@@ -90,7 +90,7 @@ func Lossless(dtype string, n uint64, frame []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: lossless frame has %d streams, %s has %d", ErrFormat, frame[2], dtype, w)
 	}
 	off := losslessHeaderLen
-	count, k, err := uvarint(frame[off:])
+	count, k, err := losslessUvarint(frame[off:])
 	if err != nil {
 		return nil, fmt.Errorf("lossless element count: %w", err)
 	}
@@ -101,8 +101,8 @@ func Lossless(dtype string, n uint64, frame []byte) ([]byte, error) {
 
 	// Descriptors. The number of blocks is checked against the bytes left
 	// before anything is sized from n.
-	chunks := n / LosslessChunk
-	if n%LosslessChunk != 0 {
+	chunks := n / losslessChunk
+	if n%losslessChunk != 0 {
 		chunks++
 	}
 	if chunks > uint64(len(frame)-off)/losslessMinBlockBytes/uint64(w) {
@@ -117,7 +117,7 @@ func Lossless(dtype string, n uint64, frame []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w: lossless descriptors truncated", ErrFormat)
 		}
 		method := int(frame[off])
-		l, k, err := uvarint(frame[off+1:])
+		l, k, err := losslessUvarint(frame[off+1:])
 		if err != nil {
 			return nil, fmt.Errorf("lossless block %d length: %w", i, err)
 		}
@@ -126,18 +126,18 @@ func Lossless(dtype string, n uint64, frame []byte) ([]byte, error) {
 		}
 		off += 1 + k
 		c := uint64(i / w)
-		m := int(min(LosslessChunk, n-c*LosslessChunk))
+		m := int(min(losslessChunk, n-c*losslessChunk))
 		length := int(l)
 		switch method {
-		case methodStored:
+		case losslessStored:
 			if length != m {
 				return nil, fmt.Errorf("%w: stored block %d of %d bytes, want %d", ErrFormat, i, length, m)
 			}
-		case methodConstant:
+		case losslessConstant:
 			if length != 1 {
 				return nil, fmt.Errorf("%w: constant block %d of %d bytes", ErrFormat, i, length)
 			}
-		case methodHuff0, methodFSE, methodZstd:
+		case losslessHuff0, losslessFSE, losslessZstd:
 			if length < 1 || length >= m {
 				return nil, fmt.Errorf("%w: coded block %d of %d bytes for %d", ErrFormat, i, length, m)
 			}
@@ -159,7 +159,7 @@ func Lossless(dtype string, n uint64, frame []byte) ([]byte, error) {
 	var out []byte
 	streams := make([][]byte, w)
 	for c := range int(chunks) {
-		m := int(min(LosslessChunk, n-uint64(c)*LosslessChunk))
+		m := int(min(losslessChunk, n-uint64(c)*losslessChunk))
 		for s := range w {
 			d := desc[c*w+s]
 			payload := frame[off : off+d.length]
@@ -172,15 +172,15 @@ func Lossless(dtype string, n uint64, frame []byte) ([]byte, error) {
 		}
 		out = slices.Grow(out, m*w)
 		for i := range m {
-			out = appendElement(out, layout, w, streams, i)
+			out = losslessAppendElement(out, layout, w, streams, i)
 		}
 	}
 	return out, nil
 }
 
-// uvarint reads an unsigned LEB128 integer in its shortest form (no final
+// losslessUvarint reads an unsigned LEB128 integer in its shortest form (no final
 // 0x00 byte after another) that fits in 64 bits.
-func uvarint(p []byte) (uint64, int, error) {
+func losslessUvarint(p []byte) (uint64, int, error) {
 	var v uint64
 	for i := range binary.MaxVarintLen64 {
 		if i >= len(p) {
@@ -206,19 +206,19 @@ func losslessBlock(method int, payload []byte, m int) ([]byte, error) {
 	var b []byte
 	var err error
 	switch method {
-	case methodStored:
+	case losslessStored:
 		b = payload
-	case methodConstant:
+	case losslessConstant:
 		b = make([]byte, m)
 		for i := range b {
 			b[i] = payload[0]
 		}
-	case methodHuff0:
+	case losslessHuff0:
 		b, err = huff0Decode4X(payload, m)
-	case methodFSE:
+	case losslessFSE:
 		b, err = fseDecode(payload, fseMaxAccuracyLog, m)
-	case methodZstd:
-		b, err = zstdBlock(payload, m)
+	case losslessZstd:
+		b, err = losslessZstdBlock(payload, m)
 	}
 	if err != nil {
 		return nil, err
@@ -229,22 +229,23 @@ func losslessBlock(method int, payload []byte, m int) ([]byte, error) {
 	return b, nil
 }
 
-// zstdDecoder decodes method 3 blocks. Its window and output limits are
-// C bytes, so no frame makes it allocate more than a block is worth.
-var zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
+// losslessZstdDecoder decodes method 3 blocks. Its window and output
+// limits are C bytes, so no frame makes it allocate more than a block is
+// worth.
+var losslessZstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
 	return zstd.NewReader(nil,
-		zstd.WithDecoderMaxWindow(LosslessChunk),
-		zstd.WithDecoderMaxMemory(LosslessChunk),
+		zstd.WithDecoderMaxWindow(losslessChunk),
+		zstd.WithDecoderMaxMemory(losslessChunk),
 		zstd.WithDecodeAllCapLimit(true),
 		zstd.WithDecoderLowmem(true),
 		zstd.WithDecoderConcurrency(1),
 	)
 })
 
-// zstdBlock decodes the Zstandard frames of payload, which must give m
+// losslessZstdBlock decodes the Zstandard frames of payload, which must give m
 // bytes.
-func zstdBlock(payload []byte, m int) ([]byte, error) {
-	d, err := zstdDecoder()
+func losslessZstdBlock(payload []byte, m int) ([]byte, error) {
+	d, err := losslessZstdDecoder()
 	if err != nil {
 		return nil, err
 	}
@@ -255,19 +256,19 @@ func zstdBlock(payload []byte, m int) ([]byte, error) {
 	return b, nil
 }
 
-// appendElement rebuilds element i from its byte in each stream and
+// losslessAppendElement rebuilds element i from its byte in each stream and
 // appends it little-endian.
-func appendElement(out []byte, layout, w int, s [][]byte, i int) []byte {
+func losslessAppendElement(out []byte, layout, w int, s [][]byte, i int) []byte {
 	switch layout {
-	case layoutBF16:
+	case losslessBF16:
 		e, sm := uint16(s[0][i]), uint16(s[1][i])
 		v := sm&0x80<<8 | e<<7 | sm&0x7F
 		return binary.LittleEndian.AppendUint16(out, v)
-	case layoutF32:
+	case losslessF32:
 		v := uint32(s[1][i]&0x80)<<24 | uint32(s[0][i])<<23 | uint32(s[1][i]&0x7F)<<16 |
 			uint32(s[2][i])<<8 | uint32(s[3][i])
 		return binary.LittleEndian.AppendUint32(out, v)
-	case layoutF64:
+	case losslessF64:
 		e := uint64(s[1][i]>>4&7)<<8 | uint64(s[0][i])
 		v := uint64(s[1][i]&0x80)<<56 | e<<52 | uint64(s[1][i]&0x0F)<<48
 		for k := 2; k < 8; k++ {

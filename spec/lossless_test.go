@@ -44,17 +44,17 @@ func splitElements(dtype string, data []byte) [][]byte {
 	for i := range n {
 		b := data[i*w : (i+1)*w]
 		switch layout {
-		case layoutBF16:
+		case losslessBF16:
 			v := binary.LittleEndian.Uint16(b)
 			s[0][i] = byte(v >> 7)
 			s[1][i] = byte(v>>8)&0x80 | byte(v)&0x7F
-		case layoutF32:
+		case losslessF32:
 			v := binary.LittleEndian.Uint32(b)
 			s[0][i] = byte(v >> 23)
 			s[1][i] = byte(v>>24)&0x80 | byte(v>>16)&0x7F
 			s[2][i] = byte(v >> 8)
 			s[3][i] = byte(v)
-		case layoutF64:
+		case losslessF64:
 			v := binary.LittleEndian.Uint64(b)
 			e := v >> 52 & 0x7FF
 			s[0][i] = byte(e)
@@ -82,15 +82,15 @@ func buildFrame(t testing.TB, dtype string, data []byte, code coder) []byte {
 	t.Helper()
 	w := losslessDTypes[dtype][1]
 	n := len(data) / w
-	frame := []byte{LosslessVersion, byte(losslessDTypes[dtype][0]), byte(w)}
+	frame := []byte{losslessVersion, byte(losslessDTypes[dtype][0]), byte(w)}
 	frame = binary.AppendUvarint(frame, uint64(n))
 	var payloads []byte
-	for c := 0; c < n; c += LosslessChunk {
-		m := min(LosslessChunk, n-c)
+	for c := 0; c < n; c += losslessChunk {
+		m := min(losslessChunk, n-c)
 		for _, block := range splitElements(dtype, data[c*w:(c+m)*w]) {
 			method, p, ok := code(block)
-			if !ok || (method != methodConstant && method != methodStored && len(p) >= m) {
-				method, p = methodStored, block
+			if !ok || (method != losslessConstant && method != losslessStored && len(p) >= m) {
+				method, p = losslessStored, block
 			}
 			frame = append(frame, byte(method))
 			frame = binary.AppendUvarint(frame, uint64(len(p)))
@@ -100,7 +100,7 @@ func buildFrame(t testing.TB, dtype string, data []byte, code coder) []byte {
 	return append(frame, payloads...)
 }
 
-func storedCoder(b []byte) (int, []byte, bool) { return methodStored, b, true }
+func storedCoder(b []byte) (int, []byte, bool) { return losslessStored, b, true }
 
 func constantCoder(b []byte) (int, []byte, bool) {
 	for _, v := range b {
@@ -108,7 +108,7 @@ func constantCoder(b []byte) (int, []byte, bool) {
 			return 0, nil, false
 		}
 	}
-	return methodConstant, b[:1], true
+	return losslessConstant, b[:1], true
 }
 
 // huff0Coder codes with huff0 at the given table log (0: the default).
@@ -116,7 +116,7 @@ func huff0Coder(tableLog uint8) coder {
 	return func(b []byte) (int, []byte, bool) {
 		s := &huff0.Scratch{TableLog: tableLog, Reuse: huff0.ReusePolicyNone}
 		out, _, err := huff0.Compress4X(b, s)
-		return methodHuff0, bytes.Clone(out), err == nil
+		return losslessHuff0, bytes.Clone(out), err == nil
 	}
 }
 
@@ -124,7 +124,7 @@ func huff0Coder(tableLog uint8) coder {
 func fseCoder(tableLog uint8) coder {
 	return func(b []byte) (int, []byte, bool) {
 		out, err := fse.Compress(b, &fse.Scratch{TableLog: tableLog})
-		return methodFSE, bytes.Clone(out), err == nil
+		return losslessFSE, bytes.Clone(out), err == nil
 	}
 }
 
@@ -132,16 +132,16 @@ func fseCoder(tableLog uint8) coder {
 // concatenation the writer never makes.
 func zstdCoder(level zstd.EncoderLevel, split bool) coder {
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(LosslessChunk), zstd.WithEncoderCRC(!split), zstd.WithSingleSegment(!split))
+		zstd.WithWindowSize(losslessChunk), zstd.WithEncoderCRC(!split), zstd.WithSingleSegment(!split))
 	if err != nil {
 		panic(err)
 	}
 	return func(b []byte) (int, []byte, bool) {
 		if !split {
-			return methodZstd, enc.EncodeAll(b, nil), true
+			return losslessZstd, enc.EncodeAll(b, nil), true
 		}
 		h := len(b) / 2
-		return methodZstd, enc.EncodeAll(b[h:], enc.EncodeAll(b[:h], nil)), true
+		return losslessZstd, enc.EncodeAll(b[h:], enc.EncodeAll(b[:h], nil)), true
 	}
 }
 
@@ -228,7 +228,7 @@ func testData(dtype string, r *rand.Rand) map[string][]byte {
 		}(),
 	}
 	if !testing.Short() {
-		in["chunk+3"] = floats(LosslessChunk+3, 0.01)
+		in["chunk+3"] = floats(losslessChunk+3, 0.01)
 	}
 	return in
 }
@@ -267,7 +267,7 @@ func TestLosslessForcedMethods(t *testing.T) {
 			// that always refuses cannot make the test pass vacuously.
 			counting := func(b []byte) (int, []byte, bool) {
 				m, p, ok := code(b)
-				if ok && (m == methodConstant || m == methodStored || len(p) < len(b)) {
+				if ok && (m == losslessConstant || m == losslessStored || len(p) < len(b)) {
 					seen[name]++
 				}
 				return m, p, ok
@@ -385,7 +385,7 @@ func frameCount(frame []byte) (uint64, bool) {
 	if len(frame) <= losslessHeaderLen {
 		return 0, false
 	}
-	n, _, err := uvarint(frame[losslessHeaderLen:])
+	n, _, err := losslessUvarint(frame[losslessHeaderLen:])
 	return n, err == nil
 }
 
@@ -545,7 +545,7 @@ func TestLosslessHostile(t *testing.T) {
 // bytes cannot back are refused, by both decoders, without allocating for
 // them.
 func TestLosslessHugeCount(t *testing.T) {
-	for _, n := range []uint64{1 << 30, 1 << 40, math.MaxUint64, LosslessChunk * 3} {
+	for _, n := range []uint64{1 << 30, 1 << 40, math.MaxUint64, losslessChunk * 3} {
 		frame := binary.AppendUvarint([]byte{1, 3, 8}, n)
 		frame = append(frame, 4, 1, 4, 1, 4, 1, 0, 0, 0) // three constant blocks, far too few
 		var before, after runtime.MemStats
@@ -592,10 +592,10 @@ func FuzzBlockDifferential(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, payload []byte, method uint8, extra uint16) {
 		m := len(payload) + 1 + int(extra)
-		if m > LosslessChunk {
+		if m > losslessChunk {
 			return
 		}
-		frame := binary.AppendUvarint([]byte{LosslessVersion, layoutPlanes, 1}, uint64(m))
+		frame := binary.AppendUvarint([]byte{losslessVersion, losslessPlanes, 1}, uint64(m))
 		frame = append(frame, method%5)
 		frame = binary.AppendUvarint(frame, uint64(len(payload)))
 		compareDecoders(t, "U8", uint64(m), append(frame, payload...))

@@ -274,3 +274,56 @@ func writeTensor(w *MsgWriter, t *Tensor) {
 		}
 	}
 }
+
+// Clone returns a deep copy of t: changing the copy never changes t.
+func (t *Tensor) Clone() Tensor {
+	c := *t
+	c.Shape = append([]uint64(nil), t.Shape...)
+	c.Params = cloneBytes(t.Params)
+	c.Groups = append([]Group(nil), t.Groups...)
+	if t.Aux != nil {
+		c.Aux = make([]NamedSection, len(t.Aux))
+		for i, a := range t.Aux {
+			a.Inline = cloneBytes(a.Inline)
+			c.Aux[i] = a
+		}
+	}
+	return c
+}
+
+// Clone returns a deep copy of x: changing the copy never changes x.
+func (x *Index) Clone() *Index {
+	c := &Index{Sources: append([]Source(nil), x.Sources...)}
+	if x.Metadata != nil {
+		c.Metadata = make(map[string]string, len(x.Metadata))
+		for k, v := range x.Metadata {
+			c.Metadata[k] = v
+		}
+	}
+	if x.Blobs != nil {
+		c.Blobs = make([]Blob, len(x.Blobs))
+		for i, b := range x.Blobs {
+			if b.Section != nil {
+				s := *b.Section
+				b.Section = &s
+			}
+			c.Blobs[i] = b
+		}
+	}
+	if x.Tensors != nil {
+		c.Tensors = make([]Tensor, len(x.Tensors))
+		for i := range x.Tensors {
+			c.Tensors[i] = x.Tensors[i].Clone()
+		}
+	}
+	return c
+}
+
+// cloneBytes copies b, keeping nil nil and empty empty (the index tells
+// an absent value from an empty one).
+func cloneBytes(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte{}, b...)
+}

@@ -2,6 +2,7 @@ package conformance_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -134,7 +135,7 @@ func TestGoldens(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := r.Verify(true); err != nil {
+			if err := r.Verify(context.Background(), &reader.VerifyOptions{Deep: true}); err != nil {
 				t.Fatal(err)
 			}
 			got, err := conformance.TensorHashes(b)
@@ -170,8 +171,8 @@ func TestInvalid(t *testing.T) {
 				t.Fatal("NewReader returned a reader and an error")
 			}
 			if err == nil {
-				if err = r.Verify(false); err == nil && want.Deep {
-					err = r.Verify(true)
+				if err = r.Verify(context.Background(), nil); err == nil && want.Deep {
+					err = r.Verify(context.Background(), &reader.VerifyOptions{Deep: true})
 				}
 			}
 			if err == nil {
@@ -205,7 +206,7 @@ func everyByteFlip(t *testing.T, path string, masks ...byte) {
 			c[i] ^= mask
 			r, err := open(t, c)
 			if err == nil {
-				err = r.Verify(true)
+				err = r.Verify(context.Background(), &reader.VerifyOptions{Deep: true})
 			}
 			if err == nil {
 				t.Fatalf("flipping byte %d (%#x) with %#02x went unnoticed", i, i, mask)
@@ -227,7 +228,7 @@ func TestEveryTruncation(t *testing.T) {
 	for n := 0; n < len(b); n++ {
 		r, err := open(t, b[:n])
 		if err == nil {
-			err = r.Verify(true)
+			err = r.Verify(context.Background(), &reader.VerifyOptions{Deep: true})
 		}
 		if err == nil {
 			t.Fatalf("truncated to %d bytes: accepted", n)

@@ -2,6 +2,7 @@ package convert_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,7 +44,7 @@ func roundTrip(t *testing.T, in, id string) ([]byte, int64) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if err := r.Verify(true); err != nil {
+	if err := r.Verify(context.Background(), &reader.VerifyOptions{Deep: true}); err != nil {
 		t.Fatal(err)
 	}
 	back := filepath.Join(dir, "back.safetensors")

@@ -1,9 +1,3 @@
-// Package reader reads .nwc files lazily through an io.ReaderAt. Opening a
-// file reads only its preamble, trailer and index; a tensor's bytes are read
-// and decoded when asked for, one chunk group at a time, in parallel.
-//
-// The format is specified in FORMAT.md. This package reads version 1 files
-// of any minor version. A Reader is safe for concurrent use.
 package reader
 
 import (
@@ -11,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
 	"sync"
@@ -26,11 +21,18 @@ type Options struct {
 	// Concurrency is the number of chunk groups decoded at once; 0 means
 	// GOMAXPROCS.
 	Concurrency int
+	// Mmap asks Open to map the file into memory, so that raw tensors are
+	// handed out without a copy (Tensor.RawBytes) and reads cost no system
+	// call. Where mapping is not available (not a Unix system, a file too
+	// large for the address space) Open reads through the file instead.
+	// NewReader ignores it.
+	Mmap bool
 }
 
 // A Reader gives access to the tensors of one .nwc file.
 type Reader struct {
 	r        io.ReaderAt
+	mapped   *mapping // nil unless the file is mapped
 	size     int64
 	preamble format.Preamble
 	trailer  format.Trailer
@@ -146,13 +148,22 @@ func (rd *Reader) readAt(b []byte, off int64) error {
 // readSection reads a section and checks its CRC32C.
 func (rd *Reader) readSection(s format.Section, what string) ([]byte, error) {
 	b := make([]byte, s.Length) // within the file: checked by Validate
-	if err := rd.readAt(b, int64(s.Offset)); err != nil {
+	if err := rd.readSectionInto(b, s, what); err != nil {
 		return nil, err
 	}
-	if got := format.CRC(b); got != s.CRC {
-		return nil, &format.ChecksumError{What: what, Off: int64(s.Offset), Want: s.CRC, Got: got}
-	}
 	return b, nil
+}
+
+// readSectionInto reads a section into b, of its length, and checks its
+// CRC32C.
+func (rd *Reader) readSectionInto(b []byte, s format.Section, what string) error {
+	if err := rd.readAt(b, int64(s.Offset)); err != nil {
+		return err
+	}
+	if got := format.CRC(b); got != s.CRC {
+		return &format.ChecksumError{What: what, Off: int64(s.Offset), Want: s.CRC, Got: got}
+	}
+	return nil
 }
 
 // Version returns the file's major and minor format version.
@@ -166,15 +177,16 @@ func (rd *Reader) Alignment() int { return 1 << rd.preamble.AlignLog2 }
 // Size returns the file size.
 func (rd *Reader) Size() int64 { return rd.size }
 
-// Index returns the parsed index. The caller must not modify it.
-func (rd *Reader) Index() *format.Index { return rd.index }
+// Index returns a copy of the parsed index; changing it changes nothing in
+// the Reader. It copies every entry: use Tensors, Tensor and Metadata
+// for single lookups.
+func (rd *Reader) Index() *format.Index { return rd.index.Clone() }
 
-// Metadata returns the file's metadata map (nil if it has none). The caller
-// must not modify it.
-func (rd *Reader) Metadata() map[string]string { return rd.index.Metadata }
+// Metadata returns a copy of the file's metadata map, nil if it has none.
+func (rd *Reader) Metadata() map[string]string { return maps.Clone(rd.index.Metadata) }
 
-// Tensors returns the tensors in file order.
-func (rd *Reader) Tensors() []*Tensor { return rd.tensors }
+// Tensors returns the tensors in file order, in a new slice.
+func (rd *Reader) Tensors() []*Tensor { return append([]*Tensor(nil), rd.tensors...) }
 
 // Tensor returns the tensor called name, or an error wrapping
 // format.ErrNotFound.
@@ -245,7 +257,8 @@ type ReadCloser struct {
 	f *os.File
 }
 
-// Open opens the .nwc file at path.
+// Open opens the .nwc file at path. With opts.Mmap the file is mapped
+// into memory until Close.
 func Open(path string, opts *Options) (*ReadCloser, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -256,15 +269,38 @@ func Open(path string, opts *Options) (*ReadCloser, error) {
 		f.Close()
 		return nil, err
 	}
-	r, err := NewReader(f, fi.Size(), opts)
+	var ra io.ReaderAt = f
+	var m *mapping
+	if opts != nil && opts.Mmap {
+		// A file that cannot be mapped is still read, through f.
+		if m, err = mmapFile(f, fi.Size()); err == nil {
+			ra = m
+		}
+	}
+	r, err := NewReader(ra, fi.Size(), opts)
 	if err != nil {
+		if m != nil {
+			m.close()
+		}
 		f.Close()
 		return nil, err
 	}
+	r.mapped = m
 	return &ReadCloser{Reader: r, f: f}, nil
 }
 
-// Close closes the file.
-func (rc *ReadCloser) Close() error { return rc.f.Close() }
+// Mapped reports whether the file is mapped into memory (see
+// Options.Mmap).
+func (rd *Reader) Mapped() bool { return rd.mapped != nil }
+
+// Close unmaps and closes the file. Slices returned by Tensor.RawBytes
+// that refer to the mapping must not be used after Close.
+func (rc *ReadCloser) Close() error {
+	var err error
+	if rc.mapped != nil {
+		err = rc.mapped.close()
+	}
+	return errors.Join(err, rc.f.Close())
+}
 
 var _ codec.Env = (*tensorEnv)(nil)

@@ -2,6 +2,7 @@ package reader_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -226,7 +227,7 @@ func FuzzReader(f *testing.F) {
 			}
 			return
 		}
-		_ = r.Verify(false)
+		_ = r.Verify(context.Background(), nil)
 		for _, tt := range r.Tensors() {
 			if out, err := tt.Bytes(); err == nil && uint64(len(out)) != tt.NumElements()*uint64(tt.DType().Size()) {
 				t.Fatalf("%s: decoded %d bytes", tt.Name(), len(out))
@@ -259,7 +260,7 @@ func TestBlobSHA256Mismatch(t *testing.T) {
 			t.Errorf("decoding %s: %v, want a checksum error", tn.Name(), err)
 		}
 	}
-	if err := open().Verify(false); !errors.Is(err, format.ErrChecksum) {
+	if err := open().Verify(context.Background(), nil); !errors.Is(err, format.ErrChecksum) {
 		t.Errorf("Verify: %v, want a checksum error", err)
 	}
 }

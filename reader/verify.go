@@ -1,6 +1,7 @@
 package reader
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -11,13 +12,29 @@ import (
 	"github.com/nwcodec/nwc/format"
 )
 
+// VerifyOptions configure Reader.Verify. The zero value (or nil) checks
+// checksums, blob digests and padding only.
+type VerifyOptions struct {
+	// Deep also decodes every tensor, group by group, finding what only
+	// decoding can: codec parameters or payloads that are well-formed
+	// sections but invalid data.
+	Deep bool
+}
+
 // Verify checks what opening the file did not: the CRC32C of every
 // section, the SHA-256 of every stored blob and that every padding byte is
-// zero, so that any damaged byte of the file is found. With deep set it
-// also decodes every tensor. It returns all problems found, joined in the
-// order of FORMAT.md §6 (file order, then tensors), so that the first one
-// decides format.Class; each names the section or tensor and offset.
-func (rd *Reader) Verify(deep bool) error {
+// zero, so that any damaged byte of the file is found. With opts.Deep it
+// also decodes every tensor, holding no more than Options.Concurrency
+// chunk groups at once. It returns all problems found, joined in the order
+// of FORMAT.md §6 (file order, then tensors), so that the first one
+// decides format.Class; each names the section or tensor and offset. ctx
+// is checked between sections and groups; when it is done Verify returns
+// its error alone.
+func (rd *Reader) Verify(ctx context.Context, opts *VerifyOptions) error {
+	var o VerifyOptions
+	if opts != nil {
+		o = *opts
+	}
 	var errs []error
 	secs := rd.index.Sections()
 	sort.Slice(secs, func(i, j int) bool { return secs[i].Offset < secs[j].Offset })
@@ -29,6 +46,9 @@ func (rd *Reader) Verify(deep bool) error {
 	}
 	prevEnd := uint64(format.PreambleLen)
 	for _, s := range secs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if err := rd.checkZero(prevEnd, s.Offset); err != nil {
 			errs = append(errs, err)
 		}
@@ -41,9 +61,13 @@ func (rd *Reader) Verify(deep bool) error {
 	if err := rd.checkZero(prevEnd, rd.trailer.IndexOffset); err != nil {
 		errs = append(errs, err)
 	}
-	if deep {
+	if o.Deep {
 		for _, t := range rd.tensors {
-			if _, err := t.Bytes(); err != nil {
+			err := t.decodeRange(ctx, 0, t.e.NumElements(), sink{})
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				return ctxErr
+			}
+			if err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -2,6 +2,7 @@ package writer_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -61,7 +62,7 @@ func TestDeterministic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Verify(true); err != nil {
+	if err := r.Verify(context.Background(), &reader.VerifyOptions{Deep: true}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -308,7 +309,7 @@ func TestPlainIndex(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := r.Verify(true); err != nil {
+		if err := r.Verify(context.Background(), &reader.VerifyOptions{Deep: true}); err != nil {
 			t.Fatal(err)
 		}
 		tn, err := r.Tensor("layers.39.weight")

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -83,7 +84,7 @@ func verify(path string, deep bool) result {
 	if err == nil {
 		defer r.Close()
 		res.Tensors = len(r.Tensors())
-		err = r.Verify(deep)
+		err = r.Verify(context.Background(), &reader.VerifyOptions{Deep: deep})
 	}
 	if err == nil {
 		res.Valid = true

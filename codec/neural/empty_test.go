@@ -35,7 +35,7 @@ func TestEmptyTensor(t *testing.T) {
 		t.Fatalf("empty tensor decoded to %d bytes, %v", len(b), err)
 	}
 	c, _ := codec.Lookup("nwc")
-	e := *tt.Entry()
+	e := tt.Entry()
 	e.Aux = []format.NamedSection{{Name: "scales", Inline: []byte{0, 0}}}
 	if _, err := c.NewDecoder(&e, nil); !errors.Is(err, format.ErrFormat) {
 		t.Fatalf("empty tensor with aux: %v", err)

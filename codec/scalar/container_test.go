@@ -2,6 +2,7 @@ package scalar_test
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"math"
@@ -110,7 +111,7 @@ func TestGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := rd.Verify(true); err != nil {
+	if err := rd.Verify(context.Background(), &reader.VerifyOptions{Deep: true}); err != nil {
 		t.Fatal(err)
 	}
 	for i, s := range goldenSpecs() {

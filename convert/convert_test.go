@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -232,27 +231,4 @@ func TestFailureLeavesNothing(t *testing.T) {
 	if err := convert.ToSafetensors(nil, out, "f8"); err == nil {
 		t.Fatal("unknown output dtype accepted")
 	}
-}
-
-func ExampleToNWC() {
-	dir, _ := os.MkdirTemp("", "nwc-example")
-	defer os.RemoveAll(dir)
-	in := filepath.Join(dir, "model.safetensors")
-	h := &safetensors.Header{Metadata: map[string]string{"format": "pt"},
-		Tensors: []safetensors.TensorInfo{{Name: "w", DType: safetensors.F32, Shape: []int64{2, 2}}}}
-	safetensors.WriteFile(in, h, func(string) ([]byte, error) { return make([]byte, 16), nil })
-
-	src, _ := safetensors.Open(in)
-	defer src.Close()
-	st, err := convert.ToNWC(src, filepath.Join(dir, "model.nwc"), &convert.Options{Codec: codec.Lossless})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	r, _ := reader.Open(filepath.Join(dir, "model.nwc"), nil)
-	defer r.Close()
-	w, _ := r.Tensor("w")
-	vals, _ := w.Float32()
-	fmt.Println(st.Tensors, w.Shape(), vals, r.Metadata()["format"])
-	// Output: 1 [2 2] [0 0 0 0] pt
 }

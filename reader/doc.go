@@ -15,16 +15,16 @@
 // the tensor's own element type or F32, F16 or BF16, converted as package
 // dtype documents: exact widening, else round to nearest even, once. A
 // file opened with Options.Mmap hands out raw tensors without a copy
-// (Tensor.RawBytes).
+// (Tensor.RawBytes); such slices are read-only and valid until Close.
 //
 // Every section's CRC32C is checked before its bytes are used; a tensor
 // whose data is damaged returns an error wrapping format.ErrChecksum.
 // Reader.Verify checks the whole file, and with VerifyOptions.Deep decodes
 // every tensor.
 //
-// Calls that may take long (decoding a tensor, Verify, reading a stream)
-// take a context.Context first and check it between chunk groups; Bytes,
-// Float32, RowBytes and RowFloat32 are shorthands that use
+// Calls that may take long (decoding a tensor, Verify, Tensor.Open for the
+// stream's life) take a context.Context first and check it between chunk
+// groups; Bytes, Float32, RowBytes and RowFloat32 are shorthands that use
 // context.Background.
 //
 // A Reader and its Tensors are safe for concurrent use by multiple

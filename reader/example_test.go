@@ -59,38 +59,57 @@ func Example() {
 	}
 	fmt.Println("metadata:", r.Metadata())
 
-	w, _ := r.Tensor("w")
+	w, err := r.Tensor("w")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	all := make([]float32, w.NumElements())
-	if err := w.Float32Into(ctx, all); err != nil { // BF16 → F32 is exact
+	err = w.Float32Into(ctx, all) // groups decoded in parallel into all; BF16 → F32 is exact
+	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	fmt.Println("w as float32:", all)
 
 	row := make([]byte, w.Cols()*2)
-	if err := w.DecodeRowsInto(ctx, 1, 2, row, format.F16); err != nil { // only the groups holding row 1
+	err = w.DecodeRowsInto(ctx, 1, 2, row, format.F16) // reads only the groups holding row 1
+	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	fmt.Printf("row 1 as F16: % x\n", row)
 
-	s, _ := w.Open(ctx, format.F32) // group by group, a few groups in memory
-	n, _ := io.Copy(io.Discard, s)
+	s, err := w.Open(ctx, format.F32) // an io.ReadCloser holding a few groups at a time
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	n, err := io.Copy(io.Discard, s)
 	s.Close()
-	fmt.Println("streamed bytes:", n)
+	fmt.Println("streamed bytes:", n, err)
 
-	b, _ := r.Tensor("b")
-	raw, _ := b.RawBytes(ctx) // in the mapping: valid until r.Close
+	b, err := r.Tensor("b")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	raw, err := b.RawBytes(ctx) // a raw tensor: the mapping itself, valid until r.Close
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	fmt.Printf("b in place: %v, % x\n", b.InPlace() || !r.Mapped(), raw)
 
-	fmt.Println("verify:", r.Verify(ctx, &reader.VerifyOptions{Deep: true}))
+	err = r.Verify(ctx, &reader.VerifyOptions{Deep: true}) // every checksum and padding byte; Deep decodes all
+	fmt.Println("verify:", err)
 	// Output:
 	// w BF16 [3 2] lossless
 	// b F32 [2] raw
 	// metadata: map[format:pt]
 	// w as float32: [1 2 3 -1 0.5 0.25]
 	// row 1 as F16: 00 42 00 bc
-	// streamed bytes: 24
+	// streamed bytes: 24 <nil>
 	// b in place: true, 00 00 80 3f 00 00 00 40
 	// verify: <nil>
 }

@@ -43,7 +43,8 @@ func Convert(dst []byte, to format.DType, src []byte, from format.DType) ([]byte
 		dst = nd
 	}
 	odd := from == format.F64 && to.IsFloat() && ts < 4
-	buf := make([]float32, 0, min(n, convertBlock))
+	var block [convertBlock]float32 // stays on the stack
+	buf := block[:0]
 	for i := 0; i < n; i += convertBlock {
 		j := min(i+convertBlock, n)
 		var err error

@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"testing"
 	"testing/iotest"
 
@@ -492,5 +493,36 @@ func TestReturnedValuesAreCopies(t *testing.T) {
 	}
 	if got, err := tt.Bytes(); err != nil || !bytes.Equal(got, wantBytes) {
 		t.Errorf("decoding after the changes: %v", err)
+	}
+}
+
+// TestDecodeIntoAllocations: decoding into the caller's buffer allocates
+// per chunk group, never a copy of the whole tensor, whether it converts
+// or not.
+func TestDecodeIntoAllocations(t *testing.T) {
+	specs := []tensorSpec{
+		{"raw", codec.Raw, format.F32, []uint64{256, 256}, codec.EncodeOptions{GroupBytes: 16 << 10}},
+		{"lossless", codec.Lossless, format.BF16, []uint64{256, 256}, codec.EncodeOptions{GroupBytes: 16 << 10}},
+	}
+	r := openBytes(t, buildFile(t, specs, nil), &reader.Options{Concurrency: 1})
+	ctx := context.Background()
+	for _, tt := range r.Tensors() {
+		for _, dt := range []format.DType{tt.DType(), format.F32, format.BF16} {
+			dst := make([]byte, tt.NumElements()*uint64(dt.Size()))
+			if err := tt.DecodeInto(ctx, dst, dt); err != nil { // warms the decoder and the pools
+				t.Fatal(err)
+			}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			if err := tt.DecodeInto(ctx, dst, dt); err != nil {
+				t.Fatal(err)
+			}
+			runtime.ReadMemStats(&after)
+			got := after.TotalAlloc - before.TotalAlloc
+			t.Logf("%s as %s: %d bytes allocated for %d decoded", tt.Name(), dt, got, len(dst))
+			if got > uint64(len(dst))/4 {
+				t.Errorf("%s as %s: allocated %d bytes decoding %d", tt.Name(), dt, got, len(dst))
+			}
+		}
 	}
 }

@@ -125,9 +125,10 @@ func (s *stream) decode(i int) (*[]byte, error) {
 	if t.e.Codec == codec.Raw && g.Length == uint64(len(*buf)) {
 		err = t.r.readSectionInto(*buf, g.Section, t.groupWhat(i))
 	} else {
-		var payload []byte
-		if payload, err = t.r.readSection(g.Section, t.groupWhat(i)); err == nil {
-			err = t.wrap(s.dec.DecodeGroup(i, payload, *buf), i)
+		var payload *[]byte
+		if payload, err = t.readPayload(i); err == nil {
+			err = t.wrap(s.dec.DecodeGroup(i, *payload, *buf), i)
+			putBuf(payload)
 		}
 	}
 	if err != nil || s.dt == t.e.DType {

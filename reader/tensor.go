@@ -328,19 +328,21 @@ func (t *Tensor) decodeGroup(dec codec.GroupDecoder, i int, e0, e1 uint64, s sin
 			// straight into dst.
 			return t.r.readSectionInto(dst, g.Section, t.groupWhat(i))
 		}
-		payload, err := t.r.readSection(g.Section, t.groupWhat(i))
+		payload, err := t.readPayload(i)
 		if err != nil {
 			return err
 		}
-		return t.wrap(dec.DecodeGroup(i, payload, dst), i)
+		defer putBuf(payload)
+		return t.wrap(dec.DecodeGroup(i, *payload, dst), i)
 	}
-	payload, err := t.r.readSection(g.Section, t.groupWhat(i))
+	payload, err := t.readPayload(i)
 	if err != nil {
 		return err
 	}
+	defer putBuf(payload)
 	buf := getBuf((g.End - gs) * size)
 	defer putBuf(buf)
-	if err := dec.DecodeGroup(i, payload, *buf); err != nil {
+	if err := dec.DecodeGroup(i, *payload, *buf); err != nil {
 		return t.wrap(err, i)
 	}
 	part := (*buf)[(lo-gs)*size : (hi-gs)*size]
@@ -354,6 +356,18 @@ func (t *Tensor) decodeGroup(dec codec.GroupDecoder, i int, e0, e1 uint64, s sin
 		_, err = dtype.Convert(s.b[(lo-e0)*osz:(lo-e0)*osz:(hi-e0)*osz], s.dt, part, t.e.DType)
 	}
 	return err
+}
+
+// readPayload reads group i's checked payload into a pooled buffer: the
+// decoders keep nothing of it once DecodeGroup returns.
+func (t *Tensor) readPayload(i int) (*[]byte, error) {
+	g := t.e.Groups[i]
+	p := getBuf(g.Length) // within the file: checked by Validate
+	if err := t.r.readSectionInto(*p, g.Section, t.groupWhat(i)); err != nil {
+		putBuf(p)
+		return nil, err
+	}
+	return p, nil
 }
 
 func (t *Tensor) groupWhat(i int) string { return fmt.Sprintf("tensor %q group %d", t.e.Name, i) }

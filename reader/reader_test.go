@@ -15,6 +15,7 @@ import (
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/conformance"
+	"github.com/nwcodec/nwc/dtype"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/reader"
 	"github.com/nwcodec/nwc/writer"
@@ -229,8 +230,26 @@ func FuzzReader(f *testing.F) {
 		}
 		_ = r.Verify(context.Background(), nil)
 		for _, tt := range r.Tensors() {
-			if out, err := tt.Bytes(); err == nil && uint64(len(out)) != tt.NumElements()*uint64(tt.DType().Size()) {
+			out, err := tt.Bytes()
+			if err == nil && uint64(len(out)) != tt.NumElements()*uint64(tt.DType().Size()) {
 				t.Fatalf("%s: decoded %d bytes", tt.Name(), len(out))
+			}
+			// The stream decodes the same groups: same success, same
+			// bytes once converted.
+			rc, serr := tt.Open(context.Background(), format.BF16)
+			var got []byte
+			if serr == nil {
+				got, serr = io.ReadAll(rc)
+				rc.Close()
+			}
+			if (serr == nil) != (err == nil) {
+				t.Fatalf("%s: Bytes error %v, stream error %v", tt.Name(), err, serr)
+			}
+			if err == nil {
+				want, _ := dtype.Convert(nil, format.BF16, out, tt.DType())
+				if !bytes.Equal(got, want) {
+					t.Fatalf("%s: stream differs from Bytes", tt.Name())
+				}
 			}
 		}
 	})

@@ -100,7 +100,7 @@ func ParseTrailer(b []byte, off int64, size int64) (Trailer, error) {
 	if t.FileSize != uint64(size) {
 		return t, Errorf(off+16, "trailer records a file of %d bytes, have %d (truncated or appended to)", t.FileSize, size)
 	}
-	if t.IndexOffset < PreambleLen || t.IndexLength > uint64(size) || t.IndexOffset+t.IndexLength != uint64(off) {
+	if t.IndexOffset < PreambleLen || t.IndexOffset > uint64(off) || t.IndexLength > uint64(size) || t.IndexOffset+t.IndexLength != uint64(off) {
 		return t, Errorf(off, "index [%#x, +%d) does not end at the trailer (%#x)", t.IndexOffset, t.IndexLength, off)
 	}
 	return t, nil

@@ -243,12 +243,14 @@ func (t *Tensor) decodeRange(ctx context.Context, e0, e1 uint64, s sink) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if e0 == e1 {
-		return nil
-	}
+	// The decoder checks the entry (params, aux data, blob) even when no
+	// element is wanted: an empty tensor's entry must be valid too.
 	dec, err := t.decoder()
 	if err != nil {
 		return err
+	}
+	if e0 == e1 {
+		return nil
 	}
 	first, end := t.groupRange(e0, e1)
 	workers := min(t.r.opts.Concurrency, end-first)

@@ -58,6 +58,10 @@ func DecompressIndex(stored []byte, off int64, limit int64) ([]byte, error) {
 	if h.FrameContentSize > uint64(limit) {
 		return nil, &LimitError{What: "index size", Value: h.FrameContentSize, Limit: uint64(limit)}
 	}
+	// DecodeAll would also decode (or skip) frames after the first one.
+	if n, ok := frameLen(stored, h); !ok || n != len(stored) {
+		return nil, Errorf(off, "compressed index is not exactly one zstd frame")
+	}
 	indexDecoderOnce.Do(func() {
 		// With the cap limit DecodeAll never grows its output past the
 		// capacity given, the first frame's declared size, whatever
@@ -72,4 +76,33 @@ func DecompressIndex(stored []byte, off int64, limit int64) ([]byte, error) {
 		return nil, Errorf(off, "compressed index holds %d bytes, declares %d", len(out), h.FrameContentSize)
 	}
 	return out, nil
+}
+
+// frameLen returns the length of the zstd frame at the start of b whose
+// header is h, walking its block headers (RFC 8878 §3.1.1.2), or false if
+// b ends first.
+func frameLen(b []byte, h zstd.Header) (int, bool) {
+	p := h.HeaderSize
+	for {
+		if len(b)-p < 3 {
+			return 0, false
+		}
+		bh := uint32(b[p]) | uint32(b[p+1])<<8 | uint32(b[p+2])<<16
+		p += 3
+		n := int(bh >> 3)
+		if bh>>1&3 == 1 { // an RLE block stores one byte
+			n = 1
+		}
+		if len(b)-p < n {
+			return 0, false
+		}
+		p += n
+		if bh&1 != 0 {
+			break
+		}
+	}
+	if h.HasCheckSum {
+		p += 4
+	}
+	return p, p <= len(b)
 }

@@ -1,3 +1,5 @@
+//go:build !specstandin
+
 package spec
 
 import "fmt"

@@ -40,8 +40,10 @@ func builtinBlobs(t testing.TB) map[[32]byte][]byte {
 // decoded is one decoder's view of a file: its tensors in order, or the
 // class of its error.
 type decoded struct {
-	Tensors []decodedTensor
-	Class   string
+	Metadata map[string]string
+	Sources  [][]byte // the verbatim headers
+	Tensors  []decodedTensor
+	Class    string
 }
 
 type decodedTensor struct {
@@ -58,7 +60,12 @@ func fastDecode(b []byte) (decoded, error) {
 		return decoded{Class: format.Class(err)}, err
 	}
 	errs := []error{r.Verify(false)}
-	var d decoded
+	d := decoded{Metadata: r.Metadata()}
+	for i := range r.Index().Sources {
+		h, err := r.SourceHeader(i)
+		errs = append(errs, err)
+		d.Sources = append(d.Sources, h)
+	}
 	for _, t := range r.Tensors() {
 		data, err := t.Bytes()
 		errs = append(errs, err)
@@ -75,7 +82,10 @@ func specDecode(b []byte, builtin map[[32]byte][]byte) (decoded, error) {
 	if err != nil {
 		return decoded{Class: spec.Class(err)}, err
 	}
-	var d decoded
+	d := decoded{Metadata: f.Metadata}
+	for _, s := range f.Sources {
+		d.Sources = append(d.Sources, s.Header)
+	}
 	for _, t := range f.Tensors {
 		d.Tensors = append(d.Tensors, decodedTensor{t.Name, t.DType, append([]uint64{}, t.Shape...), t.Data})
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/reader"
 )
 
@@ -41,6 +42,11 @@ func FuzzDifferential(f *testing.F) {
 			}
 			f.Add(b, uint8(0))
 			f.Add(b, uint8(fixPreamble|fixTrailer|fixLengths|fixSections))
+			// The writer compresses most indexes, where a mutation
+			// rarely survives decompression: fuzz them stored plain too.
+			if u := uncompressIndex(b); u != nil {
+				f.Add(u, uint8(fixPreamble|fixTrailer|fixLengths|fixSections))
+			}
 		}
 	}
 	builtin := builtinBlobs(f)
@@ -60,6 +66,28 @@ func FuzzDifferential(f *testing.F) {
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// uncompressIndex returns the file b with its compressed index stored as
+// plain msgpack (a valid file if b was), or nil if b's index is not
+// compressed or not found.
+func uncompressIndex(b []byte) []byte {
+	if len(b) < 72 {
+		return nil
+	}
+	le := binary.LittleEndian
+	t := b[len(b)-40:]
+	ioff, ilen := le.Uint64(t), le.Uint64(t[8:])
+	if ioff < 32 || ioff > uint64(len(b)-40) || ilen != uint64(len(b)-40)-ioff || !format.IndexCompressed(b[ioff:ioff+ilen]) {
+		return nil
+	}
+	ix, err := format.DecompressIndex(b[ioff:ioff+ilen], 0, format.DefaultMaxIndexSize)
+	if err != nil {
+		return nil
+	}
+	out := append(bytes.Clone(b[:ioff]), ix...)
+	tr := format.Trailer{IndexOffset: ioff, IndexLength: uint64(len(ix)), FileSize: uint64(len(out) + 40), IndexCRC: format.CRC(ix)}.Marshal()
+	return append(out, tr[:]...)
+}
 
 // fixUp recomputes the checksums and lengths mode selects, where the
 // bytes still locate them.

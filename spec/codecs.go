@@ -9,6 +9,13 @@ import (
 // they were converted from.
 func decodeTensor(t *tensorEntry, env *fileEnv) ([]byte, []float32, error) {
 	switch t.codec {
+	case "raw", "lossless", "ecsq", "tcq", "rtn", "q4k":
+		// Only nwc reads a blob (§5.2).
+		if t.blob >= 0 {
+			return nil, nil, formatErr("codec %s takes no blob", t.codec)
+		}
+	}
+	switch t.codec {
 	case "raw", "lossless":
 		b, err := decodeBitExact(t, env)
 		return b, nil, err

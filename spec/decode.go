@@ -56,65 +56,56 @@ const (
 // its bytes (§5.1, §7.7.2); a blob entry without a section is resolved
 // there, or its tensors are unsupported.
 //
-// Errors wrap ErrFormat, ErrChecksum, ErrUnsupported or ErrLimit. Problems
-// of the preamble, trailer and index stop decoding at the first one. Once
-// the index is valid, every section, padding run and tensor is checked and
-// all problems found are returned joined; [Class] names the class of such
-// an error.
+// The checks run in the order of FORMAT.md §6, and the first that fails
+// is returned: an error wrapping ErrFormat, ErrChecksum, ErrUnsupported or
+// ErrLimit, which [Class] names.
 func Decode(file []byte, builtin map[[32]byte][]byte) (*File, error) {
 	f, x, err := decodeContainer(file)
 	if err != nil {
 		return nil, err
 	}
-	var errs []error
-	// Sections in file order: their CRCs and the zero padding before each
-	// (§1). The packing rule has put them inside the file.
+	// Step 9: the sections in file order, each after the padding before
+	// it; the packing rule has put them inside the file.
 	secs := x.sections()
 	sortSections(secs)
 	prev := uint64(preambleLen)
 	for _, s := range secs {
 		if err := checkZero(file, prev, s.off); err != nil {
-			errs = append(errs, err)
+			return nil, err
 		}
 		if got := crc(file[s.off : s.off+s.length]); got != s.crc {
-			errs = append(errs, fmt.Errorf("%w: %s at offset %d: crc32c %08x, stored %08x", ErrChecksum, s.what, s.off, got, s.crc))
+			return nil, fmt.Errorf("%w: %s at offset %d: crc32c %08x, stored %08x", ErrChecksum, s.what, s.off, got, s.crc)
+		}
+		for i, b := range x.blobs {
+			if b.sec != nil && b.sec.off == s.off && sha256.Sum256(file[s.off:s.off+s.length]) != b.sum {
+				return nil, fmt.Errorf("%w: blob %d: SHA-256 does not match its bytes", ErrChecksum, i)
+			}
 		}
 		prev = s.off + s.length
 	}
 	indexOff := binary.LittleEndian.Uint64(file[len(file)-trailerLen:])
 	if err := checkZero(file, prev, indexOff); err != nil {
-		errs = append(errs, err)
-	}
-	for i, b := range x.blobs {
-		if b.sec != nil {
-			if err := checkBlobSum(file, b, i); err != nil {
-				errs = append(errs, err)
-			}
-		}
+		return nil, err
 	}
 	for _, s := range x.sources {
 		f.Sources = append(f.Sources, Source{Name: s.name, Header: bytes.Clone(file[s.header.off : s.header.off+s.header.length])})
 	}
+	// Step 10: the tensors in index order.
 	env := &fileEnv{file: file, x: x, builtin: builtin}
 	for i := range x.tensors {
 		e := &x.tensors[i]
 		data, f32, err := decodeTensor(e, env)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("tensor %q: %w", e.name, err))
-			continue
+			return nil, fmt.Errorf("tensor %q: %w", e.name, err)
 		}
 		f.Tensors = append(f.Tensors, Tensor{Name: e.name, DType: e.dtype, Shape: e.shape, Codec: e.codec, Data: data, Float32: f32})
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
 	}
 	return f, nil
 }
 
 // Class names the class of an error of [Decode]: "checksum",
-// "unsupported", "limit" or "format", the first of these that any of its
-// joined errors has (damage explains any other symptom, and a reader that
-// cannot decode something cannot judge it further), or "" for nil.
+// "unsupported", "limit" or "format"; "" for nil and "unclassified" for
+// an error that is none of them.
 func Class(err error) string {
 	switch {
 	case err == nil:
@@ -223,19 +214,6 @@ func checkZero(file []byte, from, to uint64) error {
 	return nil
 }
 
-// checkBlobSum checks an embedded blob's SHA-256 (§5.1) when its CRC
-// matches (a CRC mismatch is reported on its own).
-func checkBlobSum(file []byte, b blob, i int) error {
-	data := file[b.sec.off : b.sec.off+b.sec.length]
-	if crc(data) != b.sec.crc {
-		return nil
-	}
-	if sha256.Sum256(data) != b.sum {
-		return fmt.Errorf("%w: blob %d: SHA-256 does not match its bytes", ErrChecksum, i)
-	}
-	return nil
-}
-
 // fileEnv gives codecs the bytes of their tensor's aux sections and blob.
 type fileEnv struct {
 	file    []byte
@@ -273,9 +251,12 @@ func (env *fileEnv) blob(t *tensorEntry, id string) ([]byte, error) {
 		return nil, formatErr("codec %s needs a blob", id)
 	}
 	b := env.x.blobs[t.blob]
+	if b.codec != id {
+		return nil, formatErr("codec %s given blob %d of codec %s", id, t.blob, b.codec)
+	}
 	if b.sec == nil {
 		data, ok := env.builtin[b.sum]
-		if !ok || b.codec != id {
+		if !ok {
 			return nil, fmt.Errorf("%w: built-in %s blob %x", ErrUnsupported, b.codec, b.sum[:8])
 		}
 		return data, nil

@@ -6,15 +6,14 @@ import (
 	"sort"
 )
 
-// The limits of FORMAT.md §5.4 (the Go reader's defaults), and the bounds
-// the Go reader puts on the short strings of the index.
+// The limits of FORMAT.md §5.4.
 const (
 	MaxTensors     = 1 << 20
 	MaxRank        = 32
 	MaxNameLen     = 4096
 	MaxIndexSize   = 256 << 20
 	MaxTensorBytes = 64 << 30
-	// maxIDLen bounds dtype, codec and blob codec strings.
+	// maxIDLen bounds dtype, tensor codec and blob codec strings.
 	maxIDLen = 64
 	// maxGroupElements is the most elements one group may hold (§5.2).
 	maxGroupElements = 1 << 28
@@ -121,8 +120,8 @@ func parseIndex(b []byte) (*index, error) {
 				if err != nil {
 					return err
 				}
-				if !haveHeader {
-					return formatErr("source %d has no header", i)
+				if !haveHeader || s.name == "" {
+					return formatErr("source %d lacks its name or header", i)
 				}
 				x.sources = append(x.sources, s)
 			}
@@ -170,12 +169,9 @@ func parseIndex(b []byte) (*index, error) {
 			return nil
 		case "tensors":
 			haveTensors = true
-			n, err := m.arrayLen("tensors", 20)
+			n, err := m.arrayLenMax("tensor count", 20, MaxTensors)
 			if err != nil {
 				return err
-			}
-			if n > MaxTensors {
-				return limitErr("%d tensors, limit %d", n, MaxTensors)
 			}
 			for range n {
 				t, err := parseTensor(m)
@@ -241,12 +237,9 @@ func parseTensor(m *msgReader) (tensorEntry, error) {
 		case "codec":
 			t.codec, err = m.str("tensor codec", maxIDLen)
 		case "shape":
-			n, err := m.arrayLen("tensor shape", 1)
+			n, err := m.arrayLenMax("tensor rank", 1, MaxRank)
 			if err != nil {
 				return err
-			}
-			if n > MaxRank {
-				return limitErr("tensor rank %d, limit %d", n, MaxRank)
 			}
 			t.shape = make([]uint64, n)
 			for i := range t.shape {
@@ -352,11 +345,6 @@ func parseTensor(m *msgReader) (tensorEntry, error) {
 // validate checks the rules of §5.2–§5.4 that span the index, then the
 // packing rule of §1 given the preamble's alignment and the index offset.
 func (x *index) validate(alignLog2 uint8, indexOff uint64) error {
-	for i, s := range x.sources {
-		if s.name == "" {
-			return formatErr("source %d has an empty name", i)
-		}
-	}
 	names := map[string]bool{}
 	for i := range x.tensors {
 		t := &x.tensors[i]
@@ -382,9 +370,6 @@ func (t *tensorEntry) validate(nblobs int) error {
 	if size == 0 {
 		return fmt.Errorf("%w: tensor %q: dtype %q", ErrUnsupported, t.name, t.dtype)
 	}
-	if t.codec == "" {
-		return bad("empty codec id")
-	}
 	n := uint64(1)
 	for _, d := range t.shape {
 		hi, lo := bits.Mul64(n, d)
@@ -398,11 +383,14 @@ func (t *tensorEntry) validate(nblobs int) error {
 		return fmt.Errorf("%w: tensor %q of shape %v %s exceeds %d bytes", ErrLimit, t.name, t.shape, t.dtype, uint64(MaxTensorBytes))
 	}
 	t.n = n
-	if hi, v := bits.Mul64(t.view[0], t.view[1]); hi != 0 || v != n {
-		return bad("view %v does not hold %d elements", t.view, n)
+	if t.codec == "" {
+		return bad("empty codec id")
 	}
 	if t.blob >= nblobs {
 		return bad("blob %d out of range (%d blobs)", t.blob, nblobs)
+	}
+	if hi, v := bits.Mul64(t.view[0], t.view[1]); hi != 0 || v != n {
+		return bad("view %v does not hold %d elements", t.view, n)
 	}
 	if n == 0 && len(t.groups) != 0 {
 		return bad("empty tensor with groups")

@@ -12,7 +12,7 @@ import (
 // deeper than 32 is rejected.
 const msgMaxNesting = 32
 
-// maxKeyLen bounds a map key, as the Go reader does (a limit error).
+// maxKeyLen bounds a key of a map read by name (§5.4).
 const maxKeyLen = 1 << 16
 
 // A msgReader reads msgpack values (https://github.com/msgpack/msgpack/
@@ -97,6 +97,12 @@ func (m *msgReader) mapLen(what string) (int, error) {
 // arrayLen reads an array header (fixarray 0x90–0x9f, array16 0xdc,
 // array32 0xdd) whose elements take at least minElem bytes each.
 func (m *msgReader) arrayLen(what string, minElem int) (int, error) {
+	return m.arrayLenMax(what, minElem, -1)
+}
+
+// arrayLenMax is arrayLen with a limit on the count, checked as soon as
+// the header is read (FORMAT.md §6 step 6); max < 0 means none.
+func (m *msgReader) arrayLenMax(what string, minElem, max int) (int, error) {
 	c, err := m.peek(what)
 	if err != nil {
 		return 0, err
@@ -114,7 +120,10 @@ func (m *msgReader) arrayLen(what string, minElem int) (int, error) {
 	default:
 		return 0, m.errorf("%s: want an array, have code %#02x", what, c)
 	}
-	if n > uint64(m.remaining()/max(minElem, 1)) {
+	if max >= 0 && n > uint64(max) {
+		return 0, limitErr("%s of %d, limit %d", what, n, max)
+	}
+	if n > uint64(m.remaining()/minElem) {
 		return 0, m.errorf("%s: array of %d elements cannot fit in %d bytes", what, n, m.remaining())
 	}
 	return int(n), nil
@@ -141,12 +150,13 @@ func (m *msgReader) str(what string, maxLen int) (string, error) {
 	default:
 		return "", m.errorf("%s: want a string, have code %#02x", what, c)
 	}
+	// The limit is checked at the header, before the bytes (§6 step 6).
+	if maxLen > 0 && n > uint64(maxLen) {
+		return "", limitErr("%s is %d bytes long, limit %d", what, n, maxLen)
+	}
 	s, err := m.take(n, what)
 	if err != nil {
 		return "", err
-	}
-	if maxLen > 0 && len(s) > maxLen {
-		return "", limitErr("%s is %d bytes long, limit %d", what, len(s), maxLen)
 	}
 	if !utf8.Valid(s) {
 		return "", m.errorf("%s is not valid UTF-8", what)
@@ -252,14 +262,19 @@ func (m *msgReader) number(what string) (float64, error) {
 		v, err := m.be(8, what)
 		return math.Float64frombits(v), err
 	}
+	// An integer counts only when float64 holds it exactly.
 	neg, v, err := m.integer(what)
 	if err != nil {
 		return 0, err
 	}
-	if neg {
-		return -float64(v), nil
+	f := float64(v)
+	if f >= 1<<64 || uint64(f) != v {
+		return 0, m.errorf("%s: integer %d is not exactly a float64", what, v)
 	}
-	return float64(v), nil
+	if neg {
+		return -f, nil
+	}
+	return f, nil
 }
 
 // skip skips one value of any type at the given nesting depth.

@@ -54,6 +54,17 @@ func decompressIndex(stored []byte) ([]byte, error) {
 	if fcs > MaxIndexSize {
 		return nil, limitErr("compressed index declares %d bytes, limit %d", fcs, MaxIndexSize)
 	}
+	// The dictionary id sits between the window descriptor and the
+	// content size; a nonzero one is refused with the decompression.
+	dictAt := 5
+	if !single {
+		dictAt++
+	}
+	for _, c := range stored[dictAt : dictAt+dictLen] {
+		if c != 0 {
+			return nil, formatErr("compressed index uses a dictionary")
+		}
+	}
 	// Blocks (§3.1.1.2): a 3-byte header each (last flag, type, size); a
 	// raw block holds size bytes, an RLE block one, a compressed block
 	// size bytes.

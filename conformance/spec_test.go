@@ -2,6 +2,7 @@ package conformance_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -59,7 +60,7 @@ func fastDecode(b []byte) (decoded, error) {
 	if err != nil {
 		return decoded{Class: format.Class(err)}, err
 	}
-	errs := []error{r.Verify(false)}
+	errs := []error{r.Verify(context.Background(), nil)}
 	d := decoded{Metadata: r.Metadata()}
 	for i := range r.Index().Sources {
 		h, err := r.SourceHeader(i)

@@ -191,6 +191,11 @@ func TestOutputSafety(t *testing.T) {
 		}, args: []string{"decode", "D/m.nwc", "-o", "D/full", "--force"}, code: 2, msg: "full: a device, not a regular file", disk: "unchanged"},
 		{name: "convert -o -", args: []string{"convert", "D/m.safetensors", "-o", "-"}, code: 2, msg: "cannot be written to standard output", disk: "unchanged"},
 		{name: "decode -o -", args: []string{"decode", "D/m.nwc", "-o", "-"}, code: 2, msg: "cannot be written to standard output", disk: "unchanged"},
+		{name: "calibrate -o its text", setup: func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, "text.txt"), []byte("Once upon a time\n"), 0o644)
+		}, args: []string{"calibrate", "--model", "D/m.safetensors", "--tokenizer", data + "/stories260K/tok512.bin", "--text", "D/text.txt", "-o", "D/text.txt"},
+			code: 2, msg: "text.txt is one of the input files", disk: "unchanged"},
+		{name: "train -o its input", args: []string{"train", "D/m.safetensors", "-o", "D/m.safetensors"}, code: 2, msg: "m.safetensors is one of the input files", disk: "unchanged"},
 		{name: "convert --bits without --codec means nwc", args: []string{"convert", "D/m.safetensors", "-o", "D/q.nwc", "--bits", "4", "--json"}, code: 0, disk: "+q.nwc",
 			check: func(t *testing.T, dir string) {
 				var info fileInfo

@@ -40,6 +40,13 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	if *out == "" {
 		return usagef("train: -o is required")
 	}
+	// Training rewrites its output at every checkpoint and is rerun into
+	// the same file as a matter of course, so an existing output is
+	// replaced without --force; inputs never are. (--csv is written in
+	// place and may be a device such as /dev/stdout.)
+	if _, err := checkOutput(*out, "a codec file", true, inputs...); err != nil {
+		return err
+	}
 	cmdline := "nwc train " + strings.Join(args, " ")
 	data := neural.NewDataset(16)
 	for _, path := range inputs {

@@ -62,6 +62,9 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	if err := checkConvertFlags(set, *codecID, *bits, *step, tensorBits, *rtnBits, *group, *groupKiB); err != nil {
 		return err
 	}
+	if gf.ldlqBlock < 0 {
+		return usagef("--ldlq-block %d is negative", gf.ldlqBlock)
+	}
 	src, err := safetensors.OpenPath(pos[0])
 	if err != nil {
 		return explainSafetensorsErr(pos[0], err)

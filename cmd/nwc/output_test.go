@@ -213,6 +213,8 @@ func TestOutputSafety(t *testing.T) {
 		{name: "convert --tensor-bits matching nothing", args: []string{"convert", "D/m.safetensors", "-o", "D/q.nwc", "--bits", "4", "--tensor-bits", "attn=3"}, code: 2, msg: "matches none of the 2 tensors (for example layer.w, layer.b)", disk: "unchanged"},
 		{name: "convert --tensor-bits Inf", args: []string{"convert", "D/m.safetensors", "-o", "D/q.nwc", "--tensor-bits", "layer=Inf"}, code: 2, msg: "want a finite number of bits above 0", disk: "unchanged"},
 		{name: "convert --rtn-bits with nwc", args: []string{"convert", "D/m.safetensors", "-o", "D/q.nwc", "--codec", "nwc", "--rtn-bits", "4"}, code: 2, msg: "--rtn-bits applies to --codec rtn only", disk: "unchanged"},
+		{name: "train --lr 0", args: []string{"train", "D/m.safetensors", "-o", "D/c.nwcc", "--lr", "0"}, code: 2, msg: "--lr 0: want a finite number above 0", disk: "unchanged"},
+		{name: "bench rd --bits NaN", args: []string{"bench", "rd", "--bits", "4,NaN", "D/m.safetensors"}, code: 2, msg: "--bits NaN: want finite numbers above 0", disk: "unchanged"},
 		{name: "convert a GGUF file", args: []string{"convert", data + "/stories260K/tinyllamas-stories-260k-f32.gguf", "-o", "D/q.nwc"}, code: 1, msg: "is a GGUF file (llama.cpp); nwc convert reads safetensors checkpoints", disk: "unchanged"},
 		{name: "convert a llama2.c .bin", args: []string{"convert", data + "/stories260K/stories260K.bin", "-o", "D/q.nwc"}, code: 1, msg: "is a llama2.c checkpoint; nwc convert reads safetensors", disk: "unchanged"},
 		{name: "convert a PyTorch zip", setup: func(t *testing.T, dir string) {

@@ -189,6 +189,7 @@ func TestOutputSafety(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, args: []string{"decode", "D/m.nwc", "-o", "D/full", "--force"}, code: 2, msg: "full: a device, not a regular file", disk: "unchanged"},
+		{name: "convert -o into a missing directory", args: []string{"convert", "D/m.safetensors", "-o", "D/no/q.nwc"}, code: 2, msg: "/no/q.nwc: no such file or directory", disk: "unchanged"},
 		{name: "convert -o -", args: []string{"convert", "D/m.safetensors", "-o", "-"}, code: 2, msg: "cannot be written to standard output", disk: "unchanged"},
 		{name: "decode -o -", args: []string{"decode", "D/m.nwc", "-o", "-"}, code: 2, msg: "cannot be written to standard output", disk: "unchanged"},
 		{name: "calibrate -o its text", setup: func(t *testing.T, dir string) {

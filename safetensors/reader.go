@@ -181,6 +181,7 @@ func OpenFile(name string, opts *Options) (*ReadCloser, error) {
 	}
 	r, err := NewReader(f, fi.Size(), opts)
 	if err != nil {
+		err = wrongFormat(f, fi.Size(), err)
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

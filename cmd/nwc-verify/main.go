@@ -20,6 +20,7 @@ import (
 	"os"
 
 	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/internal/sniff"
 	"github.com/nwcodec/nwc/reader"
 )
 
@@ -93,6 +94,12 @@ func verify(path string, deep bool) result {
 	res.Class = format.Class(err)
 	if res.Class == "" {
 		res.Class = "io"
+	}
+	// Say what a file of another type is rather than which .nwc field its
+	// bytes fail.
+	if k, serr := sniff.File(path); res.Class == "format" && serr == nil && k != sniff.Unknown && k != sniff.NWC {
+		res.Problems = []string{fmt.Sprintf("not a .nwc file but %s", k)}
+		return res
 	}
 	// errors.Join from Verify: report each problem on its own line.
 	if j, ok := err.(interface{ Unwrap() []error }); ok {

@@ -90,3 +90,15 @@ func TestUsageAndIOErrors(t *testing.T) {
 		t.Errorf("mixed files: exit %d\n%s", code, out.String())
 	}
 }
+
+// TestWrongFileType: a file of another type is named as such.
+func TestWrongFileType(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "model.safetensors")
+	if err := os.WriteFile(p, append([]byte{2, 0, 0, 0, 0, 0, 0, 0}, "{}"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{p}, &out, &errb); code != 1 || !strings.Contains(out.String(), "not a .nwc file but a safetensors file") {
+		t.Fatalf("exit %d, %q", code, out.String())
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -79,6 +80,9 @@ func parseBits(list string) ([]float64, error) {
 		b, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
 		if err != nil {
 			return nil, usagef("--bits: %v", err)
+		}
+		if math.IsNaN(b) || math.IsInf(b, 0) || b <= 0 {
+			return nil, usagef("--bits %s: want finite numbers above 0", s)
 		}
 		bits = append(bits, b)
 	}

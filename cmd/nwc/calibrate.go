@@ -30,6 +30,11 @@ func runCalibrate(args []string, stdout, stderr io.Writer) error {
 	if *maxTokens < 0 {
 		return usagef("--max-tokens %d is negative", *maxTokens)
 	}
+	// Calibration is re-run into the same file as a matter of course, so
+	// an existing output is replaced without --force; inputs never are.
+	if _, err := checkOutput(*out, "a Hessian file", true, *mf.model, *mf.tok, *tf.text); err != nil {
+		return err
+	}
 	m, tok, err := mf.load()
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"regexp"
 	"strconv"
@@ -19,8 +20,9 @@ import (
 func runConvert(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("convert", stderr)
 	out := fs.String("o", "", "output .nwc `file` (required)")
-	codecID := fs.String("codec", codec.Lossless, "codec of the matrices: raw, lossless, ecsq, tcq, rtn, q4k or nwc")
-	bits := fs.Float64("bits", 0, "target bits per weight of the whole file (lossy codecs)")
+	codecID := fs.String("codec", codec.Lossless, "codec of the matrices: raw, lossless, ecsq, tcq, rtn, q4k or nwc (default nwc when --bits, --tensor-bits or --step is given)")
+	bits := fs.Float64("bits", 0, "target bits per weight of the whole file (nwc, ecsq, tcq; rtn: the integer width whose rate with its group scales is nearest)")
+	force := fs.Bool("force", false, "replace OUT if it exists")
 	step := fs.Float64("step", 0, "quantizer step in column-RMS units, instead of --bits (ecsq, nwc)")
 	var tensorBits, keep, transposed multiFlag
 	fs.Var(&tensorBits, "tensor-bits", "`REGEX=B`: target bits for matching matrices (repeatable)")
@@ -53,11 +55,26 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 || *out == "" {
 		return usagef("want one input and -o OUT.nwc")
 	}
+	set := setFlags(fs)
+	if !set["codec"] && (set["bits"] || set["tensor-bits"] || set["step"]) {
+		*codecID = "nwc" // a rate asks for a lossy file
+	}
+	if err := checkConvertFlags(set, *codecID, *bits, *step, tensorBits, *rtnBits, *group, *groupKiB); err != nil {
+		return err
+	}
+	if gf.ldlqBlock < 0 {
+		return usagef("--ldlq-block %d is negative", gf.ldlqBlock)
+	}
 	src, err := safetensors.OpenPath(pos[0])
+	if err != nil {
+		return explainSafetensorsErr(pos[0], err)
+	}
+	defer src.Close()
+	inputs := append(sourceFiles(pos[0], src), gf.hessians, gf.importance, gf.calibText, gf.tokPath)
+	target, err := checkOutput(*out, "a .nwc file", *force, inputs...)
 	if err != nil {
 		return err
 	}
-	defer src.Close()
 	opts := &convert.Options{
 		Codec:       *codecID,
 		Bits:        *bits,
@@ -65,6 +82,9 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 		SourceName:  sourceName(pos[0]),
 	}
 	if opts.TensorBits, err = parseTensorBits(tensorBits); err != nil {
+		return err
+	}
+	if err := checkTensorBits(tensorBits, opts.TensorBits, src); err != nil {
 		return err
 	}
 	if len(keep) > 0 {
@@ -101,7 +121,7 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	st, err := convert.ToNWC(src, *out, opts)
+	st, err := convert.ToNWC(src, target, opts)
 	if err != nil {
 		return err
 	}
@@ -149,6 +169,9 @@ func parseTensorBits(vals []string) ([]convert.TensorBits, error) {
 		b, err := strconv.ParseFloat(v[i+1:], 64)
 		if err != nil {
 			return nil, usagef("--tensor-bits %q: %v", v, err)
+		}
+		if math.IsNaN(b) || math.IsInf(b, 0) || b <= 0 {
+			return nil, usagef("--tensor-bits %q: want a finite number of bits above 0", v)
 		}
 		re, err := regexp.Compile(v[:i])
 		if err != nil {

@@ -30,7 +30,7 @@ func TestConvertCalib(t *testing.T) {
 	var files [][]byte
 	for _, extra := range [][]string{nil, {"--no-sequential"}} {
 		out := filepath.Join(dir, "m.nwc")
-		args := append([]string{"convert", f.st, "-o", out, "--codec", "ecsq", "--bits", "4", "--calib", story, "--tokenizer", f.tok}, extra...)
+		args := append([]string{"convert", f.st, "-o", out, "--force", "--codec", "ecsq", "--bits", "4", "--calib", story, "--tokenizer", f.tok}, extra...)
 		if log := runOK(t, args...); !strings.Contains(log, "bits per weight") {
 			t.Fatalf("convert %v printed %q", extra, log)
 		}

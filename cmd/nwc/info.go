@@ -50,7 +50,7 @@ func runInfo(args []string, stdout, stderr io.Writer) error {
 	}
 	r, err := reader.Open(pos[0], nil)
 	if err != nil {
-		return err
+		return explainNWCErr(pos[0], "info", err)
 	}
 	defer r.Close()
 	fi := describe(r.Reader)

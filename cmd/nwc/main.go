@@ -3,13 +3,15 @@
 //
 // Usage:
 //
-//	nwc convert IN -o OUT.nwc [--codec raw|lossless] [--json]
-//	nwc decode IN.nwc -o OUT.safetensors [--dtype orig|f32|f16|bf16]
+//	nwc convert IN -o OUT.nwc [--codec raw|lossless|ecsq|tcq|rtn|q4k|nwc] [--bits B] [--force] [--json]
+//	nwc decode IN.nwc -o OUT.safetensors [--dtype orig|f32|f16|bf16] [--force]
 //	nwc info IN.nwc [--json]
 //
 // IN for convert is a .safetensors file, a model.safetensors.index.json, or
-// a directory holding either. Exit status: 0 on success, 1 when the input is
-// invalid, 2 on a usage or I/O error.
+// a directory holding either. --bits without --codec selects nwc. An
+// output that is an input, a directory or a device is refused, and an
+// existing one is replaced only with --force. Exit status: 0 on success, 1
+// when the input is invalid, 2 on a usage or I/O error.
 package main
 
 import (
@@ -36,8 +38,8 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"convert", "convert IN -o OUT.nwc [--codec raw|lossless|ecsq|tcq|rtn|q4k|nwc] [--bits B] [--tensor-bits RE=B] [--keep RE] [--json]", runConvert},
-		{"decode", "decode IN.nwc -o OUT.safetensors [--dtype orig|f32|f16|bf16]", runDecode},
+		{"convert", "convert IN -o OUT.nwc [--codec raw|lossless|ecsq|tcq|rtn|q4k|nwc] [--bits B] [--tensor-bits RE=B] [--keep RE] [--force] [--json] (--bits alone means --codec nwc)", runConvert},
+		{"decode", "decode IN.nwc -o OUT.safetensors [--dtype orig|f32|f16|bf16] [--force]", runDecode},
 		{"info", "info IN.nwc [--json]", runInfo},
 		{"eval", "eval ppl --model FILE --tokenizer TOK --text FILE [--window N] [--json] | eval kl --model FILE --ref ORIG --tokenizer TOK --text FILE [--json] | eval generate --model FILE --tokenizer TOK [--prompt TEXT] [-n N]", runEval},
 		{"calibrate", "calibrate --model FILE --tokenizer TOK --text FILE -o HESSIANS.safetensors [--max-tokens N] [--f64] [--json]", runCalibrate},

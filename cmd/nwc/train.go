@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,22 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	}
 	if *out == "" {
 		return usagef("train: -o is required")
+	}
+	set := setFlags(fs)
+	for name, v := range map[string]float64{"lambda": *lambda, "lr": *lr} {
+		if err := positive(set, name, v); err != nil {
+			return err
+		}
+	}
+	if math.IsNaN(*synth) {
+		return usagef("--synthetic NaN: want a number")
+	}
+	// Training rewrites its output at every checkpoint and is rerun into
+	// the same file as a matter of course, so an existing output is
+	// replaced without --force; inputs never are. (--csv is written in
+	// place and may be a device such as /dev/stdout.)
+	if _, err := checkOutput(*out, "a codec file", true, inputs...); err != nil {
+		return err
 	}
 	cmdline := "nwc train " + strings.Join(args, " ")
 	data := neural.NewDataset(16)

@@ -5,6 +5,7 @@ package atomicfile
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -19,15 +20,31 @@ type File struct {
 	done bool
 }
 
-// Create starts a file that will be called path.
+// Create starts a file that will be called path. A symbolic link at path
+// is followed: the file it names is replaced and the link kept. An
+// existing directory, device, socket or fifo at path is refused with
+// ErrNotRegular, as the rename would replace it.
 func Create(path string) (*File, error) {
+	target, err := Target(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTarget(path, target); err != nil {
+		return nil, err
+	}
+	path = target
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
 	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
-		return nil, err
+		// Name the file asked for, not the temporary one.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, &fs.PathError{Op: "create", Path: path, Err: err}
 	}
 	return &File{File: f, path: path}, nil
 }
@@ -47,7 +64,13 @@ func (f *File) Commit() error {
 		err = os.Chmod(f.Name(), 0o644)
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), f.path)
+		// Something may have appeared at the target since Create.
+		err = checkTarget(f.path, f.path)
+	}
+	if err == nil {
+		if err = os.Rename(f.Name(), f.path); err != nil {
+			err = &os.PathError{Op: "write", Path: f.path, Err: errors.Unwrap(err)}
+		}
 	}
 	if err != nil {
 		os.Remove(f.Name())

@@ -167,10 +167,17 @@ type GroupDecoder interface {
 	DecodeGroup(i int, payload []byte, dst []byte) error
 }
 
-// A Codec encodes tensors and prepares decoders for them.
-type Codec interface {
+// An Encoder compresses tensors for the codec it is registered under. It
+// must be safe for concurrent use. Encoders may also implement Stepper and
+// BlobSizer.
+type Encoder interface {
 	// Encode compresses t.
 	Encode(t *Tensor, opts *EncodeOptions) (*Encoded, error)
+}
+
+// A Decoder prepares the decoding of tensors of the codec it is
+// registered under. It must be safe for concurrent use.
+type Decoder interface {
 	// NewDecoder checks the tensor entry's parameters (and whatever it
 	// needs from env) and returns a decoder for its groups. Bad data yields
 	// an error wrapping format.ErrFormat.
@@ -195,30 +202,63 @@ type BlobSizer interface {
 // Lossy reports whether the codec registered as id changes values.
 func Lossy(id string) bool { return id != Raw && id != Lossless }
 
-var codecs sync.Map // id string → Codec
+// Encoders and decoders are registered apart, so that a program that only
+// reads files links no encoder (and none of the linear algebra and
+// training code encoders pull in): the decoder packages register
+// decoders, their encoder packages encoders.
+var (
+	encoders sync.Map // id string → Encoder
+	decoders sync.Map // id string → Decoder
+)
 
-// Register makes a codec available under id. It panics if id is already
-// registered, as two codecs cannot share an id stored in files.
-func Register(id string, c Codec) {
-	if _, dup := codecs.LoadOrStore(id, c); dup {
-		panic("codec: Register called twice for codec " + id)
+// RegisterEncoder makes an encoder available under id. It panics if id
+// already has an encoder, as two codecs cannot share an id stored in files.
+func RegisterEncoder(id string, e Encoder) {
+	if _, dup := encoders.LoadOrStore(id, e); dup {
+		panic("codec: RegisterEncoder called twice for codec " + id)
 	}
 }
 
-// Lookup returns the codec registered under id, or an error wrapping
-// format.ErrUnsupported.
-func Lookup(id string) (Codec, error) {
-	c, ok := codecs.Load(id)
+// RegisterDecoder makes a decoder available under id. It panics if id
+// already has a decoder.
+func RegisterDecoder(id string, d Decoder) {
+	if _, dup := decoders.LoadOrStore(id, d); dup {
+		panic("codec: RegisterDecoder called twice for codec " + id)
+	}
+}
+
+// LookupEncoder returns the encoder registered under id, or an error
+// wrapping format.ErrUnsupported if the program links none (import the
+// codec's encoder package for its side effect).
+func LookupEncoder(id string) (Encoder, error) {
+	e, ok := encoders.Load(id)
+	if !ok {
+		return nil, format.UnsupportedError(fmt.Sprintf("encoder of codec %q", id))
+	}
+	return e.(Encoder), nil
+}
+
+// LookupDecoder returns the decoder registered under id, or an error
+// wrapping format.ErrUnsupported.
+func LookupDecoder(id string) (Decoder, error) {
+	d, ok := decoders.Load(id)
 	if !ok {
 		return nil, format.UnsupportedError(fmt.Sprintf("codec %q", id))
 	}
-	return c.(Codec), nil
+	return d.(Decoder), nil
 }
 
-// IDs returns the registered codec ids in no particular order.
-func IDs() []string {
+// EncoderIDs returns the ids of the registered encoders in no particular
+// order.
+func EncoderIDs() []string { return ids(&encoders) }
+
+// DecoderIDs returns the ids of the registered decoders in no particular
+// order.
+func DecoderIDs() []string { return ids(&decoders) }
+
+func ids(m *sync.Map) []string {
 	var ids []string
-	codecs.Range(func(k, _ any) bool {
+	m.Range(func(k, _ any) bool {
 		ids = append(ids, k.(string))
 		return true
 	})

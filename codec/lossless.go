@@ -11,7 +11,10 @@ const Lossless = "lossless"
 
 type losslessCodec struct{}
 
-func init() { Register(Lossless, losslessCodec{}) }
+func init() {
+	RegisterEncoder(Lossless, losslessCodec{})
+	RegisterDecoder(Lossless, losslessCodec{})
+}
 
 func (losslessCodec) Encode(t *Tensor, opts *EncodeOptions) (*Encoded, error) {
 	raw, err := rawCodec{}.Encode(t, opts)

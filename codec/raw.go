@@ -12,7 +12,10 @@ const Raw = "raw"
 
 type rawCodec struct{}
 
-func init() { Register(Raw, rawCodec{}) }
+func init() {
+	RegisterEncoder(Raw, rawCodec{})
+	RegisterDecoder(Raw, rawCodec{})
+}
 
 func (rawCodec) Encode(t *Tensor, opts *EncodeOptions) (*Encoded, error) {
 	size := t.DType.Size()

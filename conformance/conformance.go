@@ -16,7 +16,8 @@ import (
 	"math/rand/v2"
 
 	"github.com/nwcodec/nwc/codec"
-	"github.com/nwcodec/nwc/codec/neural"
+	"github.com/nwcodec/nwc/codec/neural/nwcenc"
+	_ "github.com/nwcodec/nwc/codec/scalar/scalarenc" // the encoders of the scalar goldens
 	"github.com/nwcodec/nwc/dtype"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/reader"
@@ -140,7 +141,7 @@ func neuralSpec(levels []uint8, ref bool) (fileSpec, error) {
 		{name: "nwc_levels", dtype: format.BF16, shape: []uint64{50, 48}, codec: "nwc", seed: 32, weights: true,
 			opts: codec.EncodeOptions{Levels: levels, Step: 0.2, BlobRef: ref}},
 	}}
-	def, err := neural.Default()
+	def, err := nwcenc.Default()
 	if err != nil {
 		return s, err
 	}

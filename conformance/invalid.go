@@ -7,6 +7,7 @@ import (
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/codec/neural"
+	"github.com/nwcodec/nwc/codec/neural/nwcenc"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/reader"
 )
@@ -183,7 +184,7 @@ func sectionThenPadding() ([]byte, error) {
 // nwcFile is a small packed file of one nwc tensor coded with the learned
 // transform, so that it embeds the default codec's blob.
 func nwcFile() ([]byte, *format.Index, error) {
-	def, err := neural.Default()
+	def, err := nwcenc.Default()
 	if err != nil {
 		return nil, nil, err
 	}

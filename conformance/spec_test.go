@@ -16,6 +16,7 @@ import (
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/codec/neural"
+	"github.com/nwcodec/nwc/codec/neural/nwcenc"
 	"github.com/nwcodec/nwc/conformance"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/reader"
@@ -180,7 +181,7 @@ func TestSpecRoundTrip(t *testing.T) {
 		{codec: "q4k"}, {codec: "q4k", opts: codec.EncodeOptions{Transposed: true}},
 		{codec: "nwc"}, {codec: "nwc", opts: codec.EncodeOptions{Levels: levels, BlobRef: true}},
 	}
-	def, err := neural.Default()
+	def, err := nwcenc.Default()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,7 +102,7 @@ func TestColumnStepsLowerOutputError(t *testing.T) {
 	// score returns the output error scaled to 4 bits per weight by the
 	// high-rate 6.02 dB per bit, so that small rate differences cancel.
 	score := func(id string, factors []float32) float64 {
-		cd, err := codec.Lookup(id)
+		cd, err := codec.LookupEncoder(id)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -180,7 +180,7 @@ func newConversion(src safetensors.Source, opts *Options) (*conversion, error) {
 	if c.o.Writer.AlignLog2 == 0 && c.o.Codec != codec.Raw {
 		c.o.Writer.Packed = true
 	}
-	cd, err := codec.Lookup(c.o.Codec)
+	cd, err := codec.LookupEncoder(c.o.Codec)
 	if err != nil {
 		return nil, err
 	}
@@ -355,7 +355,7 @@ func (c *conversion) write(w *writer.Writer, progress func(int, int, string)) (*
 // encode encodes one tensor, searching its step for its byte budget when
 // rate control has set one.
 func (c *conversion) encode(it *item, t *codec.Tensor) (*codec.Encoded, error) {
-	cd, err := codec.Lookup(it.codec)
+	cd, err := codec.LookupEncoder(it.codec)
 	if err != nil {
 		return nil, err
 	}

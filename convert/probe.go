@@ -145,7 +145,7 @@ func (c *conversion) measuredSensitivities(cal *Calibration, p *Probe) ([]Sensit
 // roundTrip encodes t with the codec id and decodes it in memory, giving
 // the values a reader of the file would see.
 func roundTrip(id string, t *codec.Tensor, o *codec.EncodeOptions) ([]float32, error) {
-	cd, err := codec.Lookup(id)
+	cd, err := codec.LookupEncoder(id)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +165,11 @@ func roundTrip(id string, t *codec.Tensor, o *codec.EncodeOptions) ([]float32, e
 	for _, g := range enc.Groups {
 		e.Groups = append(e.Groups, format.Group{End: g.End, Section: format.Section{Length: uint64(len(g.Data))}})
 	}
-	dec, err := cd.NewDecoder(e, env)
+	dd, err := codec.LookupDecoder(id)
+	if err != nil {
+		return nil, err
+	}
+	dec, err := dd.NewDecoder(e, env)
 	if err != nil {
 		return nil, err
 	}

@@ -142,7 +142,7 @@ func (c *conversion) baseStep() float64 {
 // it.target bytes, padding aside. The cost falls as the step grows, by about numel/8
 // bytes per doubling at high rates; a secant search on log2(step), kept
 // inside a bracket, usually needs three to five encodes.
-func searchStep(cd codec.Codec, t *codec.Tensor, o *codec.EncodeOptions, it *item) (*codec.Encoded, error) {
+func searchStep(cd codec.Encoder, t *codec.Tensor, o *codec.EncodeOptions, it *item) (*codec.Encoded, error) {
 	var (
 		best              *codec.Encoded
 		bestStep, bestErr float64

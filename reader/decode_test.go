@@ -16,8 +16,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/nwcodec/nwc/codec"
-	_ "github.com/nwcodec/nwc/codec/neural" // encoders for the test files
-	_ "github.com/nwcodec/nwc/codec/scalar"
+	_ "github.com/nwcodec/nwc/codec/neural/nwcenc" // encoders for the test files
+	_ "github.com/nwcodec/nwc/codec/scalar/scalarenc"
 	"github.com/nwcodec/nwc/dtype"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/reader"

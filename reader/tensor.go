@@ -83,7 +83,7 @@ func (env *tensorEnv) Blob(parse func([]byte) (any, error)) (any, error) {
 
 func (t *Tensor) decoder() (codec.GroupDecoder, error) {
 	t.once.Do(func() {
-		c, err := codec.Lookup(t.e.Codec)
+		c, err := codec.LookupDecoder(t.e.Codec)
 		if err != nil {
 			t.err = fmt.Errorf("tensor %q: %w", t.e.Name, err)
 			return

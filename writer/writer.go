@@ -171,7 +171,7 @@ func (w *Writer) WriteTensor(t *codec.Tensor, codecID string, opts *codec.Encode
 	if err := w.checkTensor(t.Name, t.DType, t.Shape); err != nil {
 		return err
 	}
-	c, err := codec.Lookup(codecID)
+	c, err := codec.LookupEncoder(codecID)
 	if err != nil {
 		return err
 	}

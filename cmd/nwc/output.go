@@ -150,7 +150,7 @@ func takesBits(id string) (bool, string) {
 	case "rtn":
 		return true, ""
 	}
-	cd, err := codec.Lookup(id)
+	cd, err := codec.LookupEncoder(id)
 	if err != nil {
 		return true, "" // reported by the conversion itself
 	}

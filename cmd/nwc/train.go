@@ -11,6 +11,7 @@ import (
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/codec/neural"
+	"github.com/nwcodec/nwc/codec/neural/train"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/safetensors"
 )
@@ -58,14 +59,14 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cmdline := "nwc train " + strings.Join(args, " ")
-	data := neural.NewDataset(16)
+	data := train.NewDataset(16)
 	for _, path := range inputs {
 		if err := addCheckpoint(data, path); err != nil {
 			return err
 		}
 	}
-	train, held := data.Split(*heldEvery)
-	fmt.Fprintf(stderr, "training on %d chunks, %d held out\n", train.Len(), held.Len())
+	fit, held := data.Split(*heldEvery)
+	fmt.Fprintf(stderr, "training on %d chunks, %d held out\n", fit.Len(), held.Len())
 	var csv io.Writer = io.Discard
 	if *csvPath != "" {
 		f, err := os.Create(*csvPath)
@@ -77,7 +78,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(csv, "step,seconds,train_loss,loss,rate,dist,plain_loss,plain_rate,plain_dist")
 	start := time.Now()
-	opts := &neural.TrainOptions{
+	opts := &train.Options{
 		Config:    neural.Config{Chunk: 16, Latent: 16, Width: *width, Blocks: *blocks},
 		Lambda:    *lambda,
 		Steps:     *steps,
@@ -86,7 +87,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		Seed:      *seed,
 		Synthetic: *synth,
 		EvalEvery: *evalEvery,
-		Progress: func(m *neural.Model, st neural.TrainStats) error {
+		Progress: func(m *train.Model, st train.Stats) error {
 			fmt.Fprintf(stdout, "step %6d %7.1fs  train %.5f  held-out loss %.5f rate %.4f dist %.5f  (scalar %.5f: gain %+.5f)\n",
 				st.Step, st.Elapsed.Seconds(), st.TrainLoss, st.Loss, st.Rate, st.Dist, st.PlainLoss, st.PlainLoss-st.Loss)
 			fmt.Fprintf(csv, "%d,%.2f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n", st.Step, st.Elapsed.Seconds(),
@@ -94,7 +95,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 			return writeCodec(*out, m, cmdline)
 		},
 	}
-	if _, err := neural.Train(train, held, opts); err != nil {
+	if _, err := train.Train(fit, held, opts); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "wrote %s in %.1fs\n", *out, time.Since(start).Seconds())
@@ -102,7 +103,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 }
 
 // addCheckpoint adds every floating-point matrix of a checkpoint.
-func addCheckpoint(d *neural.Dataset, path string) error {
+func addCheckpoint(d *train.Dataset, path string) error {
 	src, err := safetensors.OpenPath(path)
 	if err != nil {
 		return err
@@ -130,8 +131,8 @@ func addCheckpoint(d *neural.Dataset, path string) error {
 
 // writeCodec writes the codec file atomically, so a reader or a crash
 // never sees half a checkpoint.
-func writeCodec(path string, m *neural.Model, info string) error {
-	c, err := neural.NewCodec(m, info)
+func writeCodec(path string, m *train.Model, info string) error {
+	c, err := train.NewCodec(m, info)
 	if err != nil {
 		return err
 	}

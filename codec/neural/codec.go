@@ -1,6 +1,9 @@
-// Package neural implements nwc, the learned weight codec of Neural Weight
-// Compression, as a codec of the .nwc container: the model and its
-// training in Go, the encoder, and a fast, bit-exact decoder.
+// Package neural implements the decoder of nwc, the learned weight codec
+// of Neural Weight Compression, as a codec of the .nwc container, and the
+// model formats it shares with the encoder (package nwcenc) and the
+// trainer (package train): the codec file, the blob, the parameters and
+// the group payloads. Programs that only read files link this package
+// alone.
 //
 // # Design
 //
@@ -10,7 +13,7 @@
 // case: latents are y = round(x/Δ_q + E(x)) and the reconstruction is
 // x̂ = Δ_q·(y + D(y)), where E and D are small residual MLPs whose last
 // layers start at zero and Δ_q is the step of the column's importance
-// level. Training (see [Train]) teaches E and D what ECSQ cannot do —
+// level. Training (package train) teaches E and D what ECSQ cannot do —
 // chunk-wise centroids and rate-saving latent choices — with the
 // uniform-noise proxy and a factorized logistic prior; files code latents
 // with per-tensor integer rANS tables built from the tensor's own latents.
@@ -40,18 +43,14 @@
 //
 // # Concurrency
 //
-// A [Codec] is immutable; encoders and decoders are safe for concurrent
-// use.
+// A [Codec] is immutable; decoders are safe for concurrent use.
 package neural
 
 import (
-	"errors"
-	"fmt"
 	"math"
-	"slices"
 
-	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/codec/chunk"
+	"github.com/nwcodec/nwc/codec/mlp"
 	"github.com/nwcodec/nwc/codec/rans"
 	"github.com/nwcodec/nwc/codec/trellis"
 	"github.com/nwcodec/nwc/format"
@@ -72,21 +71,21 @@ const DefaultStep = 0.25
 // costs under 0.1 % over the entropy with a 32 KiB decoding table.
 const tablePrecision = 14
 
-// params are a tensor's codec parameters (FORMAT.md §7.7.3). The file
+// Params are a tensor's codec parameters (FORMAT.md §7.7.3). The file
 // stores the level-0 step; the rest follows with float32 operations, so
 // decoders never evaluate sqrt or log.
-type params struct {
-	steps      [NumLevels]float32 // Δ_q = fl(Δ_0·m_q)
-	features   [NumLevels]float32 // StepFeature(Δ_q): the decoder's last input
-	plain      bool               // the decoder net is skipped
-	trellis    bool               // plain only: latents are trellis-coded (package trellis)
-	offset     uint8              // plain only: nonzero latents shrink by offset/256 steps toward 0
-	transposed bool
+type Params struct {
+	Steps      [NumLevels]float32 // Δ_q = fl(Δ_0·m_q)
+	Features   [NumLevels]float32 // StepFeature(Δ_q): the decoder's last input
+	Plain      bool               // the decoder net is skipped
+	Trellis    bool               // plain only: latents are trellis-coded (package trellis)
+	Offset     uint8              // plain only: nonzero latents shrink by Offset/256 steps toward 0
+	Transposed bool
 }
 
-// maxOffset bounds the centroid offset, in 1/256 of a step: the centroid
+// MaxOffset bounds the centroid offset, in 1/256 of a step: the centroid
 // of a cell never lies below its lower half.
-const maxOffset = 127
+const MaxOffset = 127
 
 // StepFeature is the networks' last input for a chunk of step Δ: a
 // piecewise-linear log2 read off the float32 bits,
@@ -98,47 +97,49 @@ func StepFeature(step float32) float32 {
 }
 
 // setLevels derives the per-level steps and features from level 0's step.
-func (p *params) setLevels(step0 float32) {
+func (p *Params) setLevels(step0 float32) {
 	for q := range NumLevels {
-		p.steps[q] = step0 * StepMultiplier(q)
-		p.features[q] = StepFeature(p.steps[q])
+		p.Steps[q] = step0 * StepMultiplier(q)
+		p.Features[q] = StepFeature(p.Steps[q])
 	}
 }
 
-func (p *params) marshal() []byte {
+// Marshal returns the parameter map as the file stores it.
+func (p *Params) Marshal() []byte {
 	w := format.NewMsgWriter()
 	n := 2
-	if p.plain {
+	if p.Plain {
 		n++
 	}
-	if p.transposed {
+	if p.Transposed {
 		n++
 	}
-	if p.trellis {
+	if p.Trellis {
 		n++
 	}
 	w.MapLen(n)
 	w.String("step")
-	w.Float64(float64(p.steps[0]))
+	w.Float64(float64(p.Steps[0]))
 	w.String("plain")
-	w.Bool(p.plain)
-	if p.plain {
+	w.Bool(p.Plain)
+	if p.Plain {
 		w.String("offset")
-		w.Uint(uint64(p.offset))
+		w.Uint(uint64(p.Offset))
 	}
-	if p.transposed {
+	if p.Transposed {
 		w.String("transposed")
 		w.Bool(true)
 	}
-	if p.trellis {
+	if p.Trellis {
 		w.String("trellis")
 		w.Bool(true)
 	}
 	return w.Bytes()
 }
 
-func parseParams(b []byte) (params, error) {
-	var p params
+// ParseParams reads a parameter map strictly. Errors wrap format.ErrFormat.
+func ParseParams(b []byte) (Params, error) {
+	var p Params
 	if b == nil {
 		return p, format.Errorf(-1, "codec nwc needs parameters")
 	}
@@ -163,31 +164,31 @@ func parseParams(b []byte) (params, error) {
 			return nil
 		case "plain":
 			v, err := m.Bool(k)
-			p.plain = v
+			p.Plain = v
 			return err
 		case "offset":
 			v, err := m.Uint(k)
 			if err != nil {
 				return err
 			}
-			if v > maxOffset {
-				return m.Errorf("offset %d above %d", v, maxOffset)
+			if v > MaxOffset {
+				return m.Errorf("offset %d above %d", v, MaxOffset)
 			}
-			p.offset = uint8(v)
+			p.Offset = uint8(v)
 			return nil
 		case "transposed":
 			v, err := m.Bool(k)
 			if err == nil && !v {
 				return m.Errorf("transposed is written only when true")
 			}
-			p.transposed = v
+			p.Transposed = v
 			return err
 		case "trellis":
 			v, err := m.Bool(k)
 			if err == nil && !v {
 				return m.Errorf("trellis is written only when true")
 			}
-			p.trellis = v
+			p.Trellis = v
 			return err
 		}
 		return m.Errorf("unknown key %q", k)
@@ -198,24 +199,25 @@ func parseParams(b []byte) (params, error) {
 	if m.Remaining() != 0 {
 		return p, m.Errorf("trailing bytes after the parameters")
 	}
-	if !seen["step"] || !seen["plain"] || seen["offset"] != p.plain {
+	if !seen["step"] || !seen["plain"] || seen["offset"] != p.Plain {
 		return p, format.Errorf(-1, "nwc params: want step, plain, and offset exactly when plain")
 	}
-	if p.trellis && !p.plain {
+	if p.Trellis && !p.Plain {
 		return p, format.Errorf(-1, "nwc params: trellis without plain")
 	}
 	p.setLevels(step)
 	for q := range NumLevels {
-		if !(p.steps[q] > 0) || math.IsInf(float64(p.steps[q]), 0) {
-			return p, format.Errorf(-1, "nwc params: level %d step %v", q, p.steps[q])
+		if !(p.Steps[q] > 0) || math.IsInf(float64(p.Steps[q]), 0) {
+			return p, format.Errorf(-1, "nwc params: level %d step %v", q, p.Steps[q])
 		}
 	}
 	return p, nil
 }
 
-// stepsFor derives the per-level steps and decoder features of a level-0
-// step; the encoder stores them, so decoders never evaluate sqrt or log.
-func stepsFor(step float64) (p params) {
+// StepsFor returns the parameters of a level-0 step: the per-level steps
+// and decoder features that decoders derive from it with float32
+// operations alone.
+func StepsFor(step float64) (p Params) {
 	p.setLevels(float32(step))
 	return p
 }
@@ -226,20 +228,20 @@ func stepsFor(step float64) (p params) {
 // where D is the net evaluated on fl(y·Δ_q) and the level's feature.
 // in and d are scratch of n×(Chunk+1) and n×Chunk values.
 //
-// With p.trellis the latents are chunks first..first+n−1 of the chunk-major
+// With p.Trellis the latents are chunks first..first+n−1 of the chunk-major
 // array seq walks, whose trellis states it advances.
-func reconstruct(d *decoderModel, out []float32, y []int32, lv []uint8, n int, p *params, seq *chunkSeq, first int, in, dout []float32, sc *scratch) error {
+func reconstruct(d *decoderModel, out []float32, y []int32, lv []uint8, n int, p *Params, seq *ChunkSeq, first int, in, dout []float32, sc *mlp.Scratch) error {
 	const k = chunk.Rows
-	if p.plain {
-		off := float32(float32(p.offset) / 256) // a separate rounding: no FMA with its use
+	if p.Plain {
+		off := float32(float32(p.Offset) / 256) // a separate rounding: no FMA with its use
 		offs := [trellis.States]float32{}
 		for st := range offs {
 			offs[st] = trellis.Offset(uint8(st), off)
 		}
 		for c := range n {
-			s := p.steps[lv[c]]
-			if p.trellis {
-				sp := seq.begin(first + c)
+			s := p.Steps[lv[c]]
+			if p.Trellis {
+				sp := seq.Begin(first + c)
 				st := *sp
 				ys, dst := y[c*k:(c+1)*k], out[c*k:(c+1)*k]
 				for i, v := range ys {
@@ -256,18 +258,18 @@ func reconstruct(d *decoderModel, out []float32, y []int32, lv []uint8, n int, p
 		return nil
 	}
 	for c := range n {
-		s := p.steps[lv[c]]
+		s := p.Steps[lv[c]]
 		row := in[c*(k+1) : (c+1)*(k+1)]
 		for i := range k {
 			row[i] = float32(y[c*k+i]) * s
 		}
-		row[k] = p.features[lv[c]]
+		row[k] = p.Features[lv[c]]
 	}
-	if err := d.packed.Forward(dout, in, lv, n, &sc.mlp); err != nil {
+	if err := d.packed.Forward(dout, in, lv, n, sc); err != nil {
 		return err
 	}
 	for c := range n {
-		s := p.steps[lv[c]]
+		s := p.Steps[lv[c]]
 		for i := range k {
 			out[c*k+i] = float32(float32(y[c*k+i])+dout[c*k+i]) * s
 		}
@@ -275,10 +277,11 @@ func reconstruct(d *decoderModel, out []float32, y []int32, lv []uint8, n int, p
 	return nil
 }
 
-// buildTables returns the rANS table of every level that occurs (nil for
-// the others), built from the coded latents of that level's chunks, and
-// the serialized AuxTables section.
-func buildTables(y []int32, lv []uint8, rows, cols int) ([NumLevels]*rans.Table, []byte, error) {
+// BuildTables returns the rANS table of every level that occurs (nil for
+// the others), built from the coded latents y of a rows×cols matrix's
+// chunks (levels lv, in coding order), and the serialized AuxTables
+// section.
+func BuildTables(y []int32, lv []uint8, rows, cols int) ([NumLevels]*rans.Table, []byte, error) {
 	var byLevel [NumLevels][]int32
 	k := chunk.Rows
 	for c, q := range lv {
@@ -307,9 +310,10 @@ func buildTables(y []int32, lv []uint8, rows, cols int) ([NumLevels]*rans.Table,
 // rows rows: 16 except in a ragged last chunk. Only they are coded.
 func validRows(b, rows int) int { return min(chunk.Rows, rows-b*chunk.Rows) }
 
-// parseTables reads the AuxTables section: one table per level present in
-// levels, in increasing level order, and nothing else.
-func parseTables(b []byte, present [NumLevels]bool) ([NumLevels]*rans.Table, error) {
+// ParseTables reads the AuxTables section: one table per level present,
+// in increasing level order, and nothing else. Errors wrap
+// format.ErrFormat.
+func ParseTables(b []byte, present [NumLevels]bool) ([NumLevels]*rans.Table, error) {
 	var tabs [NumLevels]*rans.Table
 	for q := range NumLevels {
 		if !present[q] {
@@ -334,34 +338,11 @@ func levelOf(levels []uint8, j int) uint8 {
 	return levels[j]
 }
 
-// checkLevelsPresent lists the levels that occur among the columns.
-func levelsPresent(levels []uint8, cols int) (p [NumLevels]bool) {
+// LevelsPresent lists the levels that occur among the cols columns of
+// levels (nil means all 0).
+func LevelsPresent(levels []uint8, cols int) (p [NumLevels]bool) {
 	for j := range cols {
 		p[levelOf(levels, j)] = true
 	}
 	return p
-}
-
-// ErrStep reports an unusable quantizer step in the encode options.
-var ErrStep = errors.New("neural: step must be positive and finite")
-
-func checkStep(step float64) error {
-	if !(step > 0) || math.IsInf(step, 0) || float32(step*float64(StepMultiplier(NumLevels-1))) == 0 {
-		return fmt.Errorf("%w, not %v", ErrStep, step)
-	}
-	return nil
-}
-
-// sortedAux returns aux sections sorted by name, as the writer expects.
-func sortedAux(a []codec.NamedBytes) []codec.NamedBytes {
-	slices.SortFunc(a, func(x, y codec.NamedBytes) int {
-		if x.Name < y.Name {
-			return -1
-		}
-		if x.Name > y.Name {
-			return 1
-		}
-		return 0
-	})
-	return a
 }

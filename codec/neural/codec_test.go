@@ -15,6 +15,8 @@ import (
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/codec/chunk"
 	"github.com/nwcodec/nwc/codec/neural"
+	"github.com/nwcodec/nwc/codec/neural/nwcenc"
+	"github.com/nwcodec/nwc/codec/neural/train"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/reader"
 	"github.com/nwcodec/nwc/safetensors"
@@ -122,19 +124,20 @@ func TestRoundTrip(t *testing.T) {
 // quantizer (the untrained codec) at equal rate by the scalar quantizer's
 // own local slope; otherwise it must produce the scalar quantizer's bytes.
 func TestNeverWorseThanScalar(t *testing.T) {
-	m, err := neural.NewModel(neural.DefaultConfig, 1)
+	m, err := train.NewModel(neural.DefaultConfig, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, err := neural.NewCodec(m, "untrained")
+	plainCodec, err := train.NewCodec(m, "untrained")
 	if err != nil {
 		t.Fatal(err)
 	}
-	def, err := neural.Default()
+	plain := nwcenc.New(plainCodec)
+	def, err := nwcenc.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
-	measure := func(c *neural.Codec, tt *codec.Tensor, step float64) (bits, dist float64, enc *codec.Encoded) {
+	measure := func(c *nwcenc.Encoder, tt *codec.Tensor, step float64) (bits, dist float64, enc *codec.Encoded) {
 		enc, err := c.Encode(tt, &codec.EncodeOptions{Step: step})
 		if err != nil {
 			t.Fatal(err)
@@ -220,7 +223,7 @@ func decodeEncoded(t testing.TB, tt *codec.Tensor, enc *codec.Encoded) []byte {
 }
 
 func decodeAll(tt *codec.Tensor, enc *codec.Encoded) ([]byte, error) {
-	c, err := codec.Lookup(neural.ID)
+	c, err := codec.LookupDecoder(neural.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +249,7 @@ func decodeAll(tt *codec.Tensor, enc *codec.Encoded) ([]byte, error) {
 // learnedTensor returns a Gaussian tensor and step for which the default
 // codec keeps its learned transform, so that the tensor needs the blob.
 func learnedTensor(t *testing.T) (*codec.Tensor, float64) {
-	c, err := neural.Default()
+	c, err := nwcenc.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +301,7 @@ func TestDecodeErrors(t *testing.T) {
 	for j := range levels {
 		levels[j] = uint8(j % 4)
 	}
-	good, err := codec.Lookup(neural.ID)
+	good, err := codec.LookupEncoder(neural.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,13 +366,13 @@ func TestDecodeErrors(t *testing.T) {
 
 // TestEncodeErrors checks the typed errors of bad encoder input.
 func TestEncodeErrors(t *testing.T) {
-	c, err := neural.Default()
+	c, err := nwcenc.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
 	tt := gaussTensor("w", 32, 4, 1)
 	for _, step := range []float64{-1, math.NaN(), math.Inf(1), 1e-300} {
-		if _, err := c.Encode(tt, &codec.EncodeOptions{Step: step}); !errors.Is(err, neural.ErrStep) {
+		if _, err := c.Encode(tt, &codec.EncodeOptions{Step: step}); !errors.Is(err, nwcenc.ErrStep) {
 			t.Errorf("step %v: got %v, want ErrStep", step, err)
 		}
 	}
@@ -377,7 +380,7 @@ func TestEncodeErrors(t *testing.T) {
 		t.Error("levels for the wrong column count were accepted")
 	}
 	for _, f := range [][]float32{{1, 1}, {1, 0, 1, 1}, {1, float32(math.Inf(1)), 1, 1}} {
-		if _, err := c.Encode(tt, &codec.EncodeOptions{ScaleFactors: f}); !errors.Is(err, neural.ErrOptions) || !errors.Is(err, chunk.ErrFactors) {
+		if _, err := c.Encode(tt, &codec.EncodeOptions{ScaleFactors: f}); !errors.Is(err, nwcenc.ErrOptions) || !errors.Is(err, chunk.ErrFactors) {
 			t.Errorf("scale factors %v: got %v, want ErrOptions wrapping chunk.ErrFactors", f, err)
 		}
 	}
@@ -415,7 +418,7 @@ func TestRealWeights(t *testing.T) {
 		}
 		shape := []uint64{uint64(ti.Shape[0]), uint64(ti.Shape[1])}
 		tt := &codec.Tensor{Name: ti.Name, DType: format.DType(ti.DType), Shape: shape, Data: b}
-		c, _ := codec.Lookup(neural.ID)
+		c, _ := codec.LookupEncoder(neural.ID)
 		for _, st := range []struct{ step, minSQNR float64 }{{1.2, 8}, {0.12, 27}} {
 			enc, err := c.Encode(tt, &codec.EncodeOptions{Step: st.step})
 			if err != nil {
@@ -443,7 +446,7 @@ func f32(b []byte) float64 { return float64(math.Float32frombits(binary.LittleEn
 // that is not built in, which no reader could resolve.
 func TestBlobRefUnknown(t *testing.T) {
 	tt, step := learnedTensor(t)
-	c, err := neural.Default()
+	c, err := nwcenc.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +470,7 @@ func TestBlobRefUnknown(t *testing.T) {
 // hardware's (x86 makes 0xFFC00000).
 func TestNaNCanonical(t *testing.T) {
 	tt := gaussTensor("w", 32, 8, 5)
-	c, err := codec.Lookup(neural.ID)
+	c, err := codec.LookupEncoder(neural.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

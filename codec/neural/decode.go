@@ -40,7 +40,7 @@ func grow[T any](s []T, n int) []T {
 type decoder struct {
 	name   string
 	model  *decoderModel
-	p      params
+	p      Params
 	layout chunk.Layout
 	ends   []int // group end rows
 	// zeroCols lists the columns whose scale is 0: only there can w =
@@ -54,14 +54,20 @@ type decoder struct {
 	colsOf   [NumLevels]int
 }
 
-// NewDecoder implements codec.Codec: it checks the entry's parameters,
+// nwcDecoder is the registered decoder: it decodes any model a file
+// carries.
+type nwcDecoder struct{}
+
+func init() { codec.RegisterDecoder(ID, nwcDecoder{}) }
+
+// NewDecoder implements codec.Decoder: it checks the entry's parameters,
 // groups and auxiliary sections and parses the shared blob.
-func (nwcCodec) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder, error) {
-	p, err := parseParams(t.Params)
+func (nwcDecoder) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder, error) {
+	p, err := ParseParams(t.Params)
 	if err != nil {
 		return nil, format.TensorErrorf(t.Name, -1, "codec nwc: %v", err)
 	}
-	l, ends, err := chunk.ParseGroups(t, p.transposed)
+	l, ends, err := chunk.ParseGroups(t, p.Transposed)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +83,7 @@ func (nwcCodec) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder,
 	if err := chunk.CheckAux(t, chunk.AuxScales, chunk.AuxLevels, AuxTables); err != nil {
 		return nil, err
 	}
-	if p.plain {
+	if p.Plain {
 		if t.Blob >= 0 {
 			return nil, format.TensorErrorf(t.Name, -1, "codec nwc: a plain tensor references a blob")
 		}
@@ -113,7 +119,7 @@ func (nwcCodec) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder,
 	if err != nil {
 		return nil, err
 	}
-	tabs, err := parseTables(tb, levelsPresent(d.levels, l.Cols))
+	tabs, err := ParseTables(tb, LevelsPresent(d.levels, l.Cols))
 	if err != nil {
 		return nil, format.TensorErrorf(t.Name, -1, "codec nwc: %v", err)
 	}
@@ -144,7 +150,7 @@ func (d *decoder) DecodeGroup(i int, payload, dst []byte) error {
 	defer scratchPool.Put(sc)
 	sc.y = grow(sc.y, n*chunk.Rows)
 	var err error
-	sc.buf, err = decodeGroup(sc.y, payload, d.colLv, &d.colsOf, b0, b1, l.Rows, cols, &d.tabs, sc.buf)
+	sc.buf, err = DecodeLatents(sc.y, payload, d.colLv, &d.colsOf, b0, b1, l.Rows, cols, &d.tabs, sc.buf)
 	if err != nil {
 		return format.TensorErrorf(d.name, -1, "codec nwc: group %d: %v", i, err)
 	}
@@ -153,13 +159,13 @@ func (d *decoder) DecodeGroup(i int, payload, dst []byte) error {
 	sc.dout = grow(sc.dout, cols*chunk.Rows)
 	sc.out = grow(sc.out, cols*chunk.Rows)
 	sc.rows = grow(sc.rows, (r1-r0)*cols)
-	var seq *chunkSeq
-	if d.p.trellis {
-		seq = newChunkSeq(cols, nil) // the group is one sequence per column
+	var seq *ChunkSeq
+	if d.p.Trellis {
+		seq = NewChunkSeq(cols, nil) // the group is one sequence per column
 	}
 	for b := b0; b < b1; b++ {
 		y := sc.y[(b-b0)*cols*chunk.Rows : (b-b0+1)*cols*chunk.Rows]
-		if err := reconstruct(d.model, sc.out, y, sc.lv, cols, &d.p, seq, (b-b0)*cols, sc.in, sc.dout, sc); err != nil {
+		if err := reconstruct(d.model, sc.out, y, sc.lv, cols, &d.p, seq, (b-b0)*cols, sc.in, sc.dout, &sc.mlp); err != nil {
 			return format.TensorErrorf(d.name, -1, "codec nwc: group %d: %v", i, err)
 		}
 		// Write row by row (sequential stores) rather than chunk by
@@ -201,9 +207,10 @@ func streamLevels(tabs *[NumLevels]*rans.Table) []int {
 	return qs
 }
 
-// encodeGroup returns the payload of the group made of chunk rows
-// [b0, b1): y holds their latents chunk-major, lv each column's level.
-func encodeGroup(y []int32, lv []uint8, b0, b1, rows, cols int, tabs *[NumLevels]*rans.Table) ([]byte, error) {
+// EncodeLatents returns the payload of the group made of chunk rows
+// [b0, b1) of a rows×cols matrix: y holds their latents chunk-major, lv
+// each column's level, tabs the tables of BuildTables.
+func EncodeLatents(y []int32, lv []uint8, b0, b1, rows, cols int, tabs *[NumLevels]*rans.Table) ([]byte, error) {
 	const k = chunk.Rows
 	qs := streamLevels(tabs)
 	var syms []int32
@@ -231,10 +238,11 @@ func encodeGroup(y []int32, lv []uint8, b0, b1, rows, cols int, tabs *[NumLevels
 	return out, nil
 }
 
-// decodeGroup decodes a group's payload into y (chunk-major latents of
-// chunk rows [b0, b1), padding rows 0). colsOf[q] is the number of columns
-// of level q; buf is scratch.
-func decodeGroup(y []int32, payload []byte, lv []uint8, colsOf *[NumLevels]int, b0, b1, rows, cols int, tabs *[NumLevels]*rans.Table, buf []int32) ([]int32, error) {
+// DecodeLatents decodes a group's payload into y (chunk-major latents of
+// chunk rows [b0, b1), padding rows 0), the inverse of EncodeLatents.
+// colsOf[q] is the number of columns of level q; buf is scratch, returned
+// for reuse. Errors wrap format.ErrFormat.
+func DecodeLatents(y []int32, payload []byte, lv []uint8, colsOf *[NumLevels]int, b0, b1, rows, cols int, tabs *[NumLevels]*rans.Table, buf []int32) ([]int32, error) {
 	const k = chunk.Rows
 	qs := streamLevels(tabs)
 	groupRows := min(b1*k, rows) - b0*k

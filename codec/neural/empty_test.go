@@ -34,7 +34,7 @@ func TestEmptyTensor(t *testing.T) {
 	if b, err := tt.Bytes(); err != nil || len(b) != 0 {
 		t.Fatalf("empty tensor decoded to %d bytes, %v", len(b), err)
 	}
-	c, _ := codec.Lookup("nwc")
+	c, _ := codec.LookupDecoder("nwc")
 	e := tt.Entry()
 	e.Aux = []format.NamedSection{{Name: "scales", Inline: []byte{0, 0}}}
 	if _, err := c.NewDecoder(&e, nil); !errors.Is(err, format.ErrFormat) {

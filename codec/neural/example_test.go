@@ -6,6 +6,7 @@ import (
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/codec/neural"
+	_ "github.com/nwcodec/nwc/codec/neural/nwcenc" // the encoder, for writing
 	"github.com/nwcodec/nwc/reader"
 	"github.com/nwcodec/nwc/writer"
 )

@@ -27,31 +27,6 @@ const fileMagic = "nwcc"
 // maxInfo bounds the provenance string of a codec file.
 const maxInfo = 1 << 16
 
-// mlpNet converts a trained net to the float32 network the fast kernels
-// and the format use; each parameter is rounded to nearest.
-func (n *Net) mlpNet() *mlp.Net {
-	out := &mlp.Net{}
-	for _, l := range n.Layers {
-		out.Layers = append(out.Layers, mlp.Layer{
-			In: l.In, Out: l.Out, W: toF32(l.W), B: toF32(l.B), ReLU: l.ReLU, Residual: l.Residual,
-		})
-	}
-	if n.usesEmbed() {
-		for q := range n.Embed {
-			out.Embed = append(out.Embed, toF32(n.Embed[q]))
-		}
-	}
-	return out
-}
-
-func toF32(v []float64) []float32 {
-	f := make([]float32, len(v))
-	for i, x := range v {
-		f[i] = float32(x)
-	}
-	return f
-}
-
 // A Codec is a trained neural codec ready to code tensors: the encoder and
 // decoder networks in float32 and the decoder's blob. It is immutable and
 // safe for concurrent use.
@@ -63,42 +38,31 @@ type Codec struct {
 	dec1     *decoderModel
 	prior    [2][NumLevels][]float32
 	blob     []byte
-	// force overrides the encoder's choice between the learned transform
-	// and the scalar quantizer (forceAuto, forcePlain, forceLearned), so
-	// that tests and benchmarks can exercise each decoding path.
-	force int
-	// roundPlain makes the scalar path round each latent on its own
-	// instead of trellis-coding the chunk, for tests and comparisons.
-	roundPlain bool
 }
 
-const (
-	forceAuto = iota
-	forcePlain
-	forceLearned
-)
-
-// Learned returns a copy of c whose encoder always keeps the learned
-// transform instead of choosing, tensor by tensor, whichever of it and the
-// scalar path is better at equal rate. With the default model the scalar
-// path (trellis-coded where that wins) is the better one almost
-// everywhere, so files that must exercise a decoder's network — conformance
-// files, benchmarks — need this.
-func (c *Codec) Learned() *Codec {
-	d := *c
-	d.force = forceLearned
-	return &d
+// NewCodec freezes a trained model into a codec: its encoder and decoder
+// networks, the prior's two parameters per level and latent channel, and
+// info, its provenance (the training command).
+func NewCodec(c Config, enc, dec *mlp.Net, priorA, priorB [NumLevels][]float32, info string) (*Codec, error) {
+	x := &Codec{Config: c, Info: info, enc: enc, dec: dec, prior: [2][NumLevels][]float32{priorA, priorB}}
+	return x, x.init()
 }
 
-// NewCodec freezes a trained model into a codec; info records its
-// provenance (the training command).
-func NewCodec(m *Model, info string) (*Codec, error) {
-	c := &Codec{Config: m.Config, Info: info, enc: m.Enc.mlpNet(), dec: m.Dec.mlpNet()}
-	for q := range NumLevels {
-		c.prior[0][q] = toF32(m.PriorA[q])
-		c.prior[1][q] = toF32(m.PriorB[q])
-	}
-	return c, c.init()
+// Nets returns the codec's encoder and decoder networks (the caller must
+// not modify them).
+func (c *Codec) Nets() (enc, dec *mlp.Net) { return c.enc, c.dec }
+
+// PackedEncoder returns the encoder network in the form the fast kernels
+// run.
+func (c *Codec) PackedEncoder() *mlp.Packed { return c.encP }
+
+// Reconstruct turns the latents of n chunks (n×Chunk, chunk-major, levels
+// lv) into normalized weights exactly as the decoder does, for encoders
+// that measure or feed back their error; seq and first are as the
+// decoder's trellis walk (nil without p.Trellis), in and dout scratch of
+// n×(Chunk+1) and n×Chunk values.
+func (c *Codec) Reconstruct(out []float32, y []int32, lv []uint8, n int, p *Params, seq *ChunkSeq, first int, in, dout []float32, sc *mlp.Scratch) error {
+	return reconstruct(c.dec1, out, y, lv, n, p, seq, first, in, dout, sc)
 }
 
 // init validates the networks against the configuration and derives the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/codec/neural"
+	"github.com/nwcodec/nwc/codec/neural/nwcenc"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/reader"
 	"github.com/nwcodec/nwc/writer"
@@ -47,7 +48,7 @@ func TestGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	def, err := neural.Default()
+	def, err := nwcenc.Default()
 	if err != nil {
 		t.Fatal(err)
 	}

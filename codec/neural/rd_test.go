@@ -8,7 +8,8 @@ import (
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/codec/neural"
-	_ "github.com/nwcodec/nwc/codec/scalar"
+	_ "github.com/nwcodec/nwc/codec/neural/nwcenc"
+	_ "github.com/nwcodec/nwc/codec/scalar/scalarenc"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/safetensors"
 )
@@ -25,7 +26,11 @@ func rdCurve(t *testing.T, path, id string, steps []float64) []rdPoint {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	c, err := codec.Lookup(id)
+	c, err := codec.LookupEncoder(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := codec.LookupDecoder(id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +66,7 @@ func rdCurve(t *testing.T, path, id string, steps []float64) []rdPoint {
 			}
 			ft := entry(tt, enc)
 			ft.Codec = id
-			dec, err := c.NewDecoder(ft, memEnv{enc})
+			dec, err := d.NewDecoder(ft, memEnv{enc})
 			if err != nil {
 				t.Fatal(err)
 			}

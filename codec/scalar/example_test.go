@@ -8,6 +8,7 @@ import (
 
 	"github.com/nwcodec/nwc/codec"
 	_ "github.com/nwcodec/nwc/codec/scalar"
+	_ "github.com/nwcodec/nwc/codec/scalar/scalarenc"
 	"github.com/nwcodec/nwc/dtype"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/reader"

@@ -63,7 +63,7 @@ func FuzzDecode(f *testing.F) {
 		if n > 1<<14 {
 			return // large matrices only slow the fuzzer down
 		}
-		c, _ := codec.Lookup(fuzzIDs[int(id)%len(fuzzIDs)])
+		c, _ := codec.LookupDecoder(fuzzIDs[int(id)%len(fuzzIDs)])
 		shape := []uint64{uint64(rows), uint64(cols)}
 		e := &format.Tensor{
 			Name: "f", DType: fuzzDTypes[int(dt)%len(fuzzDTypes)], Shape: shape,
@@ -219,7 +219,7 @@ func dropAux(e *format.Tensor, env memEnv, name string) {
 // longer match the payloads: the decoder sees the lengths the entry
 // declares, as a reader would, and the payloads as given.
 func decodeEntry(e *format.Tensor, env memEnv, groups [][]byte) error {
-	c, err := codec.Lookup(e.Codec)
+	c, err := codec.LookupDecoder(e.Codec)
 	if err != nil {
 		return err
 	}
@@ -262,4 +262,19 @@ func auxBytes(file []byte, a format.NamedSection) []byte {
 		return a.Inline
 	}
 	return file[a.Offset : a.Offset+a.Length]
+}
+
+// memEnv serves a tensor's aux sections from memory.
+type memEnv map[string][]byte
+
+func (e memEnv) Aux(name string) ([]byte, error) {
+	b, ok := e[name]
+	if !ok {
+		return nil, format.Errorf(-1, "no aux %q", name)
+	}
+	return b, nil
+}
+
+func (memEnv) Blob(func([]byte) (any, error)) (any, error) {
+	return nil, format.Errorf(-1, "no blob")
 }

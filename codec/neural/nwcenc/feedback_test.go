@@ -1,4 +1,4 @@
-package neural
+package nwcenc
 
 import (
 	"encoding/binary"
@@ -52,9 +52,9 @@ func sharedHessian(cols, n int, seed uint64) []float64 {
 	return h
 }
 
-// forced returns a copy of the default codec whose encoder always keeps
-// the learned transform, always the scalar quantizer, or chooses.
-func forced(t *testing.T, force int) *Codec {
+// forced returns a copy of the default encoder that always keeps the
+// learned transform, always the scalar quantizer, or chooses.
+func forced(t *testing.T, force int) *Encoder {
 	t.Helper()
 	def, err := Default()
 	if err != nil {

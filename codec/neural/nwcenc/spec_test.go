@@ -1,4 +1,4 @@
-package neural
+package nwcenc
 
 import (
 	"encoding/binary"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/codec/chunk"
+	"github.com/nwcodec/nwc/codec/neural"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/spec"
 )
@@ -37,12 +38,12 @@ func TestMatchesSpec(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := parseParams(enc.Params)
+			p, err := neural.ParseParams(enc.Params)
 			if err != nil {
 				t.Fatal(err)
 			}
-			sawPlain, sawLearned = sawPlain || p.plain, sawLearned || !p.plain
-			sawTrellis, sawRound = sawTrellis || p.trellis, sawRound || p.plain && !p.trellis
+			sawPlain, sawLearned = sawPlain || p.Plain, sawLearned || !p.Plain
+			sawTrellis, sawRound = sawTrellis || p.Trellis, sawRound || p.Plain && !p.Trellis
 			aux := map[string][]byte{}
 			for _, a := range enc.Aux {
 				aux[a.Name] = a.Data
@@ -51,15 +52,15 @@ func TestMatchesSpec(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tabs, err := parseTables(aux[AuxTables], levelsPresent(levels, cols))
+			tabs, err := neural.ParseTables(aux[neural.AuxTables], neural.LevelsPresent(levels, cols))
 			if err != nil {
 				t.Fatal(err)
 			}
-			ref := &spec.NWCTensor{Rows: rows, Cols: cols, Steps: p.steps, Features: p.features, Plain: p.plain, Trellis: p.trellis, Offset: float32(p.offset) / 256, Scales: scales, Levels: levels}
+			ref := &spec.NWCTensor{Rows: rows, Cols: cols, Steps: p.Steps, Features: p.Features, Plain: p.Plain, Trellis: p.Trellis, Offset: float32(p.Offset) / 256, Scales: scales, Levels: levels}
 			for _, g := range enc.Groups[:len(enc.Groups)-1] {
 				ref.GroupStarts = append(ref.GroupStarts, int(g.End)/cols)
 			}
-			var colsOf [NumLevels]int
+			var colsOf [neural.NumLevels]int
 			for _, q := range levels {
 				colsOf[q]++
 			}
@@ -68,16 +69,17 @@ func TestMatchesSpec(t *testing.T) {
 				r1 := int(g.End) / cols
 				b0, b1 := r0/chunk.Rows, chunk.Chunks(r1)
 				y := make([]int32, (b1-b0)*cols*chunk.Rows)
-				if _, err := decodeGroup(y, g.Data, levels, &colsOf, b0, b1, rows, cols, &tabs, nil); err != nil {
+				if _, err := neural.DecodeLatents(y, g.Data, levels, &colsOf, b0, b1, rows, cols, &tabs, nil); err != nil {
 					t.Fatal(err)
 				}
 				ref.Latents = append(ref.Latents, y...)
 				r0 = r1
 			}
-			for _, l := range c.dec.Layers {
+			_, dec := c.c.Nets()
+			for _, l := range dec.Layers {
 				ref.Decoder = append(ref.Decoder, spec.MLPLayer{In: l.In, Out: l.Out, W: l.W, B: l.B, ReLU: l.ReLU, Residual: l.Residual})
 			}
-			ref.Embed = c.dec.Embed
+			ref.Embed = dec.Embed
 			want := spec.NWCReconstruct(ref)
 			got := decodeForSpec(t, tt, enc)
 			for i := range want {
@@ -108,7 +110,7 @@ func (v specEnv) Blob(parse func([]byte) (any, error)) (any, error) { return par
 // specEntry is the index entry of an encoded tensor, with its data served
 // from memory by specEnv.
 func specEntry(tt *codec.Tensor, enc *codec.Encoded) *format.Tensor {
-	ft := &format.Tensor{Name: tt.Name, DType: tt.DType, Shape: tt.Shape, Codec: ID, Params: enc.Params, View: enc.View, Blob: -1}
+	ft := &format.Tensor{Name: tt.Name, DType: tt.DType, Shape: tt.Shape, Codec: neural.ID, Params: enc.Params, View: enc.View, Blob: -1}
 	if enc.Blob != nil {
 		ft.Blob = 0
 	}
@@ -123,7 +125,11 @@ func specEntry(tt *codec.Tensor, enc *codec.Encoded) *format.Tensor {
 
 func decodeForSpec(t *testing.T, tt *codec.Tensor, enc *codec.Encoded) []float32 {
 	ft := specEntry(tt, enc)
-	dec, err := nwcCodec{}.NewDecoder(ft, specEnv{enc})
+	d, err := codec.LookupDecoder(neural.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := d.NewDecoder(ft, specEnv{enc})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package scalar
+package scalarenc
 
 import (
 	"encoding/binary"
@@ -48,7 +48,7 @@ func entry(id string, t *codec.Tensor, enc *codec.Encoded) (*format.Tensor, memE
 // decodeAll decodes every group of enc into the tensor's dtype.
 func decodeAll(t testing.TB, id string, tn *codec.Tensor, enc *codec.Encoded) ([]byte, error) {
 	t.Helper()
-	c, err := codec.Lookup(id)
+	c, err := codec.LookupDecoder(id)
 	if err != nil {
 		t.Fatal(err)
 	}

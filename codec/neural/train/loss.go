@@ -1,9 +1,11 @@
-package neural
+package train
 
 import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+
+	"github.com/nwcodec/nwc/codec/neural"
 )
 
 // A Model is a trainable codec: an encoder net that maps a chunk (divided
@@ -12,28 +14,28 @@ import (
 // Only the decoder is needed to decode; it is what a file's codec blob
 // holds.
 type Model struct {
-	Config Config
+	Config neural.Config
 	Enc    Net // [v, ln Δ_q] → latents (corrections to v when residual)
 	Dec    Net // [y, ln Δ_q] → chunk/Δ_q (corrections to y when residual)
 	// PriorA and PriorB give the prior's log scale per level and latent
 	// channel: ln s = PriorA[q][c] + PriorB[q][c]·ln Δ_q − ln Δ_q.
-	PriorA, PriorB [NumLevels][]float64
+	PriorA, PriorB [neural.NumLevels][]float64
 }
 
 // NewModel returns an untrained model drawn from seed. With Latent ==
 // Chunk both nets start with a zero last layer, so the untrained codec is
 // exactly the uniform scalar quantizer.
-func NewModel(c Config, seed uint64) (*Model, error) {
+func NewModel(c neural.Config, seed uint64) (*Model, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	r := rand.New(rand.NewPCG(seed, 0x6e7763))
 	m := &Model{
 		Config: c,
-		Enc:    newNet(c.Chunk+1, c.Latent, c.Width, c.Blocks, c.residual(), r),
-		Dec:    newNet(c.Latent+1, c.Chunk, c.Width, c.Blocks, c.residual(), r),
+		Enc:    newNet(c.Chunk+1, c.Latent, c.Width, c.Blocks, residual(c), r),
+		Dec:    newNet(c.Latent+1, c.Chunk, c.Width, c.Blocks, residual(c), r),
 	}
-	for q := range NumLevels {
+	for q := range neural.NumLevels {
 		m.PriorA[q] = make([]float64, c.Latent)
 		m.PriorB[q] = make([]float64, c.Latent)
 		for i := range m.PriorA[q] {
@@ -46,7 +48,7 @@ func NewModel(c Config, seed uint64) (*Model, error) {
 // params lists every trainable slice in a fixed order.
 func (m *Model) params() [][]float64 {
 	p := append(m.Enc.params(), m.Dec.params()...)
-	for q := range NumLevels {
+	for q := range neural.NumLevels {
 		p = append(p, m.PriorA[q], m.PriorB[q])
 	}
 	return p
@@ -55,7 +57,7 @@ func (m *Model) params() [][]float64 {
 // zeroLike returns a model of the same shape with all parameters zero.
 func (m *Model) zeroLike() *Model {
 	z := &Model{Config: m.Config, Enc: m.Enc.zeroLike(), Dec: m.Dec.zeroLike()}
-	for q := range NumLevels {
+	for q := range neural.NumLevels {
 		z.PriorA[q] = make([]float64, len(m.PriorA[q]))
 		z.PriorB[q] = make([]float64, len(m.PriorB[q]))
 	}
@@ -110,7 +112,7 @@ func (m *Model) loss(s *sample, lambda float64, w *work, g *Model) (loss, rate, 
 		in[k] = xv
 		w.v[k] = xv / step
 	}
-	feat := float64(StepFeature(float32(step)))
+	feat := float64(neural.StepFeature(float32(step)))
 	in[c.Chunk] = feat
 	e := m.Enc.forward(w.te, s.q)
 	// The decoder sees rounded latents even while training, with the
@@ -119,7 +121,7 @@ func (m *Model) loss(s *sample, lambda float64, w *work, g *Model) (loss, rate, 
 	// it to undo noise it never meets in a file.
 	for i := range w.y {
 		y := e[i]
-		if c.residual() {
+		if residual(c) {
 			y += w.v[i]
 		}
 		w.yn[i] = y
@@ -141,7 +143,7 @@ func (m *Model) loss(s *sample, lambda float64, w *work, g *Model) (loss, rate, 
 	d := m.Dec.forward(w.td, s.q)
 	for k := range w.r {
 		xh := d[k]
-		if c.residual() {
+		if residual(c) {
 			xh += w.y[k]
 		}
 		w.r[k] = w.v[k] - xh
@@ -171,7 +173,7 @@ func (m *Model) loss(s *sample, lambda float64, w *work, g *Model) (loss, rate, 
 	m.Dec.backward(w.td, s.q, w.dd, w.din, &g.Dec)
 	for i := range w.dy {
 		w.dy[i] += w.din[i] * step
-		if c.residual() {
+		if residual(c) {
 			w.dy[i] += -2 * alpha * w.r[i] * inv
 		}
 	}

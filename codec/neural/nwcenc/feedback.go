@@ -1,4 +1,4 @@
-package neural
+package nwcenc
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	"github.com/nwcodec/nwc/codec/chunk"
+	"github.com/nwcodec/nwc/codec/mlp"
+	"github.com/nwcodec/nwc/codec/neural"
 	"github.com/nwcodec/nwc/ldlq"
 )
 
@@ -13,7 +15,7 @@ import (
 // whose size does not match the matrix's columns, or one that is not
 // positive definite even after damping. (A bad step is ErrStep, bad
 // levels chunk.ErrLevels.)
-var ErrOptions = errors.New("neural: invalid encode options")
+var ErrOptions = errors.New("nwcenc: invalid encode options")
 
 // A pass codes one tensor's matrix with one quantizer, column block by
 // column block, through ldlq.Drive: in plain block order without a
@@ -21,7 +23,7 @@ var ErrOptions = errors.New("neural: invalid encode options")
 // candidate coding, because the feedback depends on the quantizer's
 // errors.
 type pass struct {
-	c          *Codec
+	c          *Encoder
 	w          []float32 // rows×cols, the loaded weights; never modified
 	rows, cols int
 	colLv      []uint8
@@ -41,17 +43,17 @@ type coding struct {
 	y      []int32
 	h      []uint16
 	scales []float32
-	p      params
+	p      neural.Params
 }
 
 // plain codes the matrix as the scalar quantizer at p's steps. The
 // centroid offset enters the reconstruction that LDLQ feeds back, so it
 // must be fixed before the pass; it is fitted to the weights as loaded
 // (as ecsq does), which without a Hessian is exactly the coding's own.
-func (r *pass) plain(p params, trellis bool) (*coding, error) {
-	p.plain = true
-	p.trellis = trellis
-	p.offset = 0
+func (r *pass) plain(p neural.Params, trellis bool) (*coding, error) {
+	p.Plain = true
+	p.Trellis = trellis
+	p.Offset = 0
 	free := *r
 	free.hessian = nil
 	cd, err := free.code(p, false)
@@ -62,11 +64,11 @@ func (r *pass) plain(p params, trellis bool) (*coding, error) {
 	for ci := range lv {
 		lv[ci] = r.colLv[ci%r.cols]
 	}
-	p.offset = centroidOffset(cd.x, cd.y, lv, &cd.p, cd.scales, r.rows, r.cols, r.starts)
-	if r.hessian == nil && !p.trellis {
+	p.Offset = centroidOffset(cd.x, cd.y, lv, &cd.p, cd.scales, r.rows, r.cols, r.starts)
+	if r.hessian == nil && !p.Trellis {
 		// Without feedback or a trellis the latents do not depend on
 		// the offset.
-		cd.p.offset = p.offset
+		cd.p.Offset = p.Offset
 		return cd, nil
 	}
 	return r.code(p, false)
@@ -81,7 +83,7 @@ func (r *pass) plain(p params, trellis bool) (*coding, error) {
 // multiplies by. Without a Hessian they are the RMS of the weights, and
 // the whole matrix is one block, so the network sees the same batches as
 // an encoder without LDLQ (the nets are batch-independent anyway).
-func (r *pass) code(p params, learned bool) (*coding, error) {
+func (r *pass) code(p neural.Params, learned bool) (*coding, error) {
 	const k = chunk.Rows
 	rows, cols := r.rows, r.cols
 	nb := chunk.Chunks(rows)
@@ -102,7 +104,8 @@ func (r *pass) code(p params, learned bool) (*coding, error) {
 	var (
 		colBuf, bx, out []float32
 		blv             []uint8
-		sc              scratch
+		sc              mlp.Scratch
+		scIn, scDout    []float32
 	)
 	quant := func(c0, c1 int) error {
 		bw := c1 - c0
@@ -164,11 +167,11 @@ func (r *pass) code(p params, learned bool) (*coding, error) {
 			return nil // nothing reads the decoded values
 		}
 		out = grow(out, n*k)
-		sc.in = grow(sc.in, min(n, encodeBatch)*(k+1))
-		sc.dout = grow(sc.dout, min(n, encodeBatch)*k)
-		seq := newChunkSeq(bw, r.starts)
+		scIn = grow(scIn, min(n, encodeBatch)*(k+1))
+		scDout = grow(scDout, min(n, encodeBatch)*k)
+		seq := neural.NewChunkSeq(bw, r.starts)
 		for a := 0; a < n; a += encodeBatch {
-			if err := reconstruct(r.c.dec1, out[a*k:], y[a*k:], blv[a:], min(encodeBatch, n-a), &cd.p, seq, a, sc.in, sc.dout, &sc); err != nil {
+			if err := r.c.c.Reconstruct(out[a*k:], y[a*k:], blv[a:], min(encodeBatch, n-a), &cd.p, seq, a, scIn, scDout, &sc); err != nil {
 				return err
 			}
 		}

@@ -1,4 +1,4 @@
-package scalar
+package scalarenc
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/codec/chunk"
+	"github.com/nwcodec/nwc/codec/scalar"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/ldlq"
 )
@@ -18,7 +19,7 @@ import (
 // (ecsq ≈ 4.05 bpw, rtn int4 g128 ≈ 4.16 bpw, q4k 4.5 bpw), with margin
 // for small matrices whose statistics wander. The figures measured on
 // 4096×1024 are logged by TestSQNR.
-var minSQNR = map[string]float64{ECSQ: 21.5, TCQ: 22.3, RTN: 18.5, Q4K: 21}
+var minSQNR = map[string]float64{scalar.ECSQ: 21.5, scalar.TCQ: 22.3, scalar.RTN: 18.5, scalar.Q4K: 21}
 
 func TestRoundTrip(t *testing.T) {
 	shapes := []struct {
@@ -35,12 +36,12 @@ func TestRoundTrip(t *testing.T) {
 		{"transposed ragged", []uint64{33, 21}, true},
 		{"long rows", []uint64{20, 700}, false},
 	}
-	for _, id := range []string{ECSQ, TCQ, RTN, Q4K} {
+	for _, id := range []string{scalar.ECSQ, scalar.TCQ, scalar.RTN, scalar.Q4K} {
 		for _, s := range shapes {
 			for _, dt := range []format.DType{format.F32, format.BF16, format.F16} {
 				t.Run(fmt.Sprintf("%s/%s/%s", id, s.name, dt), func(t *testing.T) {
 					tn := gaussian("w", 3, s.shape, 0.05, dt)
-					c, _ := codec.Lookup(id)
+					c, _ := codec.LookupEncoder(id)
 					// Small groups, so that multi-group tensors are
 					// exercised.
 					opts := &codec.EncodeOptions{Transposed: s.transposed, GroupBytes: 1024}
@@ -100,7 +101,7 @@ func TestECSQGaussianRate(t *testing.T) {
 	const rows, cols, target = 4096, 1024, 4.0
 	tn := gaussian("w", 1, []uint64{rows, cols}, 0.02, format.F32)
 	bpw := func(step float64) (float64, *codec.Encoded) {
-		enc, err := ecsqCodec{}.Encode(tn, &codec.EncodeOptions{Step: step})
+		enc, err := ecsqEncoder{}.Encode(tn, &codec.EncodeOptions{Step: step})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,7 +123,7 @@ func TestECSQGaussianRate(t *testing.T) {
 	if math.Abs(rate-target) > 0.002 {
 		t.Fatalf("bisection ended at %.4f bpw", rate)
 	}
-	got, err := decodeAll(t, ECSQ, tn, enc)
+	got, err := decodeAll(t, scalar.ECSQ, tn, enc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,8 +151,8 @@ func paramString(b []byte) string {
 // checks them against minSQNR.
 func TestSQNR(t *testing.T) {
 	tn := gaussian("w", 2, []uint64{1024, 1024}, 1, format.F32)
-	for _, id := range []string{ECSQ, RTN, Q4K} {
-		c, _ := codec.Lookup(id)
+	for _, id := range []string{scalar.ECSQ, scalar.RTN, scalar.Q4K} {
+		c, _ := codec.LookupEncoder(id)
 		enc, err := c.Encode(tn, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -184,26 +185,38 @@ func TestECSQOffset(t *testing.T) {
 		lap[i] = x[i] * y[i]
 	}
 	tn := f32Tensor("w", []uint64{rows, cols}, lap)
-	enc, err := ecsqCodec{}.Encode(tn, &codec.EncodeOptions{Step: 1})
+	enc, err := ecsqEncoder{}.Encode(tn, &codec.EncodeOptions{Step: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p ecsqParams
-	e, env := entry(ECSQ, tn, enc)
-	if err := parseParams(e, float32Param("step", &p.step, MinStep, MaxStep), uintParam("offset", &p.offset, 0, maxOffset), boolParam("transposed", &p.transposed)); err != nil {
+	p := ecsqParams{step: 1}
+	pr := format.NewMsgReader(enc.Params, -1)
+	if err := pr.MapKeys("params", func(k string) (err error) {
+		if k == "offset" {
+			p.offset, err = pr.Uint(k)
+			return err
+		}
+		_, err = pr.Raw(k)
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := decodeAll(t, ECSQ, tn, enc)
+	got, err := decodeAll(t, scalar.ECSQ, tn, enc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	with := sqnr(lap, floats(t, got, format.F32))
 	// The same levels decoded with offset 0.
-	dec, err := ecsqCodec{}.NewDecoder(e, env)
+	e, env := entry(scalar.ECSQ, tn, enc)
+	e.Params = ecsqParams{step: p.step}.marshal()
+	d, err := codec.LookupDecoder(scalar.ECSQ)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec.(*ecsqDecoder).off = 0
+	dec, err := d.NewDecoder(e, env)
+	if err != nil {
+		t.Fatal(err)
+	}
 	plain := make([]byte, len(tn.Data))
 	for i, g := range enc.Groups {
 		if err := dec.DecodeGroup(i, g.Data, plain[e.GroupStart(i)*4:g.End*4]); err != nil {
@@ -226,15 +239,15 @@ func TestECSQLevels(t *testing.T) {
 	for j := range levels {
 		levels[j] = uint8(j % 4)
 	}
-	enc, err := ecsqCodec{}.Encode(tn, &codec.EncodeOptions{Levels: levels, Step: 0.5, GroupBytes: 1})
+	enc, err := ecsqEncoder{}.Encode(tn, &codec.EncodeOptions{Levels: levels, Step: 0.5, GroupBytes: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, _ := entry(ECSQ, tn, enc)
+	e, _ := entry(scalar.ECSQ, tn, enc)
 	if _, ok := e.AuxEntry(chunk.AuxLevels); !ok {
 		t.Fatal("no levels section")
 	}
-	got, err := decodeAll(t, ECSQ, tn, enc)
+	got, err := decodeAll(t, scalar.ECSQ, tn, enc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +260,7 @@ func TestECSQLevels(t *testing.T) {
 	for k := 1; k < 4; k++ {
 		// The error scales with the step squared.
 		ratio := mse[k] / mse[0]
-		want := float64(LevelStepFactor[k] * LevelStepFactor[k])
+		want := float64(scalar.LevelStepFactor[k] * scalar.LevelStepFactor[k])
 		if ratio < want*0.8 || ratio > want*1.25 {
 			t.Errorf("level %d: MSE ratio %.3f to level 0, want about %.3f", k, ratio, want)
 		}
@@ -260,15 +273,15 @@ func TestECSQLevels(t *testing.T) {
 		for j := range all {
 			all[j] = lv
 		}
-		enc, err := ecsqCodec{}.Encode(tn, &codec.EncodeOptions{Levels: all})
+		enc, err := ecsqEncoder{}.Encode(tn, &codec.EncodeOptions{Levels: all})
 		if err != nil {
 			t.Fatal(err)
 		}
-		e, _ := entry(ECSQ, tn, enc)
+		e, _ := entry(scalar.ECSQ, tn, enc)
 		if _, ok := e.AuxEntry(chunk.AuxLevels); ok != (lv != 0) {
 			t.Errorf("level %d everywhere: levels section present = %v", lv, ok)
 		}
-		if _, err := decodeAll(t, ECSQ, tn, enc); err != nil {
+		if _, err := decodeAll(t, scalar.ECSQ, tn, enc); err != nil {
 			t.Error(err)
 		}
 	}
@@ -286,7 +299,7 @@ func TestLDLQ(t *testing.T) {
 	for j := range cols {
 		diag[j*cols+j] = 1 + float64(j%7)
 	}
-	if _, err := (q4kCodec{}).Encode(tn, &codec.EncodeOptions{Hessian: diag}); !errors.Is(err, ErrNoLDLQ) {
+	if _, err := (q4kEncoder{}).Encode(tn, &codec.EncodeOptions{Hessian: diag}); !errors.Is(err, ErrNoLDLQ) {
 		t.Errorf("q4k with a Hessian: %v, want ErrNoLDLQ", err)
 	}
 	// Correlated inputs: H = X Xᵀ/n for X with a shared component.
@@ -314,10 +327,10 @@ func TestLDLQ(t *testing.T) {
 		id   string
 		base codec.EncodeOptions
 	}{
-		{ECSQ, codec.EncodeOptions{Step: 0.5}},
-		{RTN, codec.EncodeOptions{Bits: 3}}, // groups of 128 span blocks of 100 and of 1
+		{scalar.ECSQ, codec.EncodeOptions{Step: 0.5}},
+		{scalar.RTN, codec.EncodeOptions{Bits: 3}}, // groups of 128 span blocks of 100 and of 1
 	} {
-		c, _ := codec.Lookup(tc.id)
+		c, _ := codec.LookupEncoder(tc.id)
 		o := tc.base
 		o.Hessian = diag[:10]
 		if _, err := c.Encode(tn, &o); !errors.Is(err, ErrOptions) {
@@ -357,7 +370,7 @@ func TestLDLQ(t *testing.T) {
 // decodedWith encodes tn with codec id and opts and decodes it.
 func decodedWith(t *testing.T, id string, tn *codec.Tensor, opts *codec.EncodeOptions) []float32 {
 	t.Helper()
-	c, _ := codec.Lookup(id)
+	c, _ := codec.LookupEncoder(id)
 	enc, err := c.Encode(tn, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -383,26 +396,26 @@ func TestEncodeErrors(t *testing.T) {
 		opts codec.EncodeOptions
 		want error
 	}{
-		{"NaN", ECSQ, nan, codec.EncodeOptions{}, chunk.ErrNonFinite},
-		{"Inf", RTN, inf, codec.EncodeOptions{}, chunk.ErrNonFinite},
-		{"Inf q4k", Q4K, inf, codec.EncodeOptions{}, chunk.ErrNonFinite},
-		{"int dtype", ECSQ, ints, codec.EncodeOptions{}, chunk.ErrLayout},
-		{"short data", ECSQ, short, codec.EncodeOptions{}, chunk.ErrLayout},
-		{"transposed vector", ECSQ, vec, codec.EncodeOptions{Transposed: true}, chunk.ErrLayout},
-		{"negative step", ECSQ, good, codec.EncodeOptions{Step: -1}, ErrOptions},
-		{"NaN step", ECSQ, good, codec.EncodeOptions{Step: math.NaN()}, ErrOptions},
-		{"huge step", ECSQ, good, codec.EncodeOptions{Step: 1e9}, ErrOptions},
-		{"few levels", ECSQ, good, codec.EncodeOptions{Levels: []uint8{1}}, chunk.ErrLevels},
-		{"level 4", ECSQ, good, codec.EncodeOptions{Levels: []uint8{0, 0, 0, 0, 0, 0, 0, 4}}, chunk.ErrLevels},
-		{"rtn 9 bits", RTN, good, codec.EncodeOptions{Bits: 9}, ErrOptions},
-		{"rtn 1 bit", RTN, good, codec.EncodeOptions{Bits: 1}, ErrOptions},
-		{"rtn negative group", RTN, good, codec.EncodeOptions{Group: -3}, ErrOptions},
-		{"few scale factors", ECSQ, good, codec.EncodeOptions{ScaleFactors: []float32{1}}, chunk.ErrFactors},
-		{"zero scale factor", TCQ, good, codec.EncodeOptions{ScaleFactors: make([]float32, 8)}, chunk.ErrFactors},
-		{"tcq NaN step", TCQ, good, codec.EncodeOptions{Step: math.NaN()}, ErrOptions},
+		{"NaN", scalar.ECSQ, nan, codec.EncodeOptions{}, chunk.ErrNonFinite},
+		{"Inf", scalar.RTN, inf, codec.EncodeOptions{}, chunk.ErrNonFinite},
+		{"Inf q4k", scalar.Q4K, inf, codec.EncodeOptions{}, chunk.ErrNonFinite},
+		{"int dtype", scalar.ECSQ, ints, codec.EncodeOptions{}, chunk.ErrLayout},
+		{"short data", scalar.ECSQ, short, codec.EncodeOptions{}, chunk.ErrLayout},
+		{"transposed vector", scalar.ECSQ, vec, codec.EncodeOptions{Transposed: true}, chunk.ErrLayout},
+		{"negative step", scalar.ECSQ, good, codec.EncodeOptions{Step: -1}, ErrOptions},
+		{"NaN step", scalar.ECSQ, good, codec.EncodeOptions{Step: math.NaN()}, ErrOptions},
+		{"huge step", scalar.ECSQ, good, codec.EncodeOptions{Step: 1e9}, ErrOptions},
+		{"few levels", scalar.ECSQ, good, codec.EncodeOptions{Levels: []uint8{1}}, chunk.ErrLevels},
+		{"level 4", scalar.ECSQ, good, codec.EncodeOptions{Levels: []uint8{0, 0, 0, 0, 0, 0, 0, 4}}, chunk.ErrLevels},
+		{"rtn 9 bits", scalar.RTN, good, codec.EncodeOptions{Bits: 9}, ErrOptions},
+		{"rtn 1 bit", scalar.RTN, good, codec.EncodeOptions{Bits: 1}, ErrOptions},
+		{"rtn negative group", scalar.RTN, good, codec.EncodeOptions{Group: -3}, ErrOptions},
+		{"few scale factors", scalar.ECSQ, good, codec.EncodeOptions{ScaleFactors: []float32{1}}, chunk.ErrFactors},
+		{"zero scale factor", scalar.TCQ, good, codec.EncodeOptions{ScaleFactors: make([]float32, 8)}, chunk.ErrFactors},
+		{"tcq NaN step", scalar.TCQ, good, codec.EncodeOptions{Step: math.NaN()}, ErrOptions},
 	}
 	for _, tt := range tests {
-		c, _ := codec.Lookup(tt.id)
+		c, _ := codec.LookupEncoder(tt.id)
 		if _, err := c.Encode(tt.t, &tt.opts); !errors.Is(err, tt.want) {
 			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
 		}
@@ -416,10 +429,10 @@ func TestEncodeErrors(t *testing.T) {
 func TestHugeAndTiny(t *testing.T) {
 	x := []float32{3e38, 1e-9, -2e38, -1e-9, 1e38, 0, 0, 1e-10}
 	tn := f32Tensor("w", []uint64{4, 2}, x)
-	for _, id := range []string{ECSQ, RTN, Q4K} {
-		c, _ := codec.Lookup(id)
+	for _, id := range []string{scalar.ECSQ, scalar.RTN, scalar.Q4K} {
+		c, _ := codec.LookupEncoder(id)
 		enc, err := c.Encode(tn, nil)
-		if id == Q4K {
+		if id == scalar.Q4K {
 			if !errors.Is(err, ErrRange) {
 				t.Errorf("q4k: %v, want ErrRange", err)
 			}
@@ -439,7 +452,7 @@ func TestHugeAndTiny(t *testing.T) {
 				t.Errorf("%s: element %d decodes to NaN", id, i)
 			}
 		}
-		if id == ECSQ {
+		if id == scalar.ECSQ {
 			for i := 1; i < len(y); i += 2 {
 				if y[i] != 0 {
 					t.Errorf("ecsq: tiny column element %d decodes to %v, want 0", i, y[i])
@@ -453,10 +466,10 @@ func TestHugeAndTiny(t *testing.T) {
 }
 
 func TestEmptyTensor(t *testing.T) {
-	for _, id := range []string{ECSQ, RTN, Q4K} {
+	for _, id := range []string{scalar.ECSQ, scalar.RTN, scalar.Q4K} {
 		for _, shape := range [][]uint64{{0, 5}, {5, 0}, {0}} {
 			tn := &codec.Tensor{Name: "e", DType: format.F32, Shape: shape}
-			c, _ := codec.Lookup(id)
+			c, _ := codec.LookupEncoder(id)
 			enc, err := c.Encode(tn, nil)
 			if err != nil {
 				t.Fatalf("%s %v: %v", id, shape, err)

@@ -1,17 +1,16 @@
 // The rtn and q4k codecs: wrappers that lay the block formats of package
 // quant out in chunk groups.
 
-package scalar
+package scalarenc
 
 import (
 	"fmt"
-	"math"
-	"math/bits"
 	"slices"
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/codec/chunk"
 	"github.com/nwcodec/nwc/codec/quant"
+	"github.com/nwcodec/nwc/codec/scalar"
 	"github.com/nwcodec/nwc/format"
 )
 
@@ -21,11 +20,8 @@ const (
 	DefaultGroup = quant.DefaultGroup
 )
 
-// maxRTNGroup bounds the group size a file may declare; larger groups
-// behave like one group per row anyway.
-const maxRTNGroup = math.MaxInt32
-
-type rtnCodec struct{}
+// rtnEncoder encodes rtn.
+type rtnEncoder struct{}
 
 // rtnParams is rtn's parameter map.
 type rtnParams struct {
@@ -65,7 +61,7 @@ func noLDLQ(id string, o *codec.EncodeOptions) error {
 // that spans several blocks the same for all of them (GPTQ refits a group
 // when its first column comes up, from weights partly updated; ldlq.Run
 // leaves the columns right of a block untouched until their turn).
-func (rtnCodec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encoded, error) {
+func (rtnEncoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encoded, error) {
 	o := options(opts)
 	r := quant.RTN{Bits: o.Bits, Group: o.Group}
 	if r.Bits == 0 {
@@ -77,8 +73,8 @@ func (rtnCodec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 	if err := r.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
 	}
-	if r.Group > maxRTNGroup {
-		return nil, fmt.Errorf("%w: rtn group %d over %d", ErrOptions, r.Group, maxRTNGroup)
+	if r.Group > scalar.MaxRTNGroup {
+		return nil, fmt.Errorf("%w: rtn group %d over %d", ErrOptions, r.Group, scalar.MaxRTNGroup)
 	}
 	lay, m, err := chunk.Load(t, o.Transposed)
 	if err != nil {
@@ -137,69 +133,8 @@ func rtnLDLQ(r quant.RTN, m []float32, rows, cols int, o *codec.EncodeOptions) (
 	return orig, err
 }
 
-// NewDecoder validates the params of an rtn tensor and the length of
-// every group: RowBytes(cols) bytes per row.
-func (rtnCodec) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder, error) {
-	var p rtnParams
-	if err := parseParams(t,
-		uintParam("bits", &p.bits, 2, 8),
-		uintParam("group", &p.group, 1, maxRTNGroup),
-		boolParam("transposed", &p.transposed),
-	); err != nil {
-		return nil, err
-	}
-	lay, ends, err := chunk.ParseGroups(t, p.transposed)
-	if err != nil {
-		return nil, err
-	}
-	if err := chunk.CheckAux(t); err != nil {
-		return nil, err
-	}
-	d := &rtnDecoder{lay: lay, ends: ends, r: quant.RTN{Bits: int(p.bits), Group: int(p.group)}}
-	if lay.Len() == 0 {
-		return d, nil
-	}
-	d.rowBytes = d.r.RowBytes(lay.Cols)
-	if d.rowBytes < 0 {
-		return nil, format.TensorErrorf(t.Name, -1, "codec rtn: rows of %d columns overflow", lay.Cols)
-	}
-	r0 := 0
-	for i, g := range t.Groups {
-		hi, want := bits.Mul64(uint64(ends[i]-r0), uint64(d.rowBytes))
-		if hi != 0 || g.Length != want {
-			return nil, format.TensorErrorf(t.Name, int64(g.Offset), "codec rtn: group %d has %d bytes, want %d rows of %d", i, g.Length, ends[i]-r0, d.rowBytes)
-		}
-		r0 = ends[i]
-	}
-	return d, nil
-}
-
-type rtnDecoder struct {
-	lay      chunk.Layout
-	ends     []int
-	r        quant.RTN
-	rowBytes int
-}
-
-// DecodeGroup dequantizes the rows of group i.
-func (d *rtnDecoder) DecodeGroup(i int, payload, dst []byte) error {
-	r0, r1, err := groupRange(RTN, d.ends, d.lay.Cols, d.lay.DType.Size(), i, dst)
-	if err != nil {
-		return err
-	}
-	if len(payload) != (r1-r0)*d.rowBytes {
-		return format.Errorf(-1, "codec rtn: group %d has %d bytes, want %d", i, len(payload), (r1-r0)*d.rowBytes)
-	}
-	m := make([]float32, 0, (r1-r0)*d.lay.Cols)
-	for row := range r1 - r0 {
-		if m, err = d.r.Dequantize(m, payload[row*d.rowBytes:(row+1)*d.rowBytes], d.lay.Cols); err != nil {
-			return format.Errorf(-1, "codec rtn: group %d row %d: %v", i, r0+row, err)
-		}
-	}
-	return d.lay.Store(dst, m)
-}
-
-type q4kCodec struct{}
+// q4kEncoder encodes q4k.
+type q4kEncoder struct{}
 
 // q4kParams is q4k's parameter map.
 type q4kParams struct {
@@ -221,9 +156,9 @@ func (p q4kParams) marshal() []byte {
 // (llama.cpp falls back to another type), and flattening wastes at most
 // one partial super-block per group, where padding each row would waste
 // up to 255 weights' worth per row (4× the data for 64-wide rows).
-func (q4kCodec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encoded, error) {
+func (q4kEncoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encoded, error) {
 	o := options(opts)
-	if err := noLDLQ(Q4K, &o); err != nil {
+	if err := noLDLQ(scalar.Q4K, &o); err != nil {
 		return nil, err
 	}
 	lay, m, err := chunk.Load(t, o.Transposed)
@@ -254,53 +189,4 @@ func (q4kCodec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 func checkQ4KScales(data []byte) error {
 	_, err := quant.DequantizeQ4K(nil, data)
 	return err
-}
-
-// NewDecoder validates the params of a q4k tensor and the length of every
-// group: one 144-byte super-block per started 256 elements.
-func (q4kCodec) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecoder, error) {
-	var p q4kParams
-	if err := parseParams(t, boolParam("transposed", &p.transposed)); err != nil {
-		return nil, err
-	}
-	lay, ends, err := chunk.ParseGroups(t, p.transposed)
-	if err != nil {
-		return nil, err
-	}
-	if err := chunk.CheckAux(t); err != nil {
-		return nil, err
-	}
-	r0 := 0
-	for i, g := range t.Groups {
-		// A group holds at most format.MaxGroupElements elements, so its
-		// size cannot overflow.
-		want := quant.Q4KBytes((ends[i] - r0) * lay.Cols)
-		if g.Length != uint64(want) {
-			return nil, format.TensorErrorf(t.Name, int64(g.Offset), "codec q4k: group %d has %d bytes, want %d", i, g.Length, want)
-		}
-		r0 = ends[i]
-	}
-	return &q4kDecoder{lay: lay, ends: ends}, nil
-}
-
-type q4kDecoder struct {
-	lay  chunk.Layout
-	ends []int
-}
-
-// DecodeGroup dequantizes group i's super-blocks and drops the padding.
-func (d *q4kDecoder) DecodeGroup(i int, payload, dst []byte) error {
-	r0, r1, err := groupRange(Q4K, d.ends, d.lay.Cols, d.lay.DType.Size(), i, dst)
-	if err != nil {
-		return err
-	}
-	n := (r1 - r0) * d.lay.Cols
-	if len(payload) != quant.Q4KBytes(n) {
-		return format.Errorf(-1, "codec q4k: group %d has %d bytes, want %d", i, len(payload), quant.Q4KBytes(n))
-	}
-	m, err := quant.DequantizeQ4K(nil, payload)
-	if err != nil {
-		return format.Errorf(-1, "codec q4k: group %d: %v", i, err)
-	}
-	return d.lay.Store(dst, m[:n])
 }

@@ -1,4 +1,4 @@
-package neural
+package nwcenc
 
 import (
 	"encoding/binary"
@@ -9,12 +9,14 @@ import (
 	"testing"
 
 	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/neural"
+	"github.com/nwcodec/nwc/codec/neural/train"
 	"github.com/nwcodec/nwc/format"
 )
 
 // benchTensor encodes a 2048×1024 Gaussian f32 matrix (2 M weights, 8
 // groups of 256 rows) with c at about 4 bits per weight.
-func benchTensor(b *testing.B, c *Codec) (*codec.Tensor, *codec.Encoded) {
+func benchTensor(b *testing.B, c *Encoder) (*codec.Tensor, *codec.Encoded) {
 	r := rand.New(rand.NewPCG(1, 1))
 	rows, cols := 2048, 1024
 	data := make([]byte, 0, 4*rows*cols)
@@ -33,7 +35,11 @@ func benchTensor(b *testing.B, c *Codec) (*codec.Tensor, *codec.Encoded) {
 // GOMAXPROCS goroutines as the reader does, and reports weights/s.
 func benchDecode(b *testing.B, tt *codec.Tensor, enc *codec.Encoded) {
 	ft := specEntry(tt, enc)
-	dec, err := nwcCodec{}.NewDecoder(ft, specEnv{enc})
+	d, err := codec.LookupDecoder(neural.ID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dec, err := d.NewDecoder(ft, specEnv{enc})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -69,17 +75,21 @@ func BenchmarkDecode(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	paper, err := NewModel(Config{Chunk: 16, Latent: 16, Width: 512, Blocks: 4}, 1)
+	paper, err := train.NewModel(neural.Config{Chunk: 16, Latent: 16, Width: 512, Blocks: 4}, 1)
 	if err != nil {
 		b.Fatal(err)
 	}
-	big, err := NewCodec(paper, "paper-size, untrained")
+	bigCodec, err := train.NewCodec(paper, "paper-size, untrained")
+	if err != nil {
+		b.Fatal(err)
+	}
+	big := New(bigCodec)
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name  string
-		c     *Codec
+		c     *Encoder
 		force int
 	}{
 		{"default-learned", def, forceLearned},

@@ -1,10 +1,11 @@
-package scalar
+package scalarenc
 
 import (
 	"math"
 	"testing"
 
 	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/scalar"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/internal/shareddata"
 	"github.com/nwcodec/nwc/safetensors"
@@ -25,7 +26,7 @@ func TestRealWeights(t *testing.T) {
 		bytes, n int
 		s, e     float64
 	}
-	totals := map[string]*total{ECSQ: {}, RTN: {}, Q4K: {}}
+	totals := map[string]*total{scalar.ECSQ: {}, scalar.RTN: {}, scalar.Q4K: {}}
 	for _, ti := range f.Tensors() {
 		if len(ti.Shape) != 2 {
 			continue
@@ -37,7 +38,7 @@ func TestRealWeights(t *testing.T) {
 		tn := &codec.Tensor{Name: ti.Name, DType: format.F32, Shape: []uint64{uint64(ti.Shape[0]), uint64(ti.Shape[1])}, Data: data}
 		x := floats(t, data, tn.DType)
 		for id, tot := range totals {
-			c, _ := codec.Lookup(id)
+			c, _ := codec.LookupEncoder(id)
 			enc, err := c.Encode(tn, nil)
 			if err != nil {
 				t.Fatalf("%s %s: %v", id, ti.Name, err)
@@ -56,7 +57,7 @@ func TestRealWeights(t *testing.T) {
 			tot.n += len(x)
 		}
 	}
-	for _, id := range []string{ECSQ, RTN, Q4K} {
+	for _, id := range []string{scalar.ECSQ, scalar.RTN, scalar.Q4K} {
 		tot := totals[id]
 		bpw := float64(8*tot.bytes) / float64(tot.n)
 		q := 10 * math.Log10(tot.s/tot.e)
@@ -64,7 +65,7 @@ func TestRealWeights(t *testing.T) {
 		if q < minSQNR[id]-1 {
 			t.Errorf("%s: SQNR %.2f dB", id, q)
 		}
-		if id == ECSQ && (bpw > 4.3 || q < 22.5) {
+		if id == scalar.ECSQ && (bpw > 4.3 || q < 22.5) {
 			t.Errorf("ecsq: %.3f bpw, SQNR %.2f dB at the default step; want ≤ 4.3 bpw and ≥ 22.5 dB", bpw, q)
 		}
 	}

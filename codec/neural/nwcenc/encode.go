@@ -1,32 +1,97 @@
-package neural
+// Package nwcenc is the encoder of nwc, the learned codec of package
+// neural: it registers the "nwc" encoder (the built-in default model) with
+// package codec, and Encoder codes tensors with any trained model.
+//
+// The encoder codes each tensor with the learned transform and as the
+// plain scalar quantizer (trellis-coded where that wins) and keeps the
+// better at equal rate; given a layer's input Hessian
+// ([codec.EncodeOptions.Hessian]) both codings run with LDLQ error
+// compensation (package ldlq), which leaves the format and the decoder
+// unchanged. Programs that only read files import package neural alone
+// and link none of this.
+package nwcenc
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"sync"
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/codec/chunk"
 	"github.com/nwcodec/nwc/codec/mlp"
+	"github.com/nwcodec/nwc/codec/neural"
 	"github.com/nwcodec/nwc/codec/rans"
 	"github.com/nwcodec/nwc/codec/trellis"
 )
 
-// nwcCodec is the registered codec: it encodes with the built-in default
-// model and decodes any model a file carries.
-type nwcCodec struct{}
+// defaultEncoder is the registered encoder: it codes with the built-in
+// default model.
+type defaultEncoder struct{}
 
-func init() { codec.Register(ID, nwcCodec{}) }
+func init() { codec.RegisterEncoder(neural.ID, defaultEncoder{}) }
 
-// Encode implements codec.Codec with the built-in default model.
-func (nwcCodec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encoded, error) {
-	c, err := Default()
+// defaultEnc is the Encoder of the built-in model, made once.
+var defaultEnc = sync.OnceValues(func() (*Encoder, error) {
+	c, err := neural.Default()
 	if err != nil {
 		return nil, err
 	}
-	return c.Encode(t, opts)
+	return New(c), nil
+})
+
+// Default returns the Encoder of the built-in default model, the one
+// registered as the "nwc" encoder.
+func Default() (*Encoder, error) { return defaultEnc() }
+
+// Encode implements codec.Encoder with the built-in default model.
+func (defaultEncoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encoded, error) {
+	e, err := Default()
+	if err != nil {
+		return nil, err
+	}
+	return e.Encode(t, opts)
 }
 
-// Encode compresses t with c. The tensor is viewed as chunk.Layout
+// An Encoder codes tensors with one trained codec. It is immutable and
+// safe for concurrent use.
+type Encoder struct {
+	c *neural.Codec
+	// force overrides the encoder's choice between the learned transform
+	// and the scalar quantizer (forceAuto, forcePlain, forceLearned), so
+	// that tests and benchmarks can exercise each decoding path.
+	force int
+	// roundPlain makes the scalar path round each latent on its own
+	// instead of trellis-coding the chunk, for tests and comparisons.
+	roundPlain bool
+}
+
+const (
+	forceAuto = iota
+	forcePlain
+	forceLearned
+)
+
+// New returns the encoder of codec c.
+func New(c *neural.Codec) *Encoder { return &Encoder{c: c} }
+
+// Codec returns the codec e encodes with.
+func (e *Encoder) Codec() *neural.Codec { return e.c }
+
+// Learned returns a copy of e that always keeps the learned transform
+// instead of choosing, tensor by tensor, whichever of it and the scalar
+// path is better at equal rate. With the default model the scalar path
+// (trellis-coded where that wins) is the better one almost everywhere, so
+// files that must exercise a decoder's network — conformance files,
+// benchmarks — need this.
+func (e *Encoder) Learned() *Encoder {
+	d := *e
+	d.force = forceLearned
+	return &d
+}
+
+// Encode compresses t with c's codec. The tensor is viewed as chunk.Layout
 // describes, columns are normalized to unit RMS and cut into chunks of 16
 // rows, and each chunk is coded at its column's level with step
 // opts.Step·m_q (DefaultStep when 0). The encoder codes the tensor twice,
@@ -44,13 +109,13 @@ func (nwcCodec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 // decoder is unchanged. A Hessian of the wrong size, or one that is not
 // positive definite even after damping, gives an error wrapping
 // ErrOptions.
-func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encoded, error) {
+func (c *Encoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encoded, error) {
 	if opts == nil {
 		opts = &codec.EncodeOptions{}
 	}
 	step := opts.Step
 	if step == 0 {
-		step = DefaultStep
+		step = neural.DefaultStep
 	}
 	if err := checkStep(step); err != nil {
 		return nil, err
@@ -76,11 +141,11 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 	if err != nil {
 		return nil, err
 	}
-	p := stepsFor(step)
-	p.transposed = opts.Transposed
-	enc := &codec.Encoded{View: l.View, Blob: &codec.BlobData{Codec: ID, Data: c.blob}}
+	p := neural.StepsFor(step)
+	p.Transposed = opts.Transposed
+	enc := &codec.Encoded{View: l.View, Blob: &codec.BlobData{Codec: neural.ID, Data: c.c.Blob()}}
 	if l.Len() == 0 {
-		enc.Params = p.marshal()
+		enc.Params = p.Marshal()
 		enc.Blob = nil
 		return enc, nil
 	}
@@ -89,7 +154,7 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 	for j := range colLv {
 		colLv[j] = levelOf(levels, j)
 	}
-	starts := groupStarts(rows, ends)
+	starts := neural.GroupStarts(rows, ends)
 	run := pass{c: c, w: w, rows: rows, cols: cols, colLv: colLv, hessian: opts.Hessian, factors: opts.ScaleFactors, starts: starts, block: max(opts.LDLQBlock, 0)}
 	// Chunks in coding order: rows of chunks, columns within a row.
 	nb := chunk.Chunks(rows)
@@ -113,8 +178,8 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 		r, err := c.measure(cd.x, cd.y, lv, &cd.p, cd.scales, rows, cols, starts)
 		return cd, r, err
 	}
-	measurePlain := func(p params, trellis bool) (*coding, rd, error) { return measured(run.plain(p, trellis)) }
-	measureLearned := func(p params) (*coding, rd, error) { return measured(run.code(p, true)) }
+	measurePlain := func(p neural.Params, trellis bool) (*coding, rd, error) { return measured(run.plain(p, trellis)) }
+	measureLearned := func(p neural.Params) (*coding, rd, error) { return measured(run.code(p, true)) }
 	// The trellis and the learned transform spend a little more or less
 	// than rounding at the same step. atRateOf gives the step at which a
 	// coding that cost got should cost what the chosen scalar coding pr
@@ -122,10 +187,10 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 	// step is valid; the rates then differ by hundredths of a bit per
 	// weight at most, which beats values at a conservative 8 dB per bit.
 	n := float64(rows * cols)
-	atRateOf := func(got, pr rd) (params, bool) {
+	atRateOf := func(got, pr rd) (neural.Params, bool) {
 		s := step * math.Exp2((got.bits-pr.bits)/n)
-		p := stepsFor(s)
-		p.transposed = base.transposed
+		p := neural.StepsFor(s)
+		p.Transposed = base.Transposed
 		return p, checkStep(s) == nil
 	}
 	beats := func(r, pr rd) bool {
@@ -133,7 +198,7 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 	}
 	// coarser measures rounding at a 10 % coarser step, for the slope.
 	coarser := func() (rd, error) {
-		_, r, err := measurePlain(stepsFor(step*1.1), false)
+		_, r, err := measurePlain(neural.StepsFor(step*1.1), false)
 		return r, err
 	}
 	plain, pr, err := measurePlain(base, false)
@@ -186,18 +251,18 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 	}
 
 	p = chosen.p
-	enc.Params = p.marshal()
-	if p.plain {
+	enc.Params = p.Marshal()
+	if p.Plain {
 		// The scalar quantizer needs no decoder: a file whose tensors all
 		// fall back carries no blob.
 		enc.Blob = nil
 	} else if opts.BlobRef {
-		_, enc.Blob.Ref = codec.BuiltinBlob(ID, c.BlobSHA256())
+		_, enc.Blob.Ref = codec.BuiltinBlob(neural.ID, c.c.BlobSHA256())
 	}
 	r0 := 0
 	for _, r1 := range ends {
 		b0, b1 := r0/k, chunk.Chunks(r1)
-		data, err := encodeGroup(chosen.y[b0*cols*k:b1*cols*k], colLv, b0, b1, rows, cols, &tables)
+		data, err := neural.EncodeLatents(chosen.y[b0*cols*k:b1*cols*k], colLv, b0, b1, rows, cols, &tables)
 		if err != nil {
 			return nil, err
 		}
@@ -211,7 +276,7 @@ func (c *Codec) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encod
 	if err != nil {
 		return nil, err
 	}
-	enc.Aux = []codec.NamedBytes{{Name: chunk.AuxScales, Data: sa}, {Name: AuxTables, Data: tableAux}}
+	enc.Aux = []codec.NamedBytes{{Name: chunk.AuxScales, Data: sa}, {Name: neural.AuxTables, Data: tableAux}}
 	if levels != nil {
 		enc.Aux = append(enc.Aux, codec.NamedBytes{Name: chunk.AuxLevels, Data: chunk.AppendLevels(nil, levels)})
 	}
@@ -240,7 +305,7 @@ func quantize(v float64) int32 {
 const encodeBatch = 4096
 
 // latents runs the encoder net on every chunk: y = round(x/Δ_q + E(x, ln Δ_q)).
-func (c *Codec) latents(x []float32, lv []uint8, p *params) ([]int32, error) {
+func (c *Encoder) latents(x []float32, lv []uint8, p *neural.Params) ([]int32, error) {
 	const k = chunk.Rows
 	n := len(lv)
 	y := make([]int32, n*k)
@@ -252,13 +317,13 @@ func (c *Codec) latents(x []float32, lv []uint8, p *params) ([]int32, error) {
 		bn := min(encodeBatch, n-c0)
 		for ci := range bn {
 			copy(in[ci*(k+1):], x[(c0+ci)*k:(c0+ci+1)*k])
-			in[ci*(k+1)+k] = p.features[lv[c0+ci]]
+			in[ci*(k+1)+k] = p.Features[lv[c0+ci]]
 		}
-		if err := c.encP.Forward(out, in, lv[c0:], bn, &sc); err != nil {
+		if err := c.c.PackedEncoder().Forward(out, in, lv[c0:], bn, &sc); err != nil {
 			return nil, err
 		}
 		for ci := range bn {
-			s := float64(p.steps[lv[c0+ci]])
+			s := float64(p.Steps[lv[c0+ci]])
 			for i := range k {
 				y[(c0+ci)*k+i] = quantize(float64(x[(c0+ci)*k+i])/s + float64(out[ci*k+i]))
 			}
@@ -267,25 +332,25 @@ func (c *Codec) latents(x []float32, lv []uint8, p *params) ([]int32, error) {
 	return y, nil
 }
 
-// centroidOffset returns the offset δ (in 1/256 of a step, at most maxOffset)
+// centroidOffset returns the offset δ (in 1/256 of a step, at most neural.MaxOffset)
 // that minimizes the squared error of the plain reconstruction
 // sign(y)·(|y| − δ)·Δ_q over the nonzero latents: the mean amount by which
 // |x|/Δ_q falls short of |y|. Unimodal weights are denser toward zero
 // within each cell, so the centroid sits below the cell's middle.
-func centroidOffset(x []float32, y []int32, lv []uint8, p *params, scales []float32, rows, cols int, starts []bool) uint8 {
+func centroidOffset(x []float32, y []int32, lv []uint8, p *neural.Params, scales []float32, rows, cols int, starts []bool) uint8 {
 	const k = chunk.Rows
 	var num, den float64
-	seq := newChunkSeq(cols, starts)
+	seq := neural.NewChunkSeq(cols, starts)
 	for ci, q := range lv {
-		s := float64(p.steps[q])
+		s := float64(p.Steps[q])
 		// Weight by the squared real step, as the error is counted.
 		w := s * float64(scales[ci%cols])
 		w *= w
-		st := seq.begin(ci)
+		st := seq.Begin(ci)
 		for i := range validRows(ci/cols, rows) {
 			v := y[ci*k+i]
 			a := math.Abs(float64(v))
-			if p.trellis {
+			if p.Trellis {
 				if *st >= 2 {
 					a -= 0.5 // grid Q1
 				}
@@ -301,21 +366,21 @@ func centroidOffset(x []float32, y []int32, lv []uint8, p *params, scales []floa
 	if den == 0 {
 		return 0
 	}
-	return uint8(math.Max(0, math.Min(maxOffset, math.RoundToEven(256*num/den))))
+	return uint8(math.Max(0, math.Min(neural.MaxOffset, math.RoundToEven(256*num/den))))
 }
 
 // quantizeAll returns the scalar quantizer's latents of the chunk-major
-// array x (width chunks per chunk row): round(x/Δ_q), or with p.trellis
+// array x (width chunks per chunk row): round(x/Δ_q), or with p.Trellis
 // the Viterbi choice over each column of each group (starts as in
 // chunkSeq), with p's offset.
-func quantizeAll(x []float32, lv []uint8, p *params, width int, starts []bool) []int32 {
+func quantizeAll(x []float32, lv []uint8, p *neural.Params, width int, starts []bool) []int32 {
 	const k = chunk.Rows
-	if p.trellis {
+	if p.Trellis {
 		return trellisQuantize(x, lv, p, width, starts)
 	}
 	y := make([]int32, len(x))
 	for ci, q := range lv {
-		s := float64(p.steps[q])
+		s := float64(p.Steps[q])
 		for i := range k {
 			y[ci*k+i] = quantize(float64(x[ci*k+i]) / s)
 		}
@@ -327,7 +392,7 @@ func quantizeAll(x []float32, lv []uint8, p *params, width int, starts []bool) [
 // own units, its bits (latents and tables) and its tables.
 type rd struct {
 	dist, bits float64
-	tabs       [NumLevels]*rans.Table
+	tabs       [neural.NumLevels]*rans.Table
 	aux        []byte
 }
 
@@ -355,22 +420,22 @@ func (r rd) better(p rd, coarser func() (rd, error)) bool {
 // measure codes latents y with params p and returns the squared error of
 // the real (unpadded) weights, Σ s_j²·(x − x̂)², and the bits of the
 // latents and tables of the whole tensor.
-func (c *Codec) measure(x []float32, y []int32, lv []uint8, p *params, scales []float32, rows, cols int, starts []bool) (rd, error) {
+func (c *Encoder) measure(x []float32, y []int32, lv []uint8, p *neural.Params, scales []float32, rows, cols int, starts []bool) (rd, error) {
 	const k = chunk.Rows
 	var r rd
 	var err error
-	if r.tabs, r.aux, err = buildTables(y, lv, rows, cols); err != nil {
+	if r.tabs, r.aux, err = neural.BuildTables(y, lv, rows, cols); err != nil {
 		return r, err
 	}
 	n := len(lv)
-	sc := new(scratch)
-	sc.in = make([]float32, encodeBatch*(k+1))
-	sc.dout = make([]float32, encodeBatch*k)
+	var sc mlp.Scratch
+	in := make([]float32, encodeBatch*(k+1))
+	dout := make([]float32, encodeBatch*k)
 	out := make([]float32, encodeBatch*k)
-	seq := newChunkSeq(cols, starts)
+	seq := neural.NewChunkSeq(cols, starts)
 	for c0 := 0; c0 < n; c0 += encodeBatch {
 		bn := min(encodeBatch, n-c0)
-		if err := reconstruct(c.dec1, out, y[c0*k:], lv[c0:], bn, p, seq, c0, sc.in, sc.dout, sc); err != nil {
+		if err := c.c.Reconstruct(out, y[c0*k:], lv[c0:], bn, p, seq, c0, in, dout, &sc); err != nil {
 			return r, err
 		}
 		for ci := range bn {
@@ -402,14 +467,56 @@ func (c *Codec) measure(x []float32, y []int32, lv []uint8, p *params, scales []
 }
 
 // DefaultStep makes nwc a codec.Stepper: rate control searches its step.
-func (nwcCodec) DefaultStep() float64 { return DefaultStep }
+func (defaultEncoder) DefaultStep() float64 { return neural.DefaultStep }
 
 // BlobSize makes nwc a codec.BlobSizer: the bytes of the default model's
 // blob, which files store once unless they reference it.
-func (nwcCodec) BlobSize() int {
-	c, err := Default()
+func (defaultEncoder) BlobSize() int {
+	c, err := neural.Default()
 	if err != nil {
 		return 0
 	}
 	return len(c.Blob())
+}
+
+// ErrStep reports an unusable quantizer step in the encode options.
+var ErrStep = errors.New("nwcenc: step must be positive and finite")
+
+func checkStep(step float64) error {
+	if !(step > 0) || math.IsInf(step, 0) || float32(step*float64(neural.StepMultiplier(neural.NumLevels-1))) == 0 {
+		return fmt.Errorf("%w, not %v", ErrStep, step)
+	}
+	return nil
+}
+
+// sortedAux returns aux sections sorted by name, as the writer expects.
+func sortedAux(a []codec.NamedBytes) []codec.NamedBytes {
+	slices.SortFunc(a, func(x, y codec.NamedBytes) int {
+		if x.Name < y.Name {
+			return -1
+		}
+		if x.Name > y.Name {
+			return 1
+		}
+		return 0
+	})
+	return a
+}
+
+func levelOf(levels []uint8, j int) uint8 {
+	if levels == nil {
+		return 0
+	}
+	return levels[j]
+}
+
+// validRows returns the rows of chunk row b that exist in a matrix of
+// rows rows: 16 except in a ragged last chunk. Only they are coded.
+func validRows(b, rows int) int { return min(chunk.Rows, rows-b*chunk.Rows) }
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
 }

@@ -1,16 +1,18 @@
-package neural
+package train
 
 import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/nwcodec/nwc/codec/neural"
 )
 
 // TestGradients compares the hand-written backward pass with central
 // finite differences on every parameter of small models, residual and not,
 // with and without embeddings.
 func TestGradients(t *testing.T) {
-	for _, c := range []Config{
+	for _, c := range []neural.Config{
 		{Chunk: 4, Latent: 4, Width: 5, Blocks: 2},
 		{Chunk: 4, Latent: 3, Width: 6, Blocks: 1},
 		{Chunk: 3, Latent: 3, Width: 4, Blocks: 0},
@@ -29,7 +31,7 @@ func TestGradients(t *testing.T) {
 		}
 		var samples []sample
 		for i := range 6 {
-			s := sample{x: make([]float64, c.Chunk), q: i % NumLevels, lnStep: math.Log(0.05 + 0.3*float64(i)), noise: make([]float64, c.Latent)}
+			s := sample{x: make([]float64, c.Chunk), q: i % neural.NumLevels, lnStep: math.Log(0.05 + 0.3*float64(i)), noise: make([]float64, c.Latent)}
 			syntheticChunk(s.x, r)
 			for j := range s.noise {
 				s.noise[j] = r.Float64() - 0.5
@@ -89,9 +91,9 @@ func TestTrainReproducible(t *testing.T) {
 	data.AddMatrix(m, 64, 32)
 	tr, held := data.Split(4)
 	train := func(seed uint64) *Model {
-		var stats []TrainStats
-		mod, err := Train(tr, held, &TrainOptions{Steps: 30, Batch: 32, Seed: seed, Config: Config{Chunk: 16, Latent: 16, Width: 8, Blocks: 1},
-			Progress: func(_ *Model, st TrainStats) error { stats = append(stats, st); return nil }})
+		var stats []Stats
+		mod, err := Train(tr, held, &Options{Steps: 30, Batch: 32, Seed: seed, Config: neural.Config{Chunk: 16, Latent: 16, Width: 8, Blocks: 1},
+			Progress: func(_ *Model, st Stats) error { stats = append(stats, st); return nil }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -127,10 +129,10 @@ func TestTrainImproves(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains for a few seconds; skipped in -short mode")
 	}
-	var last TrainStats
-	_, err := Train(nil, nil, &TrainOptions{Steps: 1500, Batch: 64, Seed: 5,
-		Config:   Config{Chunk: 16, Latent: 16, Width: 16, Blocks: 1},
-		Progress: func(_ *Model, st TrainStats) error { last = st; return nil }})
+	var last Stats
+	_, err := Train(nil, nil, &Options{Steps: 1500, Batch: 64, Seed: 5,
+		Config:   neural.Config{Chunk: 16, Latent: 16, Width: 16, Blocks: 1},
+		Progress: func(_ *Model, st Stats) error { last = st; return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

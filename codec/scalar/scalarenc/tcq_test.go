@@ -1,10 +1,11 @@
-package scalar
+package scalarenc
 
 import (
 	"math/rand/v2"
 	"testing"
 
 	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/codec/scalar"
 	"github.com/nwcodec/nwc/format"
 )
 
@@ -17,7 +18,7 @@ func TestTCQGain(t *testing.T) {
 	tn := gaussian("w", 9, []uint64{rows, cols}, 0.02, format.F32)
 	x := floats(t, tn.Data, format.F32)
 	score := func(id string, step float64) (float64, float64) {
-		c, _ := codec.Lookup(id)
+		c, _ := codec.LookupEncoder(id)
 		enc, err := c.Encode(tn, &codec.EncodeOptions{Step: step})
 		if err != nil {
 			t.Fatal(err)
@@ -32,8 +33,8 @@ func TestTCQGain(t *testing.T) {
 	}
 	for _, tc := range []struct{ step, gain float64 }{{0.5, 0.6}, {0.25, 0.8}, {0.125, 0.8}, {0.0625, 0.8}} {
 		step := tc.step
-		eb, e := score(ECSQ, step)
-		tb, q := score(TCQ, step)
+		eb, e := score(scalar.ECSQ, step)
+		tb, q := score(scalar.TCQ, step)
 		t.Logf("step %v: ecsq %.3f bpw, %.2f dB over 6.02R; tcq %.3f bpw, %.2f dB", step, eb, e, tb, q)
 		if q < e+tc.gain {
 			t.Errorf("step %v: tcq %.2f dB, ecsq %.2f dB over 6.02R: want a gain of at least %v dB", step, q, e, tc.gain)
@@ -69,11 +70,11 @@ func TestTCQLDLQ(t *testing.T) {
 	}
 	w := floats(t, tn.Data, format.F32)
 	loss := func(o *codec.EncodeOptions) float64 {
-		enc, err := ecsqCodec{trellis: true}.Encode(tn, o)
+		enc, err := ecsqEncoder{trellis: true}.Encode(tn, o)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := decodeAll(t, TCQ, tn, enc)
+		got, err := decodeAll(t, scalar.TCQ, tn, enc)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,8 @@
-package neural
+// Package train trains the models of nwc, the learned codec of package
+// neural, in float64 with the uniform-noise proxy and a factorized
+// logistic prior, and freezes them into codecs ([NewCodec]) that `nwc
+// train` writes as .nwcc files. Neither decoding nor encoding needs it.
+package train
 
 import (
 	"errors"
@@ -10,17 +14,18 @@ import (
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/codec/chunk"
+	"github.com/nwcodec/nwc/codec/neural"
 )
 
-// TrainOptions configure [Train]. Zero fields take the documented
+// Options configure [Train]. Zero fields take the documented
 // defaults.
-type TrainOptions struct {
-	Config Config  // zero: DefaultConfig
-	Lambda float64 // weight of distortion against rate, 1 = equal slope (see distScale); zero: 1
-	Steps  int     // optimizer steps; zero: 2000
-	Batch  int     // chunks per step; zero: 256
-	LR     float64 // Adam learning rate; zero: 1e-3
-	Seed   uint64  // everything random derives from it
+type Options struct {
+	Config neural.Config // zero: neural.DefaultConfig
+	Lambda float64       // weight of distortion against rate, 1 = equal slope (see distScale); zero: 1
+	Steps  int           // optimizer steps; zero: 2000
+	Batch  int           // chunks per step; zero: 256
+	LR     float64       // Adam learning rate; zero: 1e-3
+	Seed   uint64        // everything random derives from it
 
 	// MinStep and MaxStep bound the level-0 step Δ, drawn log-uniformly:
 	// 0.01…2 spans about 8 down to 1.5 bits per weight on unit-variance data.
@@ -35,13 +40,13 @@ type TrainOptions struct {
 	EvalEvery int
 	// Progress, if set, receives each held-out evaluation. An error stops
 	// training and is returned by Train.
-	Progress func(m *Model, st TrainStats) error
+	Progress func(m *Model, st Stats) error
 }
 
-func (o *TrainOptions) withDefaults() TrainOptions {
+func (o *Options) withDefaults() Options {
 	d := *o
-	if d.Config == (Config{}) {
-		d.Config = DefaultConfig
+	if d.Config == (neural.Config{}) {
+		d.Config = neural.DefaultConfig
 	}
 	if d.Lambda == 0 {
 		d.Lambda = 1
@@ -70,11 +75,11 @@ func (o *TrainOptions) withDefaults() TrainOptions {
 	return d
 }
 
-// TrainStats is one held-out evaluation. Rates are modelled bits per
+// Stats is one held-out evaluation. Rates are modelled bits per
 // weight under the training prior, distortions mean squared errors in
 // units of the squared step; Plain* are the same figures for the scalar
 // quantizer the codec falls back to (round(x/Δ_q)·Δ_q).
-type TrainStats struct {
+type Stats struct {
 	Step                            int
 	Elapsed                         time.Duration
 	TrainLoss                       float64 // mean training loss since the previous evaluation
@@ -83,7 +88,7 @@ type TrainStats struct {
 }
 
 // ErrTrain reports unusable training options or data.
-var ErrTrain = errors.New("neural: cannot train")
+var ErrTrain = errors.New("train: cannot train")
 
 // shards is the fixed number of pieces a batch's gradient is summed in.
 // It does not depend on the number of CPUs, so training gives the same
@@ -94,7 +99,7 @@ const shards = 4
 // normalized to unit RMS), evaluating on held (which may be empty: then
 // synthetic chunks are held out). The result depends only on the inputs
 // and opts.Seed.
-func Train(data, held *Dataset, opts *TrainOptions) (*Model, error) {
+func Train(data, held *Dataset, opts *Options) (*Model, error) {
 	o := opts.withDefaults()
 	c := o.Config
 	if err := c.Validate(); err != nil {
@@ -137,8 +142,8 @@ func Train(data, held *Dataset, opts *TrainOptions) (*Model, error) {
 	for step := 1; step <= o.Steps; step++ {
 		for i := range batch {
 			s := &batch[i]
-			s.q = r.IntN(NumLevels)
-			s.lnStep = lnMin + (lnMax-lnMin)*r.Float64() + math.Log(float64(StepMultiplier(s.q)))
+			s.q = r.IntN(neural.NumLevels)
+			s.lnStep = lnMin + (lnMax-lnMin)*r.Float64() + math.Log(float64(neural.StepMultiplier(s.q)))
 			if r.Float64() < synth {
 				syntheticChunk(s.x, r)
 			} else {
@@ -231,7 +236,7 @@ var evalSteps = []float64{0.9, 0.45, 0.22, 0.055, 0.014}
 // heldOutSamples builds the fixed evaluation set: up to 512 held-out
 // chunks (synthetic ones if there are none), each at every level and step
 // of evalSteps.
-func heldOutSamples(held *Dataset, c Config, seed uint64) []sample {
+func heldOutSamples(held *Dataset, c neural.Config, seed uint64) []sample {
 	const n = 512
 	r := rand.New(rand.NewPCG(seed, 0x68656c64))
 	var xs [][]float64
@@ -250,9 +255,9 @@ func heldOutSamples(held *Dataset, c Config, seed uint64) []sample {
 	}
 	var out []sample
 	for i, x := range xs {
-		q := i % NumLevels
+		q := i % neural.NumLevels
 		for _, st := range evalSteps {
-			out = append(out, sample{x: x, q: q, lnStep: math.Log(st * float64(StepMultiplier(q)))})
+			out = append(out, sample{x: x, q: q, lnStep: math.Log(st * float64(neural.StepMultiplier(q)))})
 		}
 	}
 	return out
@@ -260,8 +265,8 @@ func heldOutSamples(held *Dataset, c Config, seed uint64) []sample {
 
 // evaluate returns the mean held-out figures of m and of the scalar
 // quantizer under m's prior.
-func (m *Model) evaluate(set []sample, lambda float64) TrainStats {
-	var st TrainStats
+func (m *Model) evaluate(set []sample, lambda float64) Stats {
+	var st Stats
 	w := m.newWork()
 	plain := m.plain()
 	for i := range set {
@@ -280,7 +285,7 @@ func (m *Model) evaluate(set []sample, lambda float64) TrainStats {
 // with m's prior. Only meaningful for residual configurations.
 func (m *Model) plain() *Model {
 	p := m.zeroLike()
-	for q := range NumLevels {
+	for q := range neural.NumLevels {
 		copy(p.PriorA[q], m.PriorA[q])
 		copy(p.PriorB[q], m.PriorB[q])
 	}

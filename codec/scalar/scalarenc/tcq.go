@@ -1,25 +1,11 @@
-package scalar
+package scalarenc
 
 import (
 	"math"
 
+	"github.com/nwcodec/nwc/codec/scalar"
 	"github.com/nwcodec/nwc/codec/trellis"
 )
-
-// TCQ is the id of the trellis-coded variant of ecsq (FORMAT.md §7.4.7):
-// ecsq's layout, with levels whose values follow package trellis's state
-// machine down each column of each group. The error falls by about 0.9 dB
-// on Gaussian weights at 4–6 bits per weight at the same rate (about 0.15
-// bits per weight at equal error).
-const TCQ = "tcq"
-
-// tcqValue returns the reconstruction of level k in state st at step s
-// with offset off (in steps): ecsq's reconstruction with the state's
-// offset (trellis.Offset), so that on grid Q1 level ±k sits at
-// ±(k − ½ − off)·s.
-func tcqValue(k int32, st uint8, s, off float32) float32 {
-	return trellis.Value(k, s, trellis.Offset(st, off))
-}
 
 // tcqScratch holds tcq's per-column buffers across LDLQ blocks.
 type tcqScratch struct {
@@ -110,28 +96,5 @@ func tcqOffset(m []float32, rows, cols int, steps []float32, ends []int) uint64 
 		return 0
 	}
 	d := math.RoundToEven(-256 * num / den)
-	return uint64(max(0, min(maxOffset, d)))
-}
-
-// tcqReconstruct writes the values of one group's decoded levels syms
-// into m (rows of cols values): syms holds, row by row, the levels of the
-// columns in which (every column when nil). states holds each column's
-// trellis state and is advanced.
-func tcqReconstruct(m []float32, syms []int32, cols int, which []int, steps []float32, off float32, states []uint8) {
-	width := len(which)
-	if which == nil {
-		width = cols
-	}
-	for r := 0; r*width < len(syms); r++ {
-		row, sr := m[r*cols:(r+1)*cols], syms[r*width:(r+1)*width]
-		for x, k := range sr {
-			j := x
-			if which != nil {
-				j = which[x]
-			}
-			st := states[j]
-			row[j] = tcqValue(k, st, steps[j], off)
-			states[j] = trellis.Next(st, k)
-		}
-	}
+	return uint64(max(0, min(scalar.MaxOffset, d)))
 }

@@ -12,6 +12,7 @@ package codec
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -84,6 +85,14 @@ type EncodeOptions struct {
 	// would cost the file more than it can save.
 	NoBlob bool
 }
+
+// ErrOptions reports encode or conversion options that cannot be used:
+// out of range, inconsistent with the tensor (levels, scale factors or a
+// Hessian of the wrong size) or not supported by the codec. Every such
+// error of the encoders and of conversion wraps it; packages wrap it in
+// finer sentinels where callers may want to tell cases apart (such as
+// chunk.ErrLevels).
+var ErrOptions = errors.New("codec: invalid options")
 
 // DefaultGroupBytes is the decoded size of a chunk group unless configured.
 const DefaultGroupBytes = 1 << 20

@@ -7,6 +7,7 @@ package convert
 import (
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
 	"regexp"
 
@@ -186,7 +187,10 @@ func newConversion(src safetensors.Source, opts *Options) (*conversion, error) {
 	}
 	stepper, _ := cd.(codec.Stepper)
 	if c.o.Bits != 0 && (c.o.Bits < 1 || c.o.Bits > 16) {
-		return nil, fmt.Errorf("convert: --bits %g outside [1, 16]", c.o.Bits)
+		return nil, fmt.Errorf("convert: %w: --bits %g outside [1, 16]", codec.ErrOptions, c.o.Bits)
+	}
+	if s := c.o.Encode.Step; s < 0 || math.IsNaN(s) || math.IsInf(s, 0) {
+		return nil, fmt.Errorf("convert: %w: step %v is not positive and finite", codec.ErrOptions, s)
 	}
 	c.keepHeader = !codec.Lossy(c.o.Codec)
 	for _, ti := range src.Tensors() {
@@ -228,7 +232,7 @@ func newConversion(src safetensors.Source, opts *Options) (*conversion, error) {
 		}
 	}
 	if g := c.o.Guidance; g != nil && (g.Probe != nil || g.Sequential) && (g.Calib == nil || g.Calib.Model == nil) {
-		return nil, fmt.Errorf("convert: measured allocation and sequential guidance need a calibration model")
+		return nil, fmt.Errorf("convert: %w: measured allocation and sequential guidance need a calibration model", codec.ErrOptions)
 	}
 	if g := c.o.Guidance; g != nil && g.Allocate {
 		var sens []Sensitivity

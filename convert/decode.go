@@ -5,6 +5,7 @@ import (
 	"io"
 	"slices"
 
+	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/dtype"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/internal/atomicfile"
@@ -74,7 +75,7 @@ func targetDType(dt string) (format.DType, error) {
 	case "bf16", "BF16":
 		return format.BF16, nil
 	}
-	return "", fmt.Errorf("convert: unknown output dtype %q (want orig, f32, f16 or bf16)", dt)
+	return "", fmt.Errorf("convert: %w: unknown output dtype %q (want orig, f32, f16 or bf16)", codec.ErrOptions, dt)
 }
 
 // newSafetensorsWriter reuses the stored source header when it describes

@@ -162,7 +162,7 @@ func (c *conversion) sensitivities() ([]Sensitivity, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("convert: bit allocation needs Hessians matching the matrices, found none")
+		return nil, fmt.Errorf("convert: %w: bit allocation needs Hessians matching the matrices, found none", codec.ErrOptions)
 	}
 	return out, nil
 }

@@ -186,11 +186,11 @@ func TestLevels(t *testing.T) {
 			t.Errorf("% x: %v", bad.b, err)
 		}
 	}
-	if err := CheckLevels([]uint8{0, 4}, 2); !errors.Is(err, ErrLevels) {
-		t.Errorf("level 4: %v", err)
+	if err := CheckLevels([]uint8{0, 4}, 2); !errors.Is(err, ErrLevels) || !errors.Is(err, codec.ErrOptions) {
+		t.Errorf("level 4: %v, want ErrLevels wrapping codec.ErrOptions", err)
 	}
-	if err := CheckLevels([]uint8{0}, 2); !errors.Is(err, ErrLevels) {
-		t.Errorf("count: %v", err)
+	if err := CheckLevels([]uint8{0}, 2); !errors.Is(err, ErrLevels) || !errors.Is(err, codec.ErrOptions) {
+		t.Errorf("count: %v, want ErrLevels wrapping codec.ErrOptions", err)
 	}
 	if err := CheckLevels(nil, 2); err != nil {
 		t.Errorf("nil: %v", err)

@@ -2,12 +2,12 @@ package chunk
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 
 	"github.com/x448/float16"
 
+	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/codec/lossless"
 	"github.com/nwcodec/nwc/format"
 )
@@ -24,8 +24,9 @@ const maxScaleBits = 0x7bff
 const MaxLevel = 3
 
 // ErrLevels reports importance levels given to an encoder that do not
-// match the matrix: the wrong count or a level above [MaxLevel].
-var ErrLevels = errors.New("chunk: invalid importance levels")
+// match the matrix: the wrong count or a level above [MaxLevel]. It wraps
+// codec.ErrOptions.
+var ErrLevels = fmt.Errorf("%w: importance levels", codec.ErrOptions)
 
 // Scales returns the scale of each column of the rows×cols row-major
 // matrix m as fp16 bits:

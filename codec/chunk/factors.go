@@ -1,11 +1,12 @@
 package chunk
 
 import (
-	"errors"
 	"fmt"
 	"math"
 
 	"github.com/x448/float16"
+
+	"github.com/nwcodec/nwc/codec"
 )
 
 // ScaleMantissaBits is how many fp16 mantissa bits the encoders keep in
@@ -26,8 +27,8 @@ const maxCodingScaleBits = maxScaleBits &^ (1<<(10-ScaleMantissaBits) - 1)
 
 // ErrFactors reports column scale factors given to an encoder that do not
 // match the matrix: the wrong count, or a factor that is not positive and
-// finite.
-var ErrFactors = errors.New("chunk: invalid column scale factors")
+// finite. It wraps codec.ErrOptions.
+var ErrFactors = fmt.Errorf("%w: column scale factors", codec.ErrOptions)
 
 // CheckFactors checks column scale factors given to an encoder for a
 // matrix of cols columns: nil (all 1) or one positive, finite factor per

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/x448/float16"
+
+	"github.com/nwcodec/nwc/codec"
 )
 
 func TestCodingScales(t *testing.T) {
@@ -72,8 +74,8 @@ func TestCheckFactors(t *testing.T) {
 	inf := float32(math.Inf(1))
 	nan := float32(math.NaN())
 	for _, f := range [][]float32{{1, 2}, {1, 0, 1}, {1, -1, 1}, {1, inf, 1}, {nan, 1, 1}} {
-		if err := CheckFactors(f, 3); !errors.Is(err, ErrFactors) {
-			t.Errorf("%v: err = %v, want ErrFactors", f, err)
+		if err := CheckFactors(f, 3); !errors.Is(err, ErrFactors) || !errors.Is(err, codec.ErrOptions) {
+			t.Errorf("%v: err = %v, want ErrFactors wrapping codec.ErrOptions", f, err)
 		}
 	}
 }

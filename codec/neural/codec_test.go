@@ -372,15 +372,18 @@ func TestEncodeErrors(t *testing.T) {
 	}
 	tt := gaussTensor("w", 32, 4, 1)
 	for _, step := range []float64{-1, math.NaN(), math.Inf(1), 1e-300} {
-		if _, err := c.Encode(tt, &codec.EncodeOptions{Step: step}); !errors.Is(err, nwcenc.ErrStep) {
-			t.Errorf("step %v: got %v, want ErrStep", step, err)
+		if _, err := c.Encode(tt, &codec.EncodeOptions{Step: step}); !errors.Is(err, codec.ErrOptions) {
+			t.Errorf("step %v: got %v, want ErrOptions", step, err)
 		}
 	}
-	if _, err := c.Encode(tt, &codec.EncodeOptions{Levels: []uint8{0, 1}}); err == nil {
-		t.Error("levels for the wrong column count were accepted")
+	if _, err := c.Encode(tt, &codec.EncodeOptions{Levels: []uint8{0, 1}}); !errors.Is(err, chunk.ErrLevels) || !errors.Is(err, codec.ErrOptions) {
+		t.Errorf("levels for the wrong column count: got %v, want chunk.ErrLevels wrapping codec.ErrOptions", err)
+	}
+	if _, err := c.Encode(tt, &codec.EncodeOptions{Hessian: make([]float64, 3)}); !errors.Is(err, codec.ErrOptions) {
+		t.Errorf("Hessian of the wrong size: got %v, want ErrOptions", err)
 	}
 	for _, f := range [][]float32{{1, 1}, {1, 0, 1, 1}, {1, float32(math.Inf(1)), 1, 1}} {
-		if _, err := c.Encode(tt, &codec.EncodeOptions{ScaleFactors: f}); !errors.Is(err, nwcenc.ErrOptions) || !errors.Is(err, chunk.ErrFactors) {
+		if _, err := c.Encode(tt, &codec.EncodeOptions{ScaleFactors: f}); !errors.Is(err, codec.ErrOptions) || !errors.Is(err, chunk.ErrFactors) {
 			t.Errorf("scale factors %v: got %v, want ErrOptions wrapping chunk.ErrFactors", f, err)
 		}
 	}

@@ -12,7 +12,6 @@
 package nwcenc
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -108,7 +107,7 @@ func (e *Encoder) Learned() *Encoder {
 // been folded in, and its decoded values feed the next blocks. The
 // decoder is unchanged. A Hessian of the wrong size, or one that is not
 // positive definite even after damping, gives an error wrapping
-// ErrOptions.
+// codec.ErrOptions.
 func (c *Encoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Encoded, error) {
 	if opts == nil {
 		opts = &codec.EncodeOptions{}
@@ -128,10 +127,10 @@ func (c *Encoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 		return nil, err
 	}
 	if err := chunk.CheckFactors(opts.ScaleFactors, l.Cols); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+		return nil, err
 	}
 	if opts.Hessian != nil && len(opts.Hessian) != l.Cols*l.Cols {
-		return nil, fmt.Errorf("%w: Hessian has %d entries, want %d×%d", ErrOptions, len(opts.Hessian), l.Cols, l.Cols)
+		return nil, fmt.Errorf("%w: Hessian has %d entries, want %d×%d", codec.ErrOptions, len(opts.Hessian), l.Cols, l.Cols)
 	}
 	levels := opts.Levels
 	if !slicesAny(levels) {
@@ -479,12 +478,9 @@ func (defaultEncoder) BlobSize() int {
 	return len(c.Blob())
 }
 
-// ErrStep reports an unusable quantizer step in the encode options.
-var ErrStep = errors.New("nwcenc: step must be positive and finite")
-
 func checkStep(step float64) error {
 	if !(step > 0) || math.IsInf(step, 0) || float32(step*float64(neural.StepMultiplier(neural.NumLevels-1))) == 0 {
-		return fmt.Errorf("%w, not %v", ErrStep, step)
+		return fmt.Errorf("%w: step %v is not positive and finite, or too small for float32", codec.ErrOptions, step)
 	}
 	return nil
 }

@@ -5,17 +5,12 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/codec/chunk"
 	"github.com/nwcodec/nwc/codec/mlp"
 	"github.com/nwcodec/nwc/codec/neural"
 	"github.com/nwcodec/nwc/ldlq"
 )
-
-// ErrOptions reports encode options the encoder cannot use: a Hessian
-// whose size does not match the matrix's columns, or one that is not
-// positive definite even after damping. (A bad step is ErrStep, bad
-// levels chunk.ErrLevels.)
-var ErrOptions = errors.New("nwcenc: invalid encode options")
 
 // A pass codes one tensor's matrix with one quantizer, column block by
 // column block, through ldlq.Drive: in plain block order without a
@@ -188,7 +183,7 @@ func (r *pass) code(p neural.Params, learned bool) (*coding, error) {
 	}
 	err := ldlq.Drive(m, rows, cols, r.hessian, block, quant)
 	if errors.Is(err, ldlq.ErrInvalid) || errors.Is(err, ldlq.ErrNotPositiveDefinite) {
-		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+		return nil, fmt.Errorf("%w: %w", codec.ErrOptions, err)
 	}
 	if err != nil {
 		return nil, err

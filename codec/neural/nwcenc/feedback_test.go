@@ -186,7 +186,7 @@ func TestLDLQErrors(t *testing.T) {
 		{"indefinite", indefinite, ldlq.ErrNotPositiveDefinite},
 	} {
 		_, err := c.Encode(tt, &codec.EncodeOptions{Hessian: tc.h})
-		if !errors.Is(err, ErrOptions) || tc.want != nil && !errors.Is(err, tc.want) {
+		if !errors.Is(err, codec.ErrOptions) || tc.want != nil && !errors.Is(err, tc.want) {
 			t.Errorf("%s Hessian: %v, want ErrOptions wrapping %v", tc.name, err, tc.want)
 		}
 	}

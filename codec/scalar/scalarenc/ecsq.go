@@ -96,7 +96,7 @@ func (c ecsqEncoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.
 	if o.Step != 0 {
 		step = float32(o.Step)
 		if !(o.Step >= scalar.MinStep && o.Step <= scalar.MaxStep) {
-			return nil, fmt.Errorf("%w: %s step %v not in [%v, %v]", ErrOptions, c.id(), o.Step, scalar.MinStep, scalar.MaxStep)
+			return nil, fmt.Errorf("%w: %s step %v not in [%v, %v]", codec.ErrOptions, c.id(), o.Step, scalar.MinStep, scalar.MaxStep)
 		}
 	}
 	lay, m, err := chunk.Load(t, o.Transposed)
@@ -107,7 +107,7 @@ func (c ecsqEncoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.
 		return nil, err
 	}
 	if err := chunk.CheckFactors(o.ScaleFactors, lay.Cols); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+		return nil, err
 	}
 	ends, err := chunk.GroupRows(lay, o.GroupBytes)
 	if err != nil {

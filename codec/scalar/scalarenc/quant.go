@@ -71,10 +71,10 @@ func (rtnEncoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 		r.Group = DefaultGroup
 	}
 	if err := r.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+		return nil, fmt.Errorf("%w: %w", codec.ErrOptions, err)
 	}
 	if r.Group > scalar.MaxRTNGroup {
-		return nil, fmt.Errorf("%w: rtn group %d over %d", ErrOptions, r.Group, scalar.MaxRTNGroup)
+		return nil, fmt.Errorf("%w: rtn group %d over %d", codec.ErrOptions, r.Group, scalar.MaxRTNGroup)
 	}
 	lay, m, err := chunk.Load(t, o.Transposed)
 	if err != nil {

@@ -333,7 +333,7 @@ func TestLDLQ(t *testing.T) {
 		c, _ := codec.LookupEncoder(tc.id)
 		o := tc.base
 		o.Hessian = diag[:10]
-		if _, err := c.Encode(tn, &o); !errors.Is(err, ErrOptions) {
+		if _, err := c.Encode(tn, &o); !errors.Is(err, codec.ErrOptions) {
 			t.Errorf("%s: Hessian of the wrong size: %v, want ErrOptions", tc.id, err)
 		}
 		o.Hessian, o.LDLQBlock = diag, 100
@@ -402,22 +402,29 @@ func TestEncodeErrors(t *testing.T) {
 		{"int dtype", scalar.ECSQ, ints, codec.EncodeOptions{}, chunk.ErrLayout},
 		{"short data", scalar.ECSQ, short, codec.EncodeOptions{}, chunk.ErrLayout},
 		{"transposed vector", scalar.ECSQ, vec, codec.EncodeOptions{Transposed: true}, chunk.ErrLayout},
-		{"negative step", scalar.ECSQ, good, codec.EncodeOptions{Step: -1}, ErrOptions},
-		{"NaN step", scalar.ECSQ, good, codec.EncodeOptions{Step: math.NaN()}, ErrOptions},
-		{"huge step", scalar.ECSQ, good, codec.EncodeOptions{Step: 1e9}, ErrOptions},
+		{"negative step", scalar.ECSQ, good, codec.EncodeOptions{Step: -1}, codec.ErrOptions},
+		{"NaN step", scalar.ECSQ, good, codec.EncodeOptions{Step: math.NaN()}, codec.ErrOptions},
+		{"huge step", scalar.ECSQ, good, codec.EncodeOptions{Step: 1e9}, codec.ErrOptions},
 		{"few levels", scalar.ECSQ, good, codec.EncodeOptions{Levels: []uint8{1}}, chunk.ErrLevels},
 		{"level 4", scalar.ECSQ, good, codec.EncodeOptions{Levels: []uint8{0, 0, 0, 0, 0, 0, 0, 4}}, chunk.ErrLevels},
-		{"rtn 9 bits", scalar.RTN, good, codec.EncodeOptions{Bits: 9}, ErrOptions},
-		{"rtn 1 bit", scalar.RTN, good, codec.EncodeOptions{Bits: 1}, ErrOptions},
-		{"rtn negative group", scalar.RTN, good, codec.EncodeOptions{Group: -3}, ErrOptions},
+		{"rtn 9 bits", scalar.RTN, good, codec.EncodeOptions{Bits: 9}, codec.ErrOptions},
+		{"rtn 1 bit", scalar.RTN, good, codec.EncodeOptions{Bits: 1}, codec.ErrOptions},
+		{"rtn negative group", scalar.RTN, good, codec.EncodeOptions{Group: -3}, codec.ErrOptions},
 		{"few scale factors", scalar.ECSQ, good, codec.EncodeOptions{ScaleFactors: []float32{1}}, chunk.ErrFactors},
 		{"zero scale factor", scalar.TCQ, good, codec.EncodeOptions{ScaleFactors: make([]float32, 8)}, chunk.ErrFactors},
-		{"tcq NaN step", scalar.TCQ, good, codec.EncodeOptions{Step: math.NaN()}, ErrOptions},
+		{"tcq NaN step", scalar.TCQ, good, codec.EncodeOptions{Step: math.NaN()}, codec.ErrOptions},
+		{"q4k Hessian", scalar.Q4K, good, codec.EncodeOptions{Hessian: make([]float64, 64)}, ErrNoLDLQ},
+		{"ecsq Hessian size", scalar.ECSQ, good, codec.EncodeOptions{Hessian: make([]float64, 3)}, codec.ErrOptions},
 	}
 	for _, tt := range tests {
 		c, _ := codec.LookupEncoder(tt.id)
-		if _, err := c.Encode(tt.t, &tt.opts); !errors.Is(err, tt.want) {
+		_, err := c.Encode(tt.t, &tt.opts)
+		if !errors.Is(err, tt.want) {
 			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
+		}
+		// Every bad option, and only a bad option, is a codec.ErrOptions.
+		if want := errors.Is(tt.want, codec.ErrOptions); errors.Is(err, codec.ErrOptions) != want {
+			t.Errorf("%s: errors.Is(%v, codec.ErrOptions) = %v, want %v", tt.name, err, !want, want)
 		}
 	}
 }

@@ -29,11 +29,7 @@ var (
 	// compensation) by a codec or build that cannot: rtn and q4k never
 	// do, and ecsq does only once an LDLQ implementation is wired in.
 	// Callers may retry without the Hessian.
-	ErrNoLDLQ = errors.New("scalarenc: LDLQ error compensation is not available")
-
-	// ErrOptions reports encode options out of range, such as a step that
-	// is not a positive finite number within [MinStep, MaxStep].
-	ErrOptions = errors.New("scalarenc: invalid encode options")
+	ErrNoLDLQ = fmt.Errorf("%w: LDLQ error compensation is not available", codec.ErrOptions)
 
 	// ErrRange reports finite weights too large for a codec's format: q4k
 	// cannot store magnitudes whose super-block scales overflow fp16.
@@ -52,12 +48,12 @@ const DefaultLDLQBlock = 128
 // non-finite, not positive definite after damping) is an option error.
 func drive(m []float32, rows, cols int, o *codec.EncodeOptions, quant func(c0, c1 int) error) error {
 	if o.Hessian != nil && len(o.Hessian) != cols*cols {
-		return fmt.Errorf("%w: Hessian has %d entries, want %d×%d", ErrOptions, len(o.Hessian), cols, cols)
+		return fmt.Errorf("%w: Hessian has %d entries, want %d×%d", codec.ErrOptions, len(o.Hessian), cols, cols)
 	}
 	// A negative block size has always meant the default here.
 	err := ldlq.Drive(m, rows, cols, o.Hessian, max(o.LDLQBlock, 0), quant)
 	if errors.Is(err, ldlq.ErrInvalid) || errors.Is(err, ldlq.ErrNotPositiveDefinite) {
-		return fmt.Errorf("%w: %w", ErrOptions, err)
+		return fmt.Errorf("%w: %w", codec.ErrOptions, err)
 	}
 	return err
 }

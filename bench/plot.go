@@ -3,12 +3,17 @@ package bench
 import (
 	"fmt"
 	"image/color"
+	"io"
+	"path/filepath"
 	"sort"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+
+	"github.com/nwcodec/nwc/internal/atomicfile"
 )
 
 // Plot draws SQNR against bits per weight, one curve per codec and file,
@@ -90,7 +95,17 @@ func Plot(pts []Point, path string) error {
 		p.Add(l)
 		p.Legend.Add(ref.name, l)
 	}
-	return p.Save(8*vg.Inch, 6*vg.Inch, path)
+	// As plot.Save, which picks the format from the extension, but the
+	// file appears only when complete.
+	ext := strings.ToLower(strings.TrimPrefix(filepath.Ext(path), "."))
+	wt, err := p.WriterTo(8*vg.Inch, 6*vg.Inch, ext)
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, func(w io.Writer) error {
+		_, err := wt.WriteTo(w)
+		return err
+	})
 }
 
 var plotColors = []color.Color{

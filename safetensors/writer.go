@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
+
+	"github.com/nwcodec/nwc/internal/atomicfile"
 )
 
 // Header describes the file NewWriter produces.
@@ -173,41 +173,21 @@ func (w *Writer) Close() error {
 // tensor's bytes in order. The file is written under a temporary name in the
 // same directory and renamed into place only when complete, so path never
 // holds a partial file. The file is created with mode 0644.
-func WriteFile(path string, h *Header, data func(name string) ([]byte, error)) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	w, err := NewWriter(tmp, h)
-	if err != nil {
-		return err
-	}
-	for _, t := range w.tensors {
-		b, err := data(t.Name)
+func WriteFile(path string, h *Header, data func(name string) ([]byte, error)) error {
+	return atomicfile.WriteFile(path, func(f io.Writer) error {
+		w, err := NewWriter(f, h)
 		if err != nil {
 			return err
 		}
-		if err := w.WriteTensor(t.Name, b); err != nil {
-			return err
+		for _, t := range w.tensors {
+			b, err := data(t.Name)
+			if err != nil {
+				return err
+			}
+			if err := w.WriteTensor(t.Name, b); err != nil {
+				return err
+			}
 		}
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+		return w.Close()
+	})
 }

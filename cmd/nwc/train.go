@@ -5,7 +5,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/nwcodec/nwc/codec/neural"
 	"github.com/nwcodec/nwc/codec/neural/train"
 	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/internal/atomicfile"
 	"github.com/nwcodec/nwc/safetensors"
 )
 
@@ -140,18 +140,8 @@ func writeCodec(path string, m *train.Model, info string) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".nwcc-*")
-	if err != nil {
+	return atomicfile.WriteFile(path, func(w io.Writer) error {
+		_, err := w.Write(b)
 		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	})
 }

@@ -5,6 +5,7 @@ package atomicfile
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -86,4 +87,19 @@ func (f *File) Abort() error {
 	}
 	f.done = true
 	return errors.Join(f.File.Close(), os.Remove(f.Name()))
+}
+
+// WriteFile writes the file at path with write, atomically: if write (or
+// committing) fails, the temporary file is removed, the target is
+// untouched and the error is returned.
+func WriteFile(path string, write func(w io.Writer) error) error {
+	f, err := Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Abort()
+		return err
+	}
+	return f.Commit()
 }

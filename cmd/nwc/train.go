@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"os/signal"
 	"strings"
 	"time"
 
@@ -95,7 +97,11 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 			return writeCodec(*out, m, cmdline)
 		},
 	}
-	if _, err := train.Train(fit, held, opts); err != nil {
+	// An interrupt stops training between steps; the codec file keeps the
+	// last evaluation's checkpoint.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if _, err := train.Train(ctx, fit, held, opts); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "wrote %s in %.1fs\n", *out, time.Since(start).Seconds())

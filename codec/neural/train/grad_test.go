@@ -1,6 +1,8 @@
 package train
 
 import (
+	"context"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -92,7 +94,7 @@ func TestTrainReproducible(t *testing.T) {
 	tr, held := data.Split(4)
 	train := func(seed uint64) *Model {
 		var stats []Stats
-		mod, err := Train(tr, held, &Options{Steps: 30, Batch: 32, Seed: seed, Config: neural.Config{Chunk: 16, Latent: 16, Width: 8, Blocks: 1},
+		mod, err := Train(context.Background(), tr, held, &Options{Steps: 30, Batch: 32, Seed: seed, Config: neural.Config{Chunk: 16, Latent: 16, Width: 8, Blocks: 1},
 			Progress: func(_ *Model, st Stats) error { stats = append(stats, st); return nil }})
 		if err != nil {
 			t.Fatal(err)
@@ -130,7 +132,7 @@ func TestTrainImproves(t *testing.T) {
 		t.Skip("trains for a few seconds; skipped in -short mode")
 	}
 	var last Stats
-	_, err := Train(nil, nil, &Options{Steps: 1500, Batch: 64, Seed: 5,
+	_, err := Train(context.Background(), nil, nil, &Options{Steps: 1500, Batch: 64, Seed: 5,
 		Config:   neural.Config{Chunk: 16, Latent: 16, Width: 16, Blocks: 1},
 		Progress: func(_ *Model, st Stats) error { last = st; return nil }})
 	if err != nil {
@@ -138,5 +140,38 @@ func TestTrainImproves(t *testing.T) {
 	}
 	if !(last.Loss < last.PlainLoss) {
 		t.Errorf("held-out loss %.5f, scalar quantizer %.5f: training did not help", last.Loss, last.PlainLoss)
+	}
+}
+
+// TestTrainCancel checks that training stops between steps once its
+// context is done: cancelled from the progress callback after the first
+// evaluation, it runs no further step and reports the cause.
+func TestTrainCancel(t *testing.T) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	stop := errors.New("enough")
+	var evals []int
+	_, err := Train(ctx, nil, nil, &Options{Steps: 50, Batch: 8, EvalEvery: 5, Seed: 1,
+		Config: neural.Config{Chunk: 16, Latent: 16, Width: 4, Blocks: 0},
+		Progress: func(_ *Model, st Stats) error {
+			evals = append(evals, st.Step)
+			if st.Step == 10 {
+				cancel(stop)
+			}
+			return nil
+		}})
+	if !errors.Is(err, stop) {
+		t.Fatalf("got %v, want an error wrapping the cancellation cause", err)
+	}
+	if len(evals) != 2 || evals[1] != 10 {
+		t.Errorf("evaluations at steps %v, want [5 10]: training went on after cancellation", evals)
+	}
+	// A context done before training starts runs no step at all.
+	done, cancelNow := context.WithCancel(context.Background())
+	cancelNow()
+	calls := 0
+	if _, err := Train(done, nil, nil, &Options{Steps: 5, Batch: 8, EvalEvery: 1,
+		Config:   neural.Config{Chunk: 16, Latent: 16, Width: 4, Blocks: 0},
+		Progress: func(*Model, Stats) error { calls++; return nil }}); !errors.Is(err, context.Canceled) || calls != 0 {
+		t.Errorf("cancelled context: %v after %d evaluations, want context.Canceled after none", err, calls)
 	}
 }

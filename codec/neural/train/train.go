@@ -5,6 +5,7 @@
 package train
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -99,7 +100,12 @@ const shards = 4
 // normalized to unit RMS), evaluating on held (which may be empty: then
 // synthetic chunks are held out). The result depends only on the inputs
 // and opts.Seed.
-func Train(data, held *Dataset, opts *Options) (*Model, error) {
+//
+// Train checks ctx before every optimizer step: once ctx is done it stops
+// and returns an error wrapping context.Cause(ctx) (opts.Progress has seen
+// every evaluation up to then, so a caller that saves checkpoints there
+// keeps the latest).
+func Train(ctx context.Context, data, held *Dataset, opts *Options) (*Model, error) {
 	o := opts.withDefaults()
 	c := o.Config
 	if err := c.Validate(); err != nil {
@@ -140,6 +146,9 @@ func Train(data, held *Dataset, opts *Options) (*Model, error) {
 	var trainSum float64
 	var trainN int
 	for step := 1; step <= o.Steps; step++ {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("train: stopped before step %d of %d: %w", step, o.Steps, context.Cause(ctx))
+		}
 		for i := range batch {
 			s := &batch[i]
 			s.q = r.IntN(neural.NumLevels)

@@ -359,6 +359,6 @@ func init() {
 	}
 }
 
-// Default returns the built-in codec that the registered "nwc" codec
-// encodes with.
+// Default returns the built-in codec, the one the registered "nwc"
+// encoder (package nwcenc) encodes with.
 func Default() (*Codec, error) { return defaultCodec() }

@@ -371,7 +371,7 @@ func centroidOffset(x []float32, y []int32, lv []uint8, p *neural.Params, scales
 // quantizeAll returns the scalar quantizer's latents of the chunk-major
 // array x (width chunks per chunk row): round(x/Δ_q), or with p.Trellis
 // the Viterbi choice over each column of each group (starts as in
-// chunkSeq), with p's offset.
+// neural.ChunkSeq), with p's offset.
 func quantizeAll(x []float32, lv []uint8, p *neural.Params, width int, starts []bool) []int32 {
 	const k = chunk.Rows
 	if p.Trellis {

@@ -26,9 +26,9 @@ func init() {
 
 var (
 	// ErrNoLDLQ reports an encoding asked to use a Hessian (LDLQ error
-	// compensation) by a codec or build that cannot: rtn and q4k never
-	// do, and ecsq does only once an LDLQ implementation is wired in.
-	// Callers may retry without the Hessian.
+	// compensation) by a codec that cannot: q4k, whose super-blocks fit
+	// their scales to whole blocks at once. Callers may retry without the
+	// Hessian. It wraps codec.ErrOptions.
 	ErrNoLDLQ = fmt.Errorf("%w: LDLQ error compensation is not available", codec.ErrOptions)
 
 	// ErrRange reports finite weights too large for a codec's format: q4k

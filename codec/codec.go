@@ -1,6 +1,9 @@
 // Package codec defines how tensors are compressed inside a .nwc file: the
-// registry of codecs keyed by the id stored in each tensor entry, and the
-// codecs themselves.
+// registries of encoders and of decoders, keyed by the codec id stored in
+// each tensor entry, and the built-in raw and lossless codecs. The lossy
+// codecs register their decoders from their own packages (codec/scalar,
+// codec/neural) and their encoders from separate ones (scalarenc,
+// nwcenc), so that a program that only reads links no encoder.
 //
 // A codec turns a tensor into independently decodable chunk groups (ranges
 // of elements in row-major order of the tensor's 2-D view), optional named
@@ -208,7 +211,7 @@ type BlobSizer interface {
 	BlobSize() int
 }
 
-// Lossy reports whether the codec registered as id changes values.
+// Lossy reports whether codec id changes values.
 func Lossy(id string) bool { return id != Raw && id != Lossless }
 
 // Encoders and decoders are registered apart, so that a program that only

@@ -123,62 +123,108 @@ func (t *Quantizer) Quantize(x []float32, s, off float32, q []int32, rec []float
 	if len(t.back) < len(x) {
 		t.back = make([][States]step, len(x))
 	}
+	back := t.back[:len(x)]
 	inf := math.Inf(1)
-	cost := [States]float64{0, inf, inf, inf}
-	offs := [States]float32{Offset(0, off), Offset(1, off), Offset(2, off), Offset(3, off)}
+	c0, c1, c2, c3 := 0.0, inf, inf, inf
+	off0, off1 := Offset(0, off), Offset(2, off)
+	s64 := float64(s)
 	// States 0 and 1 share grid Q0, 2 and 3 grid Q1, and the state a
 	// level leads to depends only on its parity: so per value and grid
 	// only the best level of each parity (the first on ties) can be on a
-	// surviving path.
-	var (
-		bestK  [2][2]int32
-		bestSq [2][2]float64
-		have   [2][2]bool
-	)
+	// surviving path. Candidates are tried in the order of candidates().
 	for i, v := range x {
-		for g := range 2 {
-			st := uint8(2 * g)
-			cand, nc := candidates(v, s, st)
-			have[g] = [2]bool{}
-			for _, k := range cand[:nc] {
-				e := float64(v) - float64(Value(k, s, offs[st]))
-				sq := float64(e * e)
-				p := k & 1
-				if !have[g][p] || sq < bestSq[g][p] {
-					bestK[g][p], bestSq[g][p], have[g][p] = k, sq, true
+		var b0, b1 best2
+		u := float64(v) / s64
+		if math.Abs(u) < maxLevel/2 {
+			v64 := float64(v)
+			sqe := func(k int32, o float32) float64 {
+				e := v64 - float64(Value(k, s, o))
+				return float64(e * e)
+			}
+			// Q0: floor(u)−1 … floor(u)+2, two of each parity.
+			f := int32(math.Floor(u))
+			ka, kb := f-1, f
+			sa, sb := sqe(ka, off0), sqe(kb, off0)
+			if sc := sqe(f+1, off0); sc < sa {
+				ka, sa = f+1, sc
+			}
+			if sd := sqe(f+2, off0); sd < sb {
+				kb, sb = f+2, sd
+			}
+			b0.k[ka&1], b0.sq[ka&1] = ka, sa
+			b0.k[kb&1], b0.sq[kb&1] = kb, sb
+			// Q1: the half-integer points m−½ … m+2½ around u, then 0.
+			m := int32(math.Floor(u - 0.5))
+			b1.init()
+			for d := int32(-1); d <= 2; d++ {
+				k := m + d
+				if k >= 0 {
+					k++
+				}
+				b1.add(k, sqe(k, off1))
+			}
+			b1.add(0, v64*v64)
+		} else {
+			b0.init()
+			b1.init()
+			for g, b := range [2]*best2{&b0, &b1} {
+				st := uint8(2 * g)
+				o := Offset(st, off)
+				cand, nc := candidates(v, s, st)
+				for _, k := range cand[:nc] {
+					e := float64(v) - float64(Value(k, s, o))
+					b.add(k, float64(e*e))
 				}
 			}
 		}
-		nextCost := [States]float64{inf, inf, inf, inf}
-		for st := range uint8(States) {
-			if cost[st] == inf {
-				continue
-			}
-			g := st >> 1
-			for p := range int32(2) {
-				if !have[g][p] {
-					continue
-				}
-				c := cost[st] + bestSq[g][p]
-				ns := Next(st, p)
-				if c < nextCost[ns] {
-					nextCost[ns] = c
-					t.back[i][ns] = step{prev: st, k: bestK[g][p]}
-				}
-			}
+		// next = [[0 2] [2 0] [1 3] [3 1]]: each state has two
+		// predecessors, tried in increasing state order.
+		bk := &back[i]
+		n0, n1, n2, n3 := c0+b0.sq[0], c2+b1.sq[0], c0+b0.sq[1], c2+b1.sq[1]
+		bk[0], bk[1], bk[2], bk[3] = step{0, b0.k[0]}, step{2, b1.k[0]}, step{0, b0.k[1]}, step{2, b1.k[1]}
+		if c := c1 + b0.sq[1]; c < n0 {
+			n0, bk[0] = c, step{1, b0.k[1]}
 		}
-		cost = nextCost
+		if c := c3 + b1.sq[1]; c < n1 {
+			n1, bk[1] = c, step{3, b1.k[1]}
+		}
+		if c := c1 + b0.sq[0]; c < n2 {
+			n2, bk[2] = c, step{1, b0.k[0]}
+		}
+		if c := c3 + b1.sq[0]; c < n3 {
+			n3, bk[3] = c, step{3, b1.k[0]}
+		}
+		c0, c1, c2, c3 = n0, n1, n2, n3
 	}
+	cost := [States]float64{c0, c1, c2, c3}
 	best := uint8(0)
 	for st := uint8(1); st < States; st++ {
 		if cost[st] < cost[best] {
 			best = st
 		}
 	}
+	offs := [States]float32{off0, off0, off1, off1}
 	for i := len(x) - 1; i >= 0; i-- {
-		b := t.back[i][best]
+		b := back[i][best]
 		q[i] = b.k
 		rec[i] = Value(b.k, s, offs[b.prev])
 		best = b.prev
+	}
+}
+
+// best2 is, for one grid, the best level of each parity so far and its
+// squared error; a parity without a candidate has an infinite error.
+type best2 struct {
+	k  [2]int32
+	sq [2]float64
+}
+
+func (b *best2) init() { b.sq = [2]float64{math.Inf(1), math.Inf(1)} }
+
+// add offers level k with squared error sq; the first of equal errors
+// stays.
+func (b *best2) add(k int32, sq float64) {
+	if p := k & 1; sq < b.sq[p] {
+		b.k[p], b.sq[p] = k, sq
 	}
 }

@@ -1,0 +1,81 @@
+package neural_test
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/nwcodec/nwc/codec"
+	_ "github.com/nwcodec/nwc/codec/neural"
+	_ "github.com/nwcodec/nwc/codec/scalar"
+	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/format"
+)
+
+// largeShapes are the matrices of a 1.1 B Llama-shaped model (TinyLlama):
+// rows are the output dimension.
+var largeShapes = [][2]int{
+	{2048, 2048},  // wq, wo
+	{256, 2048},   // wk, wv (grouped-query attention)
+	{5632, 2048},  // w1, w3
+	{2048, 5632},  // w2
+	{32000, 2048}, // embeddings, output
+}
+
+// llmLike returns a BF16 tensor of rows×cols weights shaped like those of
+// a trained LLM: Student-t (ν = 4) values, so heavy tails; log-normal
+// column and row scales; and one column in 200 an outlier eight times as
+// large. It is deterministic in seed.
+func llmLike(rows, cols int, seed uint64) *codec.Tensor {
+	r := rand.New(rand.NewPCG(seed, 0x11))
+	colScale := make([]float64, cols)
+	for j := range colScale {
+		colScale[j] = 0.02 * math.Exp(0.5*r.NormFloat64())
+		if r.IntN(200) == 0 {
+			colScale[j] *= 8
+		}
+	}
+	data := make([]byte, 2*rows*cols)
+	for i := range rows {
+		rs := math.Exp(0.3 * r.NormFloat64())
+		for j := range cols {
+			// Student t with 4 degrees of freedom: z / sqrt(χ²₄/4).
+			var chi float64
+			for range 4 {
+				g := r.NormFloat64()
+				chi += g * g
+			}
+			v := r.NormFloat64() / math.Sqrt(chi/4) * rs * colScale[j]
+			binary.LittleEndian.PutUint16(data[2*(i*cols+j):], dtype.BF16FromFloat32(float32(v)))
+		}
+	}
+	return &codec.Tensor{Name: "w", DType: format.BF16, Shape: []uint64{uint64(rows), uint64(cols)}, Data: data}
+}
+
+// BenchmarkEncodeLarge encodes the matrices of a 1.1 B model at about 4
+// bits per weight with each lossy codec. Run one shape at a time, e.g.
+// -bench 'EncodeLarge/nwc/2048x2048'; the largest takes a minute per
+// encode at 1 M weights/s.
+func BenchmarkEncodeLarge(b *testing.B) {
+	for _, id := range []string{"nwc", "tcq", "ecsq", "rtn"} {
+		for _, s := range largeShapes {
+			b.Run(fmt.Sprintf("%s/%dx%d", id, s[0], s[1]), func(b *testing.B) {
+				tn := llmLike(s[0], s[1], 1)
+				c, err := codec.Lookup(id)
+				if err != nil {
+					b.Fatal(err)
+				}
+				opts := &codec.EncodeOptions{Step: 0.25, Bits: 4}
+				b.SetBytes(int64(len(tn.Data)))
+				for b.Loop() {
+					if _, err := c.Encode(tn, opts); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.N)*float64(tn.NumElements())/b.Elapsed().Seconds()/1e6, "Mweights/s")
+			})
+		}
+	}
+}

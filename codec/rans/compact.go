@@ -10,10 +10,16 @@ package rans
 // more than the finer probabilities save. Decoders are unaffected; every
 // precision is valid.
 func BuildCompact(sample []int32, minPrec, maxPrec uint) (*Table, error) {
+	return NewHistogram(sample).BuildCompact(minPrec, maxPrec)
+}
+
+// BuildCompact is [BuildCompact] of the sample h counts: the same table,
+// from one pass over the sample instead of two per precision.
+func (h *Histogram) BuildCompact(minPrec, maxPrec uint) (*Table, error) {
 	var best *Table
 	bestSize := 0
 	for p := minPrec; p <= maxPrec; p++ {
-		t, err := Build(sample, p)
+		t, err := buildHist(h, p)
 		if err != nil {
 			return nil, err
 		}
@@ -21,11 +27,7 @@ func BuildCompact(sample []int32, minPrec, maxPrec uint) (*Table, error) {
 		if err != nil {
 			return nil, err
 		}
-		n, err := EstimateSize(sample, []*Table{t})
-		if err != nil {
-			return nil, err
-		}
-		if size := len(b) + n; best == nil || size < bestSize {
+		if size := len(b) + h.EstimateSize(t); best == nil || size < bestSize {
 			best, bestSize = t, size
 		}
 	}

@@ -197,8 +197,18 @@ func Build(sample []int32, precision uint) (*Table, error) {
 	if len(sample) == 0 {
 		return nil, tableErr(-1, "empty sample")
 	}
-	vals, cnts := histogram(sample)
-	total := uint64(len(sample))
+	return buildHist(NewHistogram(sample), precision)
+}
+
+// buildHist is Build from the sample's histogram.
+func buildHist(h *Histogram, precision uint) (*Table, error) {
+	if precision < MinPrecision || precision > MaxPrecision {
+		return nil, tableErr(-1, "precision "+strconv.FormatUint(uint64(precision), 10)+" out of range")
+	}
+	if h.total == 0 {
+		return nil, tableErr(-1, "empty sample")
+	}
+	vals, cnts, total := h.vals, h.cnts, h.total
 
 	// Widest-coverage window of at most MaxSymbols consecutive values, by
 	// two pointers over the distinct values; the first maximum wins.

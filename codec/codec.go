@@ -87,6 +87,11 @@ type EncodeOptions struct {
 	// every tensor on its scalar path. Conversion sets it when the blob
 	// would cost the file more than it can save.
 	NoBlob bool
+	// Jobs bounds the goroutines one Encode call uses (0 means
+	// GOMAXPROCS): callers that encode several tensors at once set it so
+	// that the machine is not oversubscribed. The encoded bytes never
+	// depend on it.
+	Jobs int
 }
 
 // ErrOptions reports encode or conversion options that cannot be used:

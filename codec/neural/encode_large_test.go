@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nwcodec/nwc/codec"
 	_ "github.com/nwcodec/nwc/codec/neural"
 	_ "github.com/nwcodec/nwc/codec/scalar"
@@ -75,6 +76,65 @@ func BenchmarkEncodeLarge(b *testing.B) {
 					}
 				}
 				b.ReportMetric(float64(b.N)*float64(tn.NumElements())/b.Elapsed().Seconds()/1e6, "Mweights/s")
+			})
+		}
+	}
+}
+
+// TestEncodeJobsIdentical checks that every lossy codec writes the same
+// bytes whatever the number of goroutines it may use, on matrices large
+// enough to be coded in parallel parts and to have the nwc encoder decide
+// from a sample, with and without importance levels, column factors,
+// transposition and a Hessian.
+func TestEncodeJobsIdentical(t *testing.T) {
+	big := llmLike(700, 900, 2)
+	ragged := llmLike(203, 130, 3)
+	levels := make([]uint8, 130)
+	factors := make([]float32, 130)
+	for j := range levels {
+		levels[j] = uint8(j % 4 / 3 * (j % 3))
+		factors[j] = 0.5 + float32(j%7)/7
+	}
+	hess := make([]float64, 130*130)
+	for i := range 130 {
+		for j := range 130 {
+			hess[i*130+j] = 1 / (1 + math.Abs(float64(i-j)))
+		}
+		hess[i*130+i] += 1
+	}
+	type tc struct {
+		name string
+		t    *codec.Tensor
+		opts codec.EncodeOptions
+	}
+	cases := []tc{
+		{"big", big, codec.EncodeOptions{Step: 0.25, Bits: 4, GroupBytes: 64 << 10}},
+		{"big-coarse", big, codec.EncodeOptions{Step: 1.5, Bits: 2}},
+		{"ragged-levels", ragged, codec.EncodeOptions{Step: 0.3, Bits: 3, Levels: levels, ScaleFactors: factors, GroupBytes: 4 << 10}},
+		{"ragged-transposed", ragged, codec.EncodeOptions{Step: 0.2, Bits: 5, Transposed: true}},
+		{"hessian", ragged, codec.EncodeOptions{Step: 0.25, Bits: 4, Hessian: hess, LDLQBlock: 32, GroupBytes: 8 << 10}},
+	}
+	for _, id := range []string{"nwc", "tcq", "ecsq", "rtn"} {
+		c, err := codec.Lookup(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range cases {
+			if id == "rtn" && k.opts.Levels != nil {
+				continue // rtn takes no levels
+			}
+			t.Run(id+"/"+k.name, func(t *testing.T) {
+				var got [2]*codec.Encoded
+				for i, jobs := range []int{1, 3} {
+					o := k.opts
+					o.Jobs = jobs
+					if got[i], err = c.Encode(k.t, &o); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if d := cmp.Diff(got[0], got[1]); d != "" {
+					t.Errorf("1 and 3 goroutines differ (-1 +3):\n%s", d)
+				}
 			})
 		}
 	}

@@ -56,27 +56,29 @@ func llmLike(rows, cols int, seed uint64) *codec.Tensor {
 }
 
 // BenchmarkEncodeLarge encodes the matrices of a 1.1 B model at about 4
-// bits per weight with each lossy codec. Run one shape at a time, e.g.
-// -bench 'EncodeLarge/nwc/2048x2048'; the largest takes a minute per
+// bits per weight with each lossy codec, on 1 and 2 goroutines. Run one
+// shape at a time, e.g. -bench 'EncodeLarge/nwc/2048x2048/j1'; the largest takes a minute per
 // encode at 1 M weights/s.
 func BenchmarkEncodeLarge(b *testing.B) {
 	for _, id := range []string{"nwc", "tcq", "ecsq", "rtn"} {
 		for _, s := range largeShapes {
-			b.Run(fmt.Sprintf("%s/%dx%d", id, s[0], s[1]), func(b *testing.B) {
-				tn := llmLike(s[0], s[1], 1)
-				c, err := codec.Lookup(id)
-				if err != nil {
-					b.Fatal(err)
-				}
-				opts := &codec.EncodeOptions{Step: 0.25, Bits: 4}
-				b.SetBytes(int64(len(tn.Data)))
-				for b.Loop() {
-					if _, err := c.Encode(tn, opts); err != nil {
+			for _, jobs := range []int{1, 2} {
+				b.Run(fmt.Sprintf("%s/%dx%d/j%d", id, s[0], s[1], jobs), func(b *testing.B) {
+					tn := llmLike(s[0], s[1], 1)
+					c, err := codec.Lookup(id)
+					if err != nil {
 						b.Fatal(err)
 					}
-				}
-				b.ReportMetric(float64(b.N)*float64(tn.NumElements())/b.Elapsed().Seconds()/1e6, "Mweights/s")
-			})
+					opts := &codec.EncodeOptions{Step: 0.25, Bits: 4, Jobs: jobs}
+					b.SetBytes(int64(len(tn.Data)))
+					for b.Loop() {
+						if _, err := c.Encode(tn, opts); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportMetric(float64(b.N)*float64(tn.NumElements())/b.Elapsed().Seconds()/1e6, "Mweights/s")
+				})
+			}
 		}
 	}
 }

@@ -57,8 +57,7 @@ func llmLike(rows, cols int, seed uint64) *codec.Tensor {
 
 // BenchmarkEncodeLarge encodes the matrices of a 1.1 B model at about 4
 // bits per weight with each lossy codec, on 1 and 2 goroutines. Run one
-// shape at a time, e.g. -bench 'EncodeLarge/nwc/2048x2048/j1'; the largest takes a minute per
-// encode at 1 M weights/s.
+// shape at a time, e.g. -bench 'EncodeLarge/nwc/2048x2048/j1'.
 func BenchmarkEncodeLarge(b *testing.B) {
 	for _, id := range []string{"nwc", "tcq", "ecsq", "rtn"} {
 		for _, s := range largeShapes {

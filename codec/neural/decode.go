@@ -213,7 +213,11 @@ func streamLevels(tabs *[NumLevels]*rans.Table) []int {
 func EncodeLatents(y []int32, lv []uint8, b0, b1, rows, cols int, tabs *[NumLevels]*rans.Table) ([]byte, error) {
 	const k = chunk.Rows
 	qs := streamLevels(tabs)
-	var syms []int32
+	if len(qs) == 1 && b1*k <= rows {
+		// One level and no ragged chunk: the stream is y as it stands.
+		return rans.Encode(nil, y[:(b1-b0)*cols*k], tabs[qs[0]:qs[0]+1])
+	}
+	syms := make([]int32, 0, (b1-b0)*cols*k)
 	var out []byte
 	for n, q := range qs {
 		syms = syms[:0]

@@ -23,6 +23,7 @@ import (
 	"github.com/nwcodec/nwc/codec/neural"
 	"github.com/nwcodec/nwc/codec/rans"
 	"github.com/nwcodec/nwc/codec/trellis"
+	"github.com/nwcodec/nwc/internal/parallel"
 )
 
 // defaultEncoder is the registered encoder: it codes with the built-in
@@ -154,27 +155,105 @@ func (c *Encoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 		colLv[j] = levelOf(levels, j)
 	}
 	starts := neural.GroupStarts(rows, ends)
-	run := pass{c: c, w: w, rows: rows, cols: cols, colLv: colLv, hessian: opts.Hessian, factors: opts.ScaleFactors, starts: starts, block: max(opts.LDLQBlock, 0)}
-	// Chunks in coding order: rows of chunks, columns within a row.
-	nb := chunk.Chunks(rows)
-	const k = chunk.Rows
-	lv := make([]uint8, nb*cols)
-	for ci := range lv {
-		lv[ci] = colLv[ci%cols]
-	}
 	base := p
-	// Code the tensor every way and keep the trellis, or the learned
-	// transform, only if it beats rounding at equal rate. The learned
-	// transform is judged by the tensor's own local rate–distortion slope
-	// (measured with a 10 % coarser step): at low rates a bit buys more
-	// than the 6.02 dB of high-rate theory. The trellis, which minimizes
-	// error alone, gains about 1 dB from 3 bits per weight up but can
-	// lose below 2.
+	run := pass{c: c, w: w, rows: rows, cols: cols, colLv: colLv, hessian: opts.Hessian, factors: opts.ScaleFactors, starts: starts, block: max(opts.LDLQBlock, 0), jobs: opts.Jobs, auxWeight: 1}
+	if opts.Hessian == nil {
+		// Without LDLQ every pass normalizes by the same scales.
+		run.scales = chunk.CodingScales(w, rows, cols, opts.ScaleFactors)
+	}
+	noBlob := opts.NoBlob && c.force != forceLearned
+	var (
+		chosen   *coding
+		tables   [neural.NumLevels]*rans.Table
+		tableAux []byte
+	)
+	if smp, ok := run.sample(ends); ok {
+		// Choose on the sample, then code the whole matrix once the
+		// chosen way, at the chosen step (and, for the trellis, with the
+		// offset fitted to the sample, the trellis pass that fits it being
+		// as costly as the coding).
+		pick, _, err := c.decide(smp, step, base, noBlob)
+		if err != nil {
+			return nil, err
+		}
+		switch p := pick.p; {
+		case !p.Plain:
+			chosen, err = run.code(p, true)
+		case p.Trellis:
+			chosen, err = run.code(p, false)
+		default:
+			chosen, err = run.plain(p, false)
+		}
+		if err != nil {
+			return nil, err
+		}
+		lv := chunkLevels(colLv, chunk.Chunks(rows))
+		hist := levelHistograms(chosen.y, lv, rows, cols, opts.Jobs)
+		if tables, tableAux, err = buildTables(&hist); err != nil {
+			return nil, err
+		}
+	} else {
+		var r rd
+		if chosen, r, err = c.decide(&run, step, base, noBlob); err != nil {
+			return nil, err
+		}
+		tables, tableAux = r.tabs, r.aux
+	}
+
+	p = chosen.p
+	enc.Params = p.Marshal()
+	if p.Plain {
+		// The scalar quantizer needs no decoder: a file whose tensors all
+		// fall back carries no blob.
+		enc.Blob = nil
+	} else if opts.BlobRef {
+		_, enc.Blob.Ref = codec.BuiltinBlob(neural.ID, c.c.BlobSHA256())
+	}
+	const k = chunk.Rows
+	enc.Groups = make([]codec.EncodedGroup, len(ends))
+	err = parallel.Each(opts.Jobs, len(ends), func(g int) error {
+		r0, r1 := 0, ends[g]
+		if g > 0 {
+			r0 = ends[g-1]
+		}
+		b0, b1 := r0/k, chunk.Chunks(r1)
+		data, err := neural.EncodeLatents(chosen.y[b0*cols*k:b1*cols*k], colLv, b0, b1, rows, cols, &tables)
+		enc.Groups[g] = codec.EncodedGroup{End: uint64(r1) * uint64(cols), Data: data}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if opts.Transposed {
+		enc.Groups[0].End = uint64(l.Len())
+	}
+	sa, err := chunk.AppendScales(nil, chosen.h)
+	if err != nil {
+		return nil, err
+	}
+	enc.Aux = []codec.NamedBytes{{Name: chunk.AuxScales, Data: sa}, {Name: neural.AuxTables, Data: tableAux}}
+	if levels != nil {
+		enc.Aux = append(enc.Aux, codec.NamedBytes{Name: chunk.AuxLevels, Data: chunk.AppendLevels(nil, levels)})
+	}
+	enc.Aux = sortedAux(enc.Aux)
+	return enc, nil
+}
+
+// decide codes run's matrix every way and returns the coding it keeps,
+// with its measure: rounding, unless the trellis, or the learned
+// transform (unless noBlob), beats it at equal rate. The learned
+// transform is judged by the matrix's own local rate–distortion slope
+// (measured with a 10 % coarser step): at low rates a bit buys more than
+// the 6.02 dB of high-rate theory. The trellis, which minimizes error
+// alone, gains about 1 dB from 3 bits per weight up but can lose below 2.
+func (c *Encoder) decide(run *pass, step float64, base neural.Params, noBlob bool) (*coding, rd, error) {
+	rows, cols := run.rows, run.cols
+	lv := chunkLevels(run.colLv, chunk.Chunks(rows))
 	measured := func(cd *coding, err error) (*coding, rd, error) {
 		if err != nil {
 			return nil, rd{}, err
 		}
-		r, err := c.measure(cd.x, cd.y, lv, &cd.p, cd.scales, rows, cols, starts)
+		r, err := c.measure(run, cd, lv)
 		return cd, r, err
 	}
 	measurePlain := func(p neural.Params, trellis bool) (*coding, rd, error) { return measured(run.plain(p, trellis)) }
@@ -197,90 +276,140 @@ func (c *Encoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 	}
 	// coarser measures rounding at a 10 % coarser step, for the slope.
 	coarser := func() (rd, error) {
-		_, r, err := measurePlain(neural.StepsFor(step*1.1), false)
+		p := neural.StepsFor(step * 1.1)
+		p.Transposed = base.Transposed
+		_, r, err := measurePlain(p, false)
 		return r, err
 	}
 	plain, pr, err := measurePlain(base, false)
 	if err != nil {
-		return nil, err
+		return nil, rd{}, err
 	}
 	trellisPlain := false
 	if !c.roundPlain {
 		tp, tr, err := measurePlain(base, true)
 		if err != nil {
-			return nil, err
+			return nil, rd{}, err
 		}
 		// Keep the trellis only if it has less error at equal rate: a
 		// tensor-by-tensor improvement, whatever rate the other tensors
 		// get.
 		if pt, ok := atRateOf(tr, pr); ok {
 			if tp, tr, err = measurePlain(pt, true); err != nil {
-				return nil, err
+				return nil, rd{}, err
 			}
 		}
 		if beats(tr, pr) {
 			plain, pr, trellisPlain = tp, tr, true
 		}
 	}
-	chosen := plain
-	tables, tableAux := pr.tabs, pr.aux
-	if opts.NoBlob && c.force != forceLearned {
+	if noBlob {
 		// The caller judged that the decoder's weights would cost the
 		// file more than the learned transform can save.
-	} else {
-		learned, lr, err := measureLearned(base)
-		if err != nil {
-			return nil, err
-		}
-		win := func() bool { return lr.better(pr, coarser) }
-		if trellisPlain && c.force == forceAuto {
-			// Against the trellis, compare at equal rate, as the trellis
-			// was chosen.
-			if pl, ok := atRateOf(lr, pr); ok {
-				if learned, lr, err = measureLearned(pl); err != nil {
-					return nil, err
-				}
-			}
-			win = func() bool { return beats(lr, pr) }
-		}
-		if c.force == forceLearned || c.force == forceAuto && win() {
-			chosen = learned
-			tables, tableAux = lr.tabs, lr.aux
-		}
+		return plain, pr, nil
 	}
-
-	p = chosen.p
-	enc.Params = p.Marshal()
-	if p.Plain {
-		// The scalar quantizer needs no decoder: a file whose tensors all
-		// fall back carries no blob.
-		enc.Blob = nil
-	} else if opts.BlobRef {
-		_, enc.Blob.Ref = codec.BuiltinBlob(neural.ID, c.c.BlobSHA256())
-	}
-	r0 := 0
-	for _, r1 := range ends {
-		b0, b1 := r0/k, chunk.Chunks(r1)
-		data, err := neural.EncodeLatents(chosen.y[b0*cols*k:b1*cols*k], colLv, b0, b1, rows, cols, &tables)
-		if err != nil {
-			return nil, err
-		}
-		enc.Groups = append(enc.Groups, codec.EncodedGroup{End: uint64(r1) * uint64(cols), Data: data})
-		r0 = r1
-	}
-	if opts.Transposed {
-		enc.Groups[0].End = uint64(l.Len())
-	}
-	sa, err := chunk.AppendScales(nil, chosen.h)
+	learned, lr, err := measureLearned(base)
 	if err != nil {
-		return nil, err
+		return nil, rd{}, err
 	}
-	enc.Aux = []codec.NamedBytes{{Name: chunk.AuxScales, Data: sa}, {Name: neural.AuxTables, Data: tableAux}}
-	if levels != nil {
-		enc.Aux = append(enc.Aux, codec.NamedBytes{Name: chunk.AuxLevels, Data: chunk.AppendLevels(nil, levels)})
+	win := func() bool { return lr.better(pr, coarser) }
+	if trellisPlain && c.force == forceAuto {
+		// Against the trellis, compare at equal rate, as the trellis
+		// was chosen.
+		if pl, ok := atRateOf(lr, pr); ok {
+			if learned, lr, err = measureLearned(pl); err != nil {
+				return nil, rd{}, err
+			}
+		}
+		win = func() bool { return beats(lr, pr) }
 	}
-	enc.Aux = sortedAux(enc.Aux)
-	return enc, nil
+	if c.force == forceLearned || c.force == forceAuto && win() {
+		return learned, lr, nil
+	}
+	return plain, pr, nil
+}
+
+// chunkLevels returns the level of every chunk of nb chunk rows, in
+// coding order, from each column's.
+func chunkLevels(colLv []uint8, nb int) []uint8 {
+	cols := len(colLv)
+	lv := make([]uint8, nb*cols)
+	for b := range nb {
+		copy(lv[b*cols:], colLv)
+	}
+	return lv
+}
+
+// Sampling. Choosing between rounding, the trellis and the learned
+// transform codes a matrix five to seven times; on a large matrix the
+// encoder chooses on a deterministic sample instead and codes the whole
+// matrix once. The sample keeps every column it takes whole within each
+// group it takes (trellis sequences run down a column of a group) and is
+// normalized by the whole matrix's column scales.
+const (
+	// sampleWeights is about how many weights the choice is made from:
+	// enough that the rate and distortion differences between codings,
+	// which move together on the same weights, are measured to well under
+	// 0.01 dB.
+	sampleWeights = 1 << 17
+	// minSampleColumns is the fewest columns a sample takes, so that
+	// columns of unusual shape are represented.
+	minSampleColumns = 64
+)
+
+// sample returns the pass over a sample of r's matrix (ends are its
+// groups' row ends), or false when r is coded whole: with LDLQ, whose
+// feedback runs across all columns, and on matrices of up to twice
+// sampleWeights. It takes every (n/sampleWeights)-th column, but at least
+// minSampleColumns, and then, if that is still over twice sampleWeights,
+// every few groups.
+func (r *pass) sample(ends []int) (*pass, bool) {
+	const k = chunk.Rows
+	n := r.rows * r.cols
+	if r.hessian != nil || r.scales == nil || n <= 2*sampleWeights {
+		return nil, false
+	}
+	colStride := max(1, min(n/sampleWeights, r.cols/minSampleColumns))
+	cols := (r.cols + colStride - 1) / colStride
+	groupStride := 1
+	if r.rows*cols > 2*sampleWeights {
+		groupStride = (r.rows*cols + sampleWeights - 1) / sampleWeights
+	}
+	var spans [][2]int
+	rows := 0
+	for g, r1 := range ends {
+		r0 := 0
+		if g > 0 {
+			r0 = ends[g-1]
+		}
+		if g%groupStride == 0 {
+			spans = append(spans, [2]int{r0, r1})
+			rows += r1 - r0
+		}
+	}
+	s := &pass{
+		c: r.c, w: make([]float32, rows*cols), rows: rows, cols: cols,
+		colLv: make([]uint8, cols), starts: make([]bool, chunk.Chunks(rows)),
+		jobs: r.jobs, scales: make([]uint16, cols),
+		auxWeight: float64(rows*cols) / float64(n),
+	}
+	for j := range cols {
+		s.colLv[j], s.scales[j] = r.colLv[j*colStride], r.scales[j*colStride]
+	}
+	i := 0
+	for _, sp := range spans {
+		// Groups start at multiples of k rows; only the last one is
+		// ragged, and it can only be the sample's last.
+		s.starts[i/k] = true
+		for row := sp[0]; row < sp[1]; row++ {
+			src, dst := r.w[row*r.cols:(row+1)*r.cols], s.w[i*cols:(i+1)*cols]
+			for j := range dst {
+				dst[j] = src[j*colStride]
+			}
+			i++
+		}
+	}
+	return s, true
 }
 
 func slicesAny(v []uint8) bool {
@@ -303,23 +432,26 @@ func quantize(v float64) int32 {
 // call.
 const encodeBatch = 4096
 
-// latents runs the encoder net on every chunk: y = round(x/Δ_q + E(x, ln Δ_q)).
-func (c *Encoder) latents(x []float32, lv []uint8, p *neural.Params) ([]int32, error) {
+// latents runs the encoder net on every chunk: y = round(x/Δ_q + E(x, ln Δ_q)),
+// in batches of encodeBatch chunks on up to jobs goroutines.
+func (c *Encoder) latents(x []float32, lv []uint8, p *neural.Params, jobs int) ([]int32, error) {
 	const k = chunk.Rows
 	n := len(lv)
 	y := make([]int32, n*k)
-	// LDLQ calls this once per column block, often with few chunks.
-	in := make([]float32, min(n, encodeBatch)*(k+1))
-	out := make([]float32, min(n, encodeBatch)*k)
-	var sc mlp.Scratch
-	for c0 := 0; c0 < n; c0 += encodeBatch {
+	batches := (n + encodeBatch - 1) / encodeBatch
+	err := parallel.Each(jobs, batches, func(bi int) error {
+		c0 := bi * encodeBatch
 		bn := min(encodeBatch, n-c0)
+		sc := scratchPool.Get().(*scratch)
+		defer scratchPool.Put(sc)
+		in, out := grow(sc.in, bn*(k+1)), grow(sc.out, bn*k)
+		sc.in, sc.out = in, out
 		for ci := range bn {
 			copy(in[ci*(k+1):], x[(c0+ci)*k:(c0+ci+1)*k])
 			in[ci*(k+1)+k] = p.Features[lv[c0+ci]]
 		}
-		if err := c.c.PackedEncoder().Forward(out, in, lv[c0:], bn, &sc); err != nil {
-			return nil, err
+		if err := c.c.PackedEncoder().Forward(out, in, lv[c0:], bn, &sc.mlp); err != nil {
+			return err
 		}
 		for ci := range bn {
 			s := float64(p.Steps[lv[c0+ci]])
@@ -327,9 +459,18 @@ func (c *Encoder) latents(x []float32, lv []uint8, p *neural.Params) ([]int32, e
 				y[(c0+ci)*k+i] = quantize(float64(x[(c0+ci)*k+i])/s + float64(out[ci*k+i]))
 			}
 		}
-	}
-	return y, nil
+		return nil
+	})
+	return y, err
 }
+
+// scratch is one goroutine's buffers for a batch of network evaluations.
+type scratch struct {
+	mlp           mlp.Scratch
+	in, dout, out []float32
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 // centroidOffset returns the offset δ (in 1/256 of a step, at most neural.MaxOffset)
 // that minimizes the squared error of the plain reconstruction
@@ -372,18 +513,21 @@ func centroidOffset(x []float32, y []int32, lv []uint8, p *neural.Params, scales
 // array x (width chunks per chunk row): round(x/Δ_q), or with p.Trellis
 // the Viterbi choice over each column of each group (starts as in
 // neural.ChunkSeq), with p's offset.
-func quantizeAll(x []float32, lv []uint8, p *neural.Params, width int, starts []bool) []int32 {
+func quantizeAll(x []float32, lv []uint8, p *neural.Params, width int, starts []bool, jobs int) []int32 {
 	const k = chunk.Rows
 	if p.Trellis {
-		return trellisQuantize(x, lv, p, width, starts)
+		return trellisQuantize(x, lv, p, width, starts, jobs)
 	}
 	y := make([]int32, len(x))
-	for ci, q := range lv {
-		s := float64(p.Steps[q])
-		for i := range k {
-			y[ci*k+i] = quantize(float64(x[ci*k+i]) / s)
+	parallel.Range(jobs, len(lv), 4096, func(c0, c1 int) error {
+		for ci := c0; ci < c1; ci++ {
+			s := float64(p.Steps[lv[ci]])
+			for i := range k {
+				y[ci*k+i] = quantize(float64(x[ci*k+i]) / s)
+			}
 		}
-	}
+		return nil
+	})
 	return y
 }
 
@@ -416,53 +560,180 @@ func (r rd) better(p rd, coarser func() (rd, error)) bool {
 	return 10*math.Log10(p.dist/r.dist) > slope*(r.bits-p.bits)
 }
 
-// measure codes latents y with params p and returns the squared error of
-// the real (unpadded) weights, Σ s_j²·(x − x̂)², and the bits of the
-// latents and tables of the whole tensor.
-func (c *Encoder) measure(x []float32, y []int32, lv []uint8, p *neural.Params, scales []float32, rows, cols int, starts []bool) (rd, error) {
-	const k = chunk.Rows
+// tablePrecision is the precision of nwc's per-tensor rANS tables, as
+// neural.BuildTables builds them: 14 bits costs under 0.1 % over the
+// entropy with a 32 KiB decoding table.
+const tablePrecision = 14
+
+// measure returns the squared error of the real (unpadded) weights of
+// coding cd of run's matrix (chunk levels lv), Σ s_j²·(x − x̂)², the bits
+// of its latents and tables, and the tables.
+func (c *Encoder) measure(run *pass, cd *coding, lv []uint8) (rd, error) {
 	var r rd
+	hist := levelHistograms(cd.y, lv, run.rows, run.cols, run.jobs)
 	var err error
-	if r.tabs, r.aux, err = neural.BuildTables(y, lv, rows, cols); err != nil {
+	if r.tabs, r.aux, err = buildTables(&hist); err != nil {
 		return r, err
 	}
-	n := len(lv)
-	var sc mlp.Scratch
-	in := make([]float32, encodeBatch*(k+1))
-	dout := make([]float32, encodeBatch*k)
-	out := make([]float32, encodeBatch*k)
-	seq := neural.NewChunkSeq(cols, starts)
-	for c0 := 0; c0 < n; c0 += encodeBatch {
-		bn := min(encodeBatch, n-c0)
-		if err := c.c.Reconstruct(out, y[c0*k:], lv[c0:], bn, p, seq, c0, in, dout, &sc); err != nil {
-			return r, err
-		}
-		for ci := range bn {
-			s := float64(scales[(c0+ci)%cols])
-			for i := range validRows((c0+ci)/cols, rows) {
-				e := (float64(x[(c0+ci)*k+i]) - float64(out[ci*k+i])) * s
-				r.dist += e * e
-			}
-		}
+	if r.dist, err = c.distortion(run, cd, lv); err != nil {
+		return r, err
 	}
 	for q, t := range r.tabs {
-		if t == nil {
-			continue
+		if t != nil {
+			r.bits += hist[q].Bits(t)
 		}
-		var syms []int32
-		for ci := range n {
-			if int(lv[ci]) == q {
-				syms = append(syms, y[ci*k:ci*k+validRows(ci/cols, rows)]...)
+	}
+	r.bits += 8 * float64(len(r.aux)) * run.auxWeight
+	return r, nil
+}
+
+// levelHistograms counts the coded latents of each level: the rows of
+// each chunk that exist in the matrix. Parts of whole chunk rows are
+// counted on up to jobs goroutines.
+func levelHistograms(y []int32, lv []uint8, rows, cols, jobs int) [neural.NumLevels]*rans.Histogram {
+	const k = chunk.Rows
+	nb := len(lv) / cols
+	oneLevel := !slicesAny(lv[:cols])
+	per := max(1, (256<<10)/(cols*k))
+	parts := (nb + per - 1) / per
+	hs := make([][neural.NumLevels]*rans.Histogram, parts)
+	parallel.Each(jobs, parts, func(pi int) error {
+		b0, b1 := pi*per, min(nb, (pi+1)*per)
+		if oneLevel && (b1 < nb || validRows(nb-1, rows) == k) {
+			hs[pi][0] = rans.NewHistogram(y[b0*cols*k : b1*cols*k])
+			return nil
+		}
+		var by [neural.NumLevels][]int32
+		for ci := b0 * cols; ci < b1*cols; ci++ {
+			by[lv[ci]] = append(by[lv[ci]], y[ci*k:ci*k+validRows(ci/cols, rows)]...)
+		}
+		for q, s := range by {
+			if len(s) > 0 {
+				hs[pi][q] = rans.NewHistogram(s)
 			}
 		}
-		b, err := rans.Bits(syms, []*rans.Table{t})
-		if err != nil {
-			return r, err
+		return nil
+	})
+	var out [neural.NumLevels]*rans.Histogram
+	for q := range out {
+		var of []*rans.Histogram
+		for _, h := range hs {
+			if h[q] != nil {
+				of = append(of, h[q])
+			}
 		}
-		r.bits += b
+		if len(of) > 0 {
+			out[q] = rans.MergeHistograms(of...)
+		}
 	}
-	r.bits += 8 * float64(len(r.aux))
-	return r, nil
+	return out
+}
+
+// buildTables returns the rANS table of every level counted (nil for the
+// others) and the serialized neural.AuxTables section: what
+// neural.BuildTables gives for the same latents.
+func buildTables(hist *[neural.NumLevels]*rans.Histogram) ([neural.NumLevels]*rans.Table, []byte, error) {
+	var tabs [neural.NumLevels]*rans.Table
+	var aux []byte
+	for q, h := range hist {
+		if h == nil || h.Total() == 0 {
+			continue
+		}
+		t, err := h.BuildCompact(rans.MinPrecision, tablePrecision)
+		if err != nil {
+			return tabs, nil, err
+		}
+		tabs[q] = t
+		if aux, err = t.AppendBinary(aux); err != nil {
+			return tabs, nil, err
+		}
+	}
+	return tabs, aux, nil
+}
+
+// distPart is how many columns (plain codings) or chunks (learned ones)
+// one partial sum of the distortion covers: fixed, so that the sum is the
+// same on any number of goroutines.
+const distPart = 64
+
+// distortion returns Σ s_j²·(x − x̂)² over the real weights of coding cd,
+// x̂ being what the decoder reconstructs. The scalar path's values follow
+// each column's trellis states, so its parts are columns; the learned
+// path's chunks are independent, so its parts are batches of chunks.
+func (c *Encoder) distortion(run *pass, cd *coding, lv []uint8) (float64, error) {
+	const k = chunk.Rows
+	rows, cols := run.rows, run.cols
+	nb := len(lv) / cols
+	p := &cd.p
+	var sums []float64
+	if p.Plain {
+		off := float32(float32(p.Offset) / 256)
+		var offs [trellis.States]float32
+		for st := range offs {
+			offs[st] = off
+			if p.Trellis {
+				offs[st] = trellis.Offset(uint8(st), off)
+			}
+		}
+		parts := (cols + distPart - 1) / distPart
+		sums = make([]float64, parts)
+		parallel.Each(run.jobs, parts, func(pi int) error {
+			var sum float64
+			for j := pi * distPart; j < min(cols, (pi+1)*distPart); j++ {
+				s, sc := p.Steps[lv[j]], float64(cd.scales[j])
+				st := uint8(0)
+				for b := range nb {
+					if b == 0 || run.starts != nil && run.starts[b] {
+						st = 0
+					}
+					ci := b*cols + j
+					for i := range validRows(b, rows) {
+						v := cd.y[ci*k+i]
+						e := (float64(cd.x[ci*k+i]) - float64(trellis.Value(v, s, offs[st]))) * sc
+						sum += e * e
+						if p.Trellis {
+							st = trellis.Next(st, v)
+						}
+					}
+				}
+			}
+			sums[pi] = sum
+			return nil
+		})
+	} else {
+		n := len(lv)
+		parts := (n + encodeBatch - 1) / encodeBatch
+		sums = make([]float64, parts)
+		err := parallel.Each(run.jobs, parts, func(pi int) error {
+			c0 := pi * encodeBatch
+			bn := min(encodeBatch, n-c0)
+			sc := scratchPool.Get().(*scratch)
+			defer scratchPool.Put(sc)
+			sc.in, sc.dout, sc.out = grow(sc.in, bn*(k+1)), grow(sc.dout, bn*k), grow(sc.out, bn*k)
+			seq := neural.NewChunkSeq(cols, run.starts) // unused: no trellis with the net
+			if err := c.c.Reconstruct(sc.out, cd.y[c0*k:], lv[c0:], bn, p, seq, c0, sc.in, sc.dout, &sc.mlp); err != nil {
+				return err
+			}
+			var sum float64
+			for ci := range bn {
+				s := float64(cd.scales[(c0+ci)%cols])
+				for i := range validRows((c0+ci)/cols, rows) {
+					e := (float64(cd.x[(c0+ci)*k+i]) - float64(sc.out[ci*k+i])) * s
+					sum += e * e
+				}
+			}
+			sums[pi] = sum
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	var d float64
+	for _, v := range sums {
+		d += v
+	}
+	return d, nil
 }
 
 // DefaultStep makes nwc a codec.Stepper: rate control searches its step.

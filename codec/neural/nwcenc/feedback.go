@@ -9,6 +9,7 @@ import (
 	"github.com/nwcodec/nwc/codec/chunk"
 	"github.com/nwcodec/nwc/codec/mlp"
 	"github.com/nwcodec/nwc/codec/neural"
+	"github.com/nwcodec/nwc/internal/parallel"
 	"github.com/nwcodec/nwc/ldlq"
 )
 
@@ -26,6 +27,15 @@ type pass struct {
 	factors    []float32 // column scale factors, or nil
 	starts     []bool    // chunk rows that begin a group (trellis sequences restart)
 	block      int       // columns per LDLQ block; 0 is ldlq.DefaultBlock
+	jobs       int       // goroutines, as codec.EncodeOptions.Jobs
+	// scales are the column scales of every pass without a Hessian (fp16
+	// bits, from the whole matrix even when w is a sample of it), or nil
+	// to compute them from w.
+	scales []uint16
+	// auxWeight is the share of the table bytes that measure charges: 1,
+	// or for a sample its share of the matrix, the tables being paid once
+	// per tensor.
+	auxWeight float64
 }
 
 // A coding is the outcome of a pass, in the encoder's chunk order (rows of
@@ -84,7 +94,6 @@ func (r *pass) code(p neural.Params, learned bool) (*coding, error) {
 	nb := chunk.Chunks(rows)
 	cd := &coding{
 		x:      make([]float32, nb*cols*k),
-		y:      make([]int32, nb*cols*k),
 		h:      make([]uint16, cols),
 		scales: make([]float32, cols),
 		p:      p,
@@ -93,6 +102,7 @@ func (r *pass) code(p neural.Params, learned bool) (*coding, error) {
 	if r.hessian == nil {
 		block = cols
 	} else {
+		cd.y = make([]int32, nb*cols*k)
 		// LDLQ overwrites the matrix with targets and decoded values.
 		m = slices.Clone(r.w)
 	}
@@ -104,47 +114,63 @@ func (r *pass) code(p neural.Params, learned bool) (*coding, error) {
 	)
 	quant := func(c0, c1 int) error {
 		bw := c1 - c0
-		colBuf = grow(colBuf, rows*bw)
-		for i := range rows {
-			copy(colBuf[i*bw:(i+1)*bw], m[i*cols+c0:i*cols+c1])
+		hb := r.scales
+		if hb == nil || r.hessian != nil {
+			colBuf = grow(colBuf, rows*bw)
+			for i := range rows {
+				copy(colBuf[i*bw:(i+1)*bw], m[i*cols+c0:i*cols+c1])
+			}
+			var f []float32
+			if r.factors != nil {
+				f = r.factors[c0:c1]
+			}
+			hb = chunk.CodingScales(colBuf, rows, bw, f)
+		} else {
+			hb = hb[c0:c1]
 		}
-		var f []float32
-		if r.factors != nil {
-			f = r.factors[c0:c1]
-		}
-		hb := chunk.CodingScales(colBuf, rows, bw, f)
 		copy(cd.h[c0:], hb)
 		copy(cd.scales[c0:], chunk.ScaleValues(hb))
 
-		// The block's chunks, in the same order as the whole matrix's.
+		// The block's chunks, in the same order as the whole matrix's;
+		// a block of every column is the whole array.
 		n := nb * bw
-		bx = grow(bx, n*k)
+		whole := bw == cols
+		if whole {
+			bx = cd.x
+		} else {
+			bx = grow(bx, n*k)
+		}
 		blv = grow(blv, n)
-		for b := range nb {
-			vr := validRows(b, rows)
-			for j := c0; j < c1; j++ {
-				ci := b*bw + j - c0
-				blv[ci] = r.colLv[j]
-				xc := bx[ci*k : (ci+1)*k]
-				// As chunk.Normalize: a zero scale zeroes the column.
-				if s := cd.scales[j]; s == 0 {
-					clear(xc[:vr])
-				} else {
-					for i := range vr {
-						xc[i] = m[(b*k+i)*cols+j] / s
+		err := parallel.Range(r.jobs, nb, 4, func(b0, b1 int) error {
+			for b := b0; b < b1; b++ {
+				vr := validRows(b, rows)
+				for j := c0; j < c1; j++ {
+					ci := b*bw + j - c0
+					blv[ci] = r.colLv[j]
+					xc := bx[ci*k : (ci+1)*k]
+					// As chunk.Normalize: a zero scale zeroes the column.
+					if s := cd.scales[j]; s == 0 {
+						clear(xc[:vr])
+					} else {
+						for i := range vr {
+							xc[i] = m[(b*k+i)*cols+j] / s
+						}
 					}
+					clear(xc[vr:])
 				}
-				clear(xc[vr:])
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		var y []int32
 		if learned {
-			var err error
-			if y, err = r.c.latents(bx, blv, &cd.p); err != nil {
+			if y, err = r.c.latents(bx, blv, &cd.p, r.jobs); err != nil {
 				return err
 			}
 		} else {
-			y = quantizeAll(bx, blv, &cd.p, bw, r.starts)
+			y = quantizeAll(bx, blv, &cd.p, bw, r.starts, r.jobs)
 		}
 		// Padding rows of a ragged last chunk are not coded; the decoder
 		// sees them as 0, so the encoder must too.
@@ -153,10 +179,14 @@ func (r *pass) code(p neural.Params, learned bool) (*coding, error) {
 				clear(y[ci*k+vr : (ci+1)*k])
 			}
 		}
-		for b := range nb {
-			src, dst := b*bw*k, (b*cols+c0)*k
-			copy(cd.x[dst:dst+bw*k], bx[src:src+bw*k])
-			copy(cd.y[dst:dst+bw*k], y[src:src+bw*k])
+		if whole {
+			cd.y = y
+		} else {
+			for b := range nb {
+				src, dst := b*bw*k, (b*cols+c0)*k
+				copy(cd.x[dst:dst+bw*k], bx[src:src+bw*k])
+				copy(cd.y[dst:dst+bw*k], y[src:src+bw*k])
+			}
 		}
 		if r.hessian == nil {
 			return nil // nothing reads the decoded values

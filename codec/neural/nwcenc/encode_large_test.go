@@ -1,4 +1,4 @@
-package neural_test
+package nwcenc_test
 
 import (
 	"encoding/binary"
@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nwcodec/nwc/codec"
-	_ "github.com/nwcodec/nwc/codec/neural"
-	_ "github.com/nwcodec/nwc/codec/scalar"
+	_ "github.com/nwcodec/nwc/codec/neural/nwcenc"
+	_ "github.com/nwcodec/nwc/codec/scalar/scalarenc"
 	"github.com/nwcodec/nwc/dtype"
 	"github.com/nwcodec/nwc/format"
 )
@@ -64,7 +64,7 @@ func BenchmarkEncodeLarge(b *testing.B) {
 			for _, jobs := range []int{1, 2} {
 				b.Run(fmt.Sprintf("%s/%dx%d/j%d", id, s[0], s[1], jobs), func(b *testing.B) {
 					tn := llmLike(s[0], s[1], 1)
-					c, err := codec.Lookup(id)
+					c, err := codec.LookupEncoder(id)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -116,7 +116,7 @@ func TestEncodeJobsIdentical(t *testing.T) {
 		{"hessian", ragged, codec.EncodeOptions{Step: 0.25, Bits: 4, Hessian: hess, LDLQBlock: 32, GroupBytes: 8 << 10}},
 	}
 	for _, id := range []string{"nwc", "tcq", "ecsq", "rtn"} {
-		c, err := codec.Lookup(id)
+		c, err := codec.LookupEncoder(id)
 		if err != nil {
 			t.Fatal(err)
 		}

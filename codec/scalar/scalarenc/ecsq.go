@@ -11,6 +11,7 @@ import (
 	"github.com/nwcodec/nwc/codec/scalar"
 	"github.com/nwcodec/nwc/codec/trellis"
 	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/internal/parallel"
 )
 
 const (
@@ -65,21 +66,37 @@ func quantizeValue(x, s float32) int32 {
 // distance, weighted by step², by which |x|/step falls short of |k|.
 // Unimodal weights are denser toward zero within each cell, so the
 // centroid sits below the midpoint; δ is clamped to [0, scalar.MaxOffset].
-func centroidOffset(m []float32, cols int, steps []float32) uint64 {
+func centroidOffset(m []float32, cols int, steps []float32, jobs int) uint64 {
+	// Partial sums over fixed parts of rows, added in order, so that the
+	// result does not depend on the number of goroutines.
+	rowsPer := max(1, offsetPart/max(cols, 1))
+	rows := len(m) / cols
+	parts := (rows + rowsPer - 1) / rowsPer
+	nums, dens := make([]float64, parts), make([]float64, parts)
+	parallel.Each(jobs, parts, func(pi int) error {
+		var num, den float64
+		i0 := pi * rowsPer * cols
+		for i, x := range m[i0:min(len(m), i0+rowsPer*cols)] {
+			s := steps[i%cols]
+			if s == 0 {
+				continue
+			}
+			k := quantizeValue(x, s)
+			if k == 0 {
+				continue
+			}
+			e := math.Abs(float64(x)/float64(s)) - math.Abs(float64(k))
+			w := float64(float64(s) * float64(s))
+			num += float64(w * e)
+			den += w
+		}
+		nums[pi], dens[pi] = num, den
+		return nil
+	})
 	var num, den float64
-	for i, x := range m {
-		s := steps[i%cols]
-		if s == 0 {
-			continue
-		}
-		k := quantizeValue(x, s)
-		if k == 0 {
-			continue
-		}
-		e := math.Abs(float64(x)/float64(s)) - math.Abs(float64(k))
-		w := float64(float64(s) * float64(s))
-		num += float64(w * e)
-		den += w
+	for pi := range nums {
+		num += nums[pi]
+		den += dens[pi]
 	}
 	if den == 0 {
 		return 0
@@ -87,6 +104,10 @@ func centroidOffset(m []float32, cols int, steps []float32) uint64 {
 	d := math.RoundToEven(-256 * num / den)
 	return uint64(max(0, min(scalar.MaxOffset, d)))
 }
+
+// offsetPart is about how many weights one partial sum of centroidOffset
+// covers.
+const offsetPart = 64 << 10
 
 // Encode quantizes the tensor's matrix column block by column block
 // (through LDLQ when opts.Hessian is set) and rANS codes the levels.
@@ -125,31 +146,32 @@ func (c ecsqEncoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.
 	// The offset comes from the unquantized matrix, so that LDLQ, which
 	// needs each block's reconstruction as it goes, can use it too.
 	if c.trellis {
-		p.offset = tcqOffset(m, rows, cols, steps, ends)
+		p.offset = tcqOffset(m, rows, cols, steps, ends, o.Jobs)
 	} else {
-		p.offset = centroidOffset(m, cols, steps)
+		p.offset = centroidOffset(m, cols, steps, o.Jobs)
 	}
 	off := float32(p.offset) / 256
 
 	q := make([]int32, len(m))
-	var tr tcqScratch
 	quant := func(c0, c1 int) error {
 		if c.trellis {
-			tr.quantize(m, q, rows, cols, c0, c1, steps, off, ends)
+			tcqQuantize(m, q, rows, cols, c0, c1, steps, off, ends, o.Jobs)
 			return nil
 		}
-		for r := range rows {
-			i0 := r * cols
-			for j := c0; j < c1; j++ {
-				var k int32
-				if s := steps[j]; s != 0 {
-					k = quantizeValue(m[i0+j], s)
+		return parallel.Range(o.Jobs, rows, max(1, (16<<10)/max(1, c1-c0)), func(r0, r1 int) error {
+			for r := r0; r < r1; r++ {
+				i0 := r * cols
+				for j := c0; j < c1; j++ {
+					var k int32
+					if s := steps[j]; s != 0 {
+						k = quantizeValue(m[i0+j], s)
+					}
+					q[i0+j] = k
+					m[i0+j] = trellis.Value(k, steps[j], off)
 				}
-				q[i0+j] = k
-				m[i0+j] = trellis.Value(k, steps[j], off)
 			}
-		}
-		return nil
+			return nil
+		})
 	}
 	if err := drive(m, rows, cols, &o, quant); err != nil {
 		return nil, err
@@ -159,38 +181,41 @@ func (c ecsqEncoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.
 	var tableBytes []byte
 	tables := make([]*rans.Table, len(lc))
 	for n, c := range lc {
-		sample := q
-		if c.Cols != nil {
-			sample = gatherColumns(nil, q, cols, c.Cols)
-		}
-		if tables[n], err = rans.BuildCompact(sample, rans.MinPrecision, tablePrecision); err != nil {
+		if tables[n], err = columnHistogram(q, cols, c.Cols, o.Jobs).BuildCompact(rans.MinPrecision, tablePrecision); err != nil {
 			return nil, err
 		}
 		if tableBytes, err = tables[n].AppendBinary(tableBytes); err != nil {
 			return nil, err
 		}
 	}
-	var buf []int32
-	r0 := 0
-	for _, r1 := range ends {
-		var payload []byte
+	e.Groups = make([]codec.EncodedGroup, len(ends))
+	err = parallel.Each(o.Jobs, len(ends), func(g int) error {
+		r0, r1 := 0, ends[g]
+		if g > 0 {
+			r0 = ends[g-1]
+		}
+		var payload, stream []byte
+		var buf []int32
 		for n, c := range lc {
 			syms := q[r0*cols : r1*cols]
 			if c.Cols != nil {
 				buf = gatherColumns(buf[:0], syms, cols, c.Cols)
 				syms = buf
 			}
-			stream, err := rans.Encode(nil, syms, tables[n:n+1])
-			if err != nil {
-				return nil, err
+			var err error
+			if stream, err = rans.Encode(stream[:0], syms, tables[n:n+1]); err != nil {
+				return err
 			}
 			if n < len(lc)-1 {
 				payload = binary.AppendUvarint(payload, uint64(len(stream)))
 			}
 			payload = append(payload, stream...)
 		}
-		e.Groups = append(e.Groups, codec.EncodedGroup{End: uint64(r1) * uint64(cols), Data: payload})
-		r0 = r1
+		e.Groups[g] = codec.EncodedGroup{End: uint64(r1) * uint64(cols), Data: payload}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	scaleBytes, err := chunk.AppendScales(nil, hs)
 	if err != nil {
@@ -203,6 +228,25 @@ func (c ecsqEncoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.
 	e.Aux = append(e.Aux, codec.NamedBytes{Name: scalar.AuxTable, Data: tableBytes})
 	e.Params = p.marshal()
 	return e, nil
+}
+
+// columnHistogram counts the levels of the given columns (every column
+// when which is nil) of the row-major matrix q, in parts of rows on up
+// to jobs goroutines.
+func columnHistogram(q []int32, cols int, which []int, jobs int) *rans.Histogram {
+	rows := len(q) / cols
+	rowsPer := max(1, (256<<10)/cols)
+	parts := (rows + rowsPer - 1) / rowsPer
+	hs := make([]*rans.Histogram, parts)
+	parallel.Each(jobs, parts, func(pi int) error {
+		part := q[pi*rowsPer*cols : min(rows, (pi+1)*rowsPer)*cols]
+		if which != nil {
+			part = gatherColumns(nil, part, cols, which)
+		}
+		hs[pi] = rans.NewHistogram(part)
+		return nil
+	})
+	return rans.MergeHistograms(hs...)
 }
 
 // gatherColumns appends the elements of the given columns of each row of

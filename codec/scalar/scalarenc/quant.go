@@ -12,6 +12,7 @@ import (
 	"github.com/nwcodec/nwc/codec/quant"
 	"github.com/nwcodec/nwc/codec/scalar"
 	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/internal/parallel"
 )
 
 // Defaults of rtn.
@@ -95,15 +96,19 @@ func (rtnEncoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 			return nil, err
 		}
 	}
-	r0 := 0
-	for _, r1 := range ends {
+	e.Groups = make([]codec.EncodedGroup, len(ends))
+	parallel.Each(o.Jobs, len(ends), func(g int) error {
+		r0, r1 := 0, ends[g]
+		if g > 0 {
+			r0 = ends[g-1]
+		}
 		payload := make([]byte, 0, (r1-r0)*r.RowBytes(cols))
 		for row := r0; row < r1; row++ {
 			payload = r.QuantizeFitted(payload, m[row*cols:(row+1)*cols], fit[row*cols:(row+1)*cols])
 		}
-		e.Groups = append(e.Groups, codec.EncodedGroup{End: uint64(r1) * uint64(cols), Data: payload})
-		r0 = r1
-	}
+		e.Groups[g] = codec.EncodedGroup{End: uint64(r1) * uint64(cols), Data: payload}
+		return nil
+	})
 	return e, nil
 }
 

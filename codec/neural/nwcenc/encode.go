@@ -65,6 +65,9 @@ type Encoder struct {
 	// roundPlain makes the scalar path round each latent on its own
 	// instead of trellis-coding the chunk, for tests and comparisons.
 	roundPlain bool
+	// wholeChoice makes the encoder choose its coding on the whole of a
+	// large matrix instead of a sample, for tests and comparisons.
+	wholeChoice bool
 }
 
 const (
@@ -366,7 +369,7 @@ const (
 func (r *pass) sample(ends []int) (*pass, bool) {
 	const k = chunk.Rows
 	n := r.rows * r.cols
-	if r.hessian != nil || r.scales == nil || n <= 2*sampleWeights {
+	if r.hessian != nil || r.scales == nil || n <= 2*sampleWeights || r.c.wholeChoice {
 		return nil, false
 	}
 	colStride := max(1, min(n/sampleWeights, r.cols/minSampleColumns))

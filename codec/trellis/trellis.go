@@ -137,10 +137,7 @@ func (t *Quantizer) Quantize(x []float32, s, off float32, q []int32, rec []float
 		u := float64(v) / s64
 		if math.Abs(u) < maxLevel/2 {
 			v64 := float64(v)
-			sqe := func(k int32, o float32) float64 {
-				e := v64 - float64(Value(k, s, o))
-				return float64(e * e)
-			}
+			sqe := func(k int32, o float32) float64 { return sqErr(v64, k, s, o) }
 			// Q0: floor(u)−1 … floor(u)+2, two of each parity.
 			f := int32(math.Floor(u))
 			ka, kb := f-1, f
@@ -210,6 +207,22 @@ func (t *Quantizer) Quantize(x []float32, s, off float32, q []int32, rec []float
 		rec[i] = Value(b.k, s, offs[b.prev])
 		best = b.prev
 	}
+}
+
+// sqErr returns the squared error float64(e·e) of v64 against Value(k,
+// s, off), e = v64 − Value rounded to float64, for |k| < 2³¹, without the
+// branches of Value, which the search cannot predict: the sign is set on
+// the bits and level 0 selected at the end (its −0 and +0 give the same
+// error).
+func sqErr(v64 float64, k int32, s, off float32) float64 {
+	m := k >> 31
+	a := (k ^ m) - m
+	bits := math.Float32bits(float32(float32(float32(a)-off)*s)) ^ uint32(m)&0x80000000
+	if k == 0 {
+		bits = 0
+	}
+	e := v64 - float64(math.Float32frombits(bits))
+	return float64(e * e)
 }
 
 // best2 is, for one grid, the best level of each parity so far and its

@@ -170,7 +170,7 @@ func (c *Encoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 		tables   [neural.NumLevels]*rans.Table
 		tableAux []byte
 	)
-	if smp, ok := run.sample(ends); ok {
+	if smp, ok := run.sample(); ok {
 		// Choose on the sample, then code the whole matrix once the
 		// chosen way, at the chosen step (and, for the trellis, with the
 		// offset fitted to the sample, the trellis pass that fits it being
@@ -346,9 +346,11 @@ func chunkLevels(colLv []uint8, nb int) []uint8 {
 // Sampling. Choosing between rounding, the trellis and the learned
 // transform codes a matrix five to seven times; on a large matrix the
 // encoder chooses on a deterministic sample instead and codes the whole
-// matrix once. The sample keeps every column it takes whole within each
-// group it takes (trellis sequences run down a column of a group) and is
-// normalized by the whole matrix's column scales.
+// matrix once. The sample is evenly spaced columns, and of them evenly
+// spaced runs of rows (rows differ more than columns once columns are
+// normalized: an embedding's rows are tokens of every frequency), each
+// run a trellis sequence of its own; it is normalized by the whole
+// matrix's column scales.
 const (
 	// sampleWeights is about how many weights the choice is made from:
 	// enough that the rate and distortion differences between codings,
@@ -358,15 +360,18 @@ const (
 	// minSampleColumns is the fewest columns a sample takes, so that
 	// columns of unusual shape are represented.
 	minSampleColumns = 64
+	// sampleRunRows is the length of a run of rows: 4 chunks, long enough
+	// for the trellis to forget its start.
+	sampleRunRows = 4 * chunk.Rows
 )
 
-// sample returns the pass over a sample of r's matrix (ends are its
-// groups' row ends), or false when r is coded whole: with LDLQ, whose
-// feedback runs across all columns, and on matrices of up to twice
-// sampleWeights. It takes every (n/sampleWeights)-th column, but at least
-// minSampleColumns, and then, if that is still over twice sampleWeights,
-// every few groups.
-func (r *pass) sample(ends []int) (*pass, bool) {
+// sample returns the pass over a sample of r's matrix, or false when r is
+// coded whole: with LDLQ, whose feedback runs across all columns, and on
+// matrices of up to twice sampleWeights. It takes every
+// (n/sampleWeights)-th column, but at least minSampleColumns, and of
+// them all rows if that is at most twice sampleWeights, else about
+// sampleWeights/columns rows in evenly spaced runs of sampleRunRows.
+func (r *pass) sample() (*pass, bool) {
 	const k = chunk.Rows
 	n := r.rows * r.cols
 	if r.hessian != nil || r.scales == nil || n <= 2*sampleWeights || r.c.wholeChoice {
@@ -374,21 +379,21 @@ func (r *pass) sample(ends []int) (*pass, bool) {
 	}
 	colStride := max(1, min(n/sampleWeights, r.cols/minSampleColumns))
 	cols := (r.cols + colStride - 1) / colStride
-	groupStride := 1
-	if r.rows*cols > 2*sampleWeights {
-		groupStride = (r.rows*cols + sampleWeights - 1) / sampleWeights
+	// Runs of rows [r0, r1), each starting a trellis sequence; chunk rows
+	// that start a group of the matrix start one too.
+	var runs [][2]int
+	if r.rows*cols <= 2*sampleWeights {
+		runs = [][2]int{{0, r.rows}}
+	} else {
+		nr := max(1, sampleWeights/cols/sampleRunRows)
+		for i := range nr {
+			r0 := i * r.rows / nr / k * k
+			runs = append(runs, [2]int{r0, min(r.rows, r0+sampleRunRows)})
+		}
 	}
-	var spans [][2]int
 	rows := 0
-	for g, r1 := range ends {
-		r0 := 0
-		if g > 0 {
-			r0 = ends[g-1]
-		}
-		if g%groupStride == 0 {
-			spans = append(spans, [2]int{r0, r1})
-			rows += r1 - r0
-		}
+	for _, run := range runs {
+		rows += run[1] - run[0]
 	}
 	s := &pass{
 		c: r.c, w: make([]float32, rows*cols), rows: rows, cols: cols,
@@ -400,11 +405,13 @@ func (r *pass) sample(ends []int) (*pass, bool) {
 		s.colLv[j], s.scales[j] = r.colLv[j*colStride], r.scales[j*colStride]
 	}
 	i := 0
-	for _, sp := range spans {
-		// Groups start at multiples of k rows; only the last one is
-		// ragged, and it can only be the sample's last.
-		s.starts[i/k] = true
-		for row := sp[0]; row < sp[1]; row++ {
+	for _, run := range runs {
+		// Runs start at multiples of k rows and only the matrix's last
+		// chunk is ragged, so only the sample's last can be.
+		for row := run[0]; row < run[1]; row++ {
+			if row%k == 0 {
+				s.starts[i/k] = row == run[0] || r.starts[row/k]
+			}
 			src, dst := r.w[row*r.cols:(row+1)*r.cols], s.w[i*cols:(i+1)*cols]
 			for j := range dst {
 				dst[j] = src[j*colStride]

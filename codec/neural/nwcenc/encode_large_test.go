@@ -99,6 +99,7 @@ func BenchmarkEncodeLarge(b *testing.B) {
 // transposition and a Hessian.
 func TestEncodeJobsIdentical(t *testing.T) {
 	big := llmLike(700, 900, 2)
+	tall := llmLike(5000, 130, 4) // nwc samples runs of its rows
 	ragged := llmLike(203, 130, 3)
 	levels := make([]uint8, 130)
 	factors := make([]float32, 130)
@@ -121,6 +122,7 @@ func TestEncodeJobsIdentical(t *testing.T) {
 	cases := []tc{
 		{"big", big, codec.EncodeOptions{Step: 0.25, Bits: 4, GroupBytes: 64 << 10}},
 		{"big-coarse", big, codec.EncodeOptions{Step: 1.5, Bits: 2}},
+		{"tall", tall, codec.EncodeOptions{Step: 0.3, Bits: 4, GroupBytes: 32 << 10}},
 		{"ragged-levels", ragged, codec.EncodeOptions{Step: 0.3, Bits: 3, Levels: levels, ScaleFactors: factors, GroupBytes: 4 << 10}},
 		{"ragged-transposed", ragged, codec.EncodeOptions{Step: 0.2, Bits: 5, Transposed: true}},
 		{"hessian", ragged, codec.EncodeOptions{Step: 0.25, Bits: 4, Hessian: hess, LDLQBlock: 32, GroupBytes: 8 << 10}},

@@ -86,7 +86,8 @@ func sqnrAndRate(t *testing.T, tt *codec.Tensor, enc *codec.Encoded) (sqnr, bpw 
 // the same rate from 3 to 6 bits per weight, and within 0.15 dB below,
 // where the learned transform and rounding are near ties that a sample
 // can decide either way (on stories15M's embeddings at about 1.8 and 2.6
-// bits per weight, −0.10 and +0.06 dB). The whole-matrix choice's SQNR is
+// bits per weight the whole matrix picks the learned transform, the
+// sample rounding, 0.10 dB worse). The whole-matrix choice's SQNR is
 // interpolated on its local rate–distortion slope (measured with a 6 %
 // coarser step). The matrices are LLM-like weights and (unless -short)
 // the first 8192 rows of stories15M's token embeddings.

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -121,7 +122,7 @@ func pplPoint(in string, ref *llama.Model, docs, calibDocs [][]int, window int, 
 		}
 		o.Guidance = &g
 	}
-	st, err := convert.ToNWC(src, out, &o)
+	st, err := convert.ToNWC(context.Background(), src, out, &o)
 	if err != nil {
 		return p, err
 	}

@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"os"
@@ -82,7 +83,7 @@ func measure(in, codecID string, bits float64, base convert.Options, dir string,
 		o.Bits = bits
 	}
 	start := time.Now()
-	st, err := convert.ToNWC(src, out, &o)
+	st, err := convert.ToNWC(context.Background(), src, out, &o)
 	if err != nil {
 		return p, err
 	}

@@ -5,6 +5,7 @@
 package convert
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math"
@@ -54,8 +55,17 @@ type Options struct {
 	// SourceName is the base name recorded for a single-file source;
 	// "" means "model.safetensors".
 	SourceName string
-	// Progress, if set, is called after each tensor of the final pass.
-	Progress func(done, total int, name string)
+	// Jobs is the number of tensors encoded at once; 0 means
+	// runtime.GOMAXPROCS(0). The file is byte for byte the same for any
+	// value. Memory grows with it: each worker holds one tensor and its
+	// encoder's working copies, and up to 2·Jobs finished encodings wait
+	// to be written in order.
+	Jobs int
+	// Rate selects how Bits is reached; the zero value is RateAuto.
+	Rate RateMode
+	// Progress, if set, is called after each tensor of each pass, from
+	// one goroutine at a time.
+	Progress func(Progress)
 }
 
 // TensorBits is a per-tensor rate override.
@@ -83,26 +93,34 @@ type Stats struct {
 	InBytes       int64   // tensor data bytes read
 	OutBytes      int64   // size of the .nwc file
 	BitsPerWeight float64 // as BitsPerWeight computes it
-	Passes        int     // encoding passes rate control needed
+	// Passes counts full encodes of the checkpoint: the rate search's dry
+	// runs and the final pass. The rate model's sampling is not counted.
+	Passes int
+	// ModelBits is the rate model's prediction of BitsPerWeight before
+	// the final pass (0 when rate control did not use the model), and
+	// SampledWeights the weights its samples encoded, summed over steps.
+	ModelBits      float64
+	SampledWeights uint64
 }
 
 // ToNWC converts the checkpoint src to a .nwc file at out. The file appears
-// under its name only when complete.
-func ToNWC(src safetensors.Source, out string, opts *Options) (*Stats, error) {
-	c, err := newConversion(src, opts)
+// under its name only when complete: an error or the cancellation of ctx,
+// which is checked between tensors, leaves nothing behind.
+func ToNWC(ctx context.Context, src safetensors.Source, out string, opts *Options) (*Stats, error) {
+	c, err := newConversion(ctx, src, opts)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.controlRate(); err != nil {
+	if err := c.controlRate(ctx); err != nil {
 		return nil, err
 	}
 	if g := c.o.Guidance; g != nil && g.Sequential {
 		// The targets and Hessians depend on the steps, and change
 		// the file's size a little: control the rate again.
-		if err := c.sequential(g.Calib); err != nil {
+		if err := c.sequential(ctx, g.Calib); err != nil {
 			return nil, err
 		}
-		if err := c.controlRate(); err != nil {
+		if err := c.controlRate(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -111,7 +129,7 @@ func ToNWC(src safetensors.Source, out string, opts *Options) (*Stats, error) {
 		return nil, err
 	}
 	defer f.Abort()
-	st, err := c.write(f.Writer, c.o.Progress)
+	st, err := c.write(ctx, f.Writer, PhaseEncode, 1, c.feedback())
 	if err != nil {
 		return nil, err
 	}
@@ -121,6 +139,8 @@ func ToNWC(src safetensors.Source, out string, opts *Options) (*Stats, error) {
 	st.OutBytes = f.Size()
 	st.BitsPerWeight = c.bitsPerWeight(st.OutBytes)
 	st.Passes = c.passes + 1
+	st.ModelBits = c.modelBits
+	st.SampledWeights = c.sampled
 	return st, nil
 }
 
@@ -130,6 +150,13 @@ type conversion struct {
 	o      Options
 	items  []*item
 	passes int
+	// modelBits and sampled are the rate model's prediction and cost
+	// (Stats).
+	modelBits float64
+	sampled   uint64
+	// rate is the rate model's plan for the final pass, nil when rate
+	// control did not use it.
+	rate *ratePlan
 	// keepHeader: the source headers are stored when every tensor keeps
 	// its exact bytes, so decoding reproduces the file.
 	keepHeader bool
@@ -154,6 +181,8 @@ type item struct {
 	// factors caches the column scale factors of ColumnSteps, which
 	// depend on the data and the Hessian only.
 	factors []float32
+	// model predicts its stored bytes from row samples (rate model).
+	model *rateModel
 }
 
 // readTensor returns the bytes to code for it.
@@ -164,7 +193,7 @@ func (c *conversion) readTensor(it *item) ([]byte, error) {
 	return c.src.ReadTensor(it.info.Name)
 }
 
-func newConversion(src safetensors.Source, opts *Options) (*conversion, error) {
+func newConversion(ctx context.Context, src safetensors.Source, opts *Options) (*conversion, error) {
 	c := &conversion{src: src}
 	if opts != nil {
 		c.o = *opts
@@ -239,7 +268,7 @@ func newConversion(src safetensors.Source, opts *Options) (*conversion, error) {
 		var err error
 		maxShift := MaxBitsShift
 		if g.Probe != nil {
-			sens, err = c.measuredSensitivities(g.Calib, g.Probe)
+			sens, err = c.measuredSensitivities(ctx, g.Calib, g.Probe)
 			maxShift = MaxMeasuredBitsShift
 		} else {
 			sens, err = c.sensitivities()
@@ -325,35 +354,67 @@ func abs(x float64) float64 {
 	return x
 }
 
-// write encodes every tensor into w.
-func (c *conversion) write(w *writer.Writer, progress func(int, int, string)) (*Stats, error) {
+// write encodes every tensor into w through the pipeline; plan, if set,
+// fixes each tensor's step just before it is handed to a worker.
+func (c *conversion) write(ctx context.Context, w *writer.Writer, phase Phase, pass int, plan func(k int) error) (*Stats, error) {
 	if err := c.addSources(w); err != nil {
 		return nil, err
 	}
 	st := &Stats{}
-	for i, it := range c.items {
-		data, err := c.readTensor(it)
-		if err != nil {
-			return nil, err
-		}
-		t := &codec.Tensor{Name: it.info.Name, DType: it.info.DType, Shape: it.shape, Data: data}
-		enc, err := c.encode(it, t)
-		if err != nil {
-			return nil, err
-		}
-		if err := w.WriteEncoded(t.Name, t.DType, t.Shape, it.codec, enc); err != nil {
-			return nil, err
-		}
-		st.Tensors++
-		if codec.Lossy(it.codec) {
-			st.Lossy++
-		}
-		st.InBytes += int64(len(data))
-		if progress != nil {
-			progress(i+1, len(c.items), it.info.Name)
-		}
+	type encoded struct {
+		enc   *codec.Encoded
+		bytes int
+	}
+	pr := c.progress(phase, pass, c.items)
+	err := runOrdered(ctx, len(c.items), c.jobs(), feedbackLag, plan,
+		func(k int) (encoded, error) {
+			it := c.items[k]
+			data, err := c.readTensor(it)
+			if err != nil {
+				return encoded{}, err
+			}
+			t := &codec.Tensor{Name: it.info.Name, DType: it.info.DType, Shape: it.shape, Data: data}
+			enc, err := c.encode(it, t)
+			if err != nil {
+				return encoded{}, fmt.Errorf("convert: tensor %q: %w", it.info.Name, err)
+			}
+			return encoded{enc, len(data)}, nil
+		},
+		func(k int, e encoded) error {
+			it := c.items[k]
+			if err := w.WriteEncoded(it.info.Name, it.info.DType, it.shape, it.codec, e.enc); err != nil {
+				return err
+			}
+			st.Tensors++
+			if codec.Lossy(it.codec) {
+				st.Lossy++
+			}
+			st.InBytes += int64(e.bytes)
+			pr(k)
+			return nil
+		})
+	if err != nil {
+		return nil, err
 	}
 	return st, nil
+}
+
+// progress returns the function that reports the k-th of its done, in
+// order.
+func (c *conversion) progress(phase Phase, pass int, its []*item) func(k int) {
+	if c.o.Progress == nil {
+		return func(int) {}
+	}
+	p := Progress{Phase: phase, Pass: pass, TotalTensors: len(its)}
+	for _, it := range its {
+		p.TotalWeights += it.numel
+	}
+	return func(k int) {
+		p.Tensors++
+		p.Weights += its[k].numel
+		p.Tensor = its[k].info.Name
+		c.o.Progress(p)
+	}
 }
 
 // encode encodes one tensor, searching its step for its byte budget when
@@ -368,9 +429,12 @@ func (c *conversion) encode(it *item, t *codec.Tensor) (*codec.Encoded, error) {
 		return nil, err
 	}
 	var enc *codec.Encoded
-	if it.target <= 0 || it.step == 0 {
+	switch {
+	case it.target <= 0 || it.step == 0:
 		enc, err = cd.Encode(t, o)
-	} else {
+	case c.rate != nil:
+		enc, err = c.encodeBudget(cd, t, o, it)
+	default:
 		enc, err = searchStep(cd, t, o, it)
 	}
 	if err != nil {
@@ -441,12 +505,12 @@ func (c *conversion) addSources(w *writer.Writer) error {
 
 // dryRun encodes everything into a writer that discards the bytes, to
 // learn the exact file size.
-func (c *conversion) dryRun() (int64, error) {
+func (c *conversion) dryRun(ctx context.Context) (int64, error) {
 	w, err := writer.New(io.Discard, &c.o.Writer)
 	if err != nil {
 		return 0, err
 	}
-	if _, err := c.write(w, nil); err != nil {
+	if _, err := c.write(ctx, w, PhaseRateSearch, c.passes+1, nil); err != nil {
 		return 0, err
 	}
 	if err := w.Close(); err != nil {

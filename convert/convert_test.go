@@ -34,7 +34,7 @@ func roundTrip(t *testing.T, in, id string) ([]byte, int64) {
 	}
 	defer src.Close()
 	out := filepath.Join(dir, "m.nwc")
-	st, err := convert.ToNWC(src, out, &convert.Options{Codec: id, SourceName: in})
+	st, err := convert.ToNWC(context.Background(), src, out, &convert.Options{Codec: id, SourceName: in})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestSharded(t *testing.T) {
 	}
 	defer src.Close()
 	out := filepath.Join(dir, "m.nwc")
-	if _, err := convert.ToNWC(src, out, nil); err != nil {
+	if _, err := convert.ToNWC(context.Background(), src, out, nil); err != nil {
 		t.Fatal(err)
 	}
 	r, err := reader.Open(out, nil)
@@ -216,7 +216,7 @@ func TestFailureLeavesNothing(t *testing.T) {
 	}
 	defer src.Close()
 	out := filepath.Join(dir, "out.nwc")
-	_, err = convert.ToNWC(src, out, &convert.Options{Codec: "no-such-codec"})
+	_, err = convert.ToNWC(context.Background(), src, out, &convert.Options{Codec: "no-such-codec"})
 	if !errors.Is(err, format.ErrUnsupported) {
 		t.Fatalf("unknown codec: %v", err)
 	}

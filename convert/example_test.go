@@ -2,6 +2,7 @@ package convert_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -33,7 +34,7 @@ func ExampleToNWC() {
 	}
 	defer src.Close()
 	out := filepath.Join(dir, "model.nwc")
-	st, err := convert.ToNWC(src, out, &convert.Options{Codec: codec.Lossless})
+	st, err := convert.ToNWC(context.Background(), src, out, &convert.Options{Codec: codec.Lossless})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/nwcodec/nwc/codec"
@@ -77,7 +78,7 @@ const minDivergence = 1e-5
 // KL from the original on the calibration text went from 0.232 to 0.410
 // nats/token at 3 bits and from 0.0106 to 0.0116 at 5, and on held-out
 // text it won at 3 bits but lost 27 % at 5, so the plain ratio stays.
-func (c *conversion) measuredSensitivities(cal *Calibration, p *Probe) ([]Sensitivity, error) {
+func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration, p *Probe) ([]Sensitivity, error) {
 	window := cal.window()
 	step := p.Step
 	if step == 0 {
@@ -99,6 +100,9 @@ func (c *conversion) measuredSensitivities(cal *Calibration, p *Probe) ([]Sensit
 	for _, it := range c.items {
 		if !codecLossyWithStep(it) {
 			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 		name, ok := cal.Model.ModelName(it.info.Name)
 		if !ok {

@@ -1,6 +1,7 @@
 package convert_test
 
 import (
+	"context"
 	"math"
 	"path/filepath"
 	"testing"
@@ -31,7 +32,7 @@ func TestMeasuredAllocation(t *testing.T) {
 	}
 	defer src.Close()
 	out := filepath.Join(t.TempDir(), "m.nwc")
-	st, err := convert.ToNWC(src, out, &convert.Options{Codec: "ecsq", Bits: 4, Guidance: &convert.Guidance{
+	st, err := convert.ToNWC(context.Background(), src, out, &convert.Options{Codec: "ecsq", Bits: 4, Guidance: &convert.Guidance{
 		Allocate: true, Probe: &convert.Probe{MaxTokens: 512}, Calib: &convert.Calibration{Model: m, Docs: docs},
 	}})
 	if err != nil {

@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"context"
 	"math"
 
 	"github.com/nwcodec/nwc/codec"
@@ -16,11 +17,14 @@ import (
 // distortion is the same everywhere: for a fixed file size this spends
 // bits where they buy the most, which equal bits per matrix does not (on
 // stories260K at 5 bits per weight equal bits gave +10 % nll, one step
-// +3.6 %). Rate control searches that step: it encodes the checkpoint into
-// a discarding writer, which gives the exact file size without touching
-// the disk, and moves the step by a secant search on log(step) kept inside
-// a bracket. Matrices with a --tensor-bits override get their own byte
-// budget instead, and their step is searched per matrix.
+// +3.6 %). Rate control finds that step one of two ways (RateMode). The
+// exact search, for small checkpoints, encodes the checkpoint into a
+// discarding writer, which gives the exact file size without touching the
+// disk, and moves the step by a secant search on log(step) kept inside a
+// bracket; matrices with a --tensor-bits override get their own byte
+// budget instead, and their step is searched per matrix. The rate model
+// (ratemodel.go), for large ones, predicts every matrix's size from row
+// samples and writes the file in one pass.
 
 const (
 	maxPasses     = 10
@@ -51,7 +55,8 @@ func (c *conversion) bitsPerWeight(fileSize int64) float64 {
 }
 
 // controlRate sets each lossy matrix's step so the file hits its target.
-func (c *conversion) controlRate() error {
+func (c *conversion) controlRate(ctx context.Context) error {
+	c.rate = nil
 	var target float64 // bytes the matrices and overheads may take
 	var free, freeElems float64
 	for _, it := range c.items {
@@ -73,6 +78,9 @@ func (c *conversion) controlRate() error {
 	if c.o.Bits == 0 || (free == 0 && !c.anyFixed()) {
 		return nil
 	}
+	if c.useModel() {
+		return c.modelRate(ctx, target)
+	}
 	// x is log2 of the file's step; each free matrix uses x + log2(factor).
 	x := math.Log2(c.baseStep())
 	search := newSecant(-freeElems/8, 1) // bytes per doubling of the step, at high rates
@@ -84,7 +92,7 @@ func (c *conversion) controlRate() error {
 				it.step = math.Exp2(x) * it.factor
 			}
 		}
-		size, err := c.dryRun()
+		size, err := c.dryRun(ctx)
 		if err != nil {
 			return err
 		}
@@ -116,6 +124,23 @@ func (c *conversion) controlRate() error {
 		}
 	}
 	return nil
+}
+
+// useModel reports whether rate control uses the rate model.
+func (c *conversion) useModel() bool {
+	switch c.o.Rate {
+	case RateExact:
+		return false
+	case RateModel:
+		return true
+	}
+	var n uint64
+	for _, it := range c.items {
+		if stepped(it) {
+			n += it.numel
+		}
+	}
+	return n > ExactRateMaxWeights
 }
 
 func (c *conversion) anyFixed() bool {

@@ -1,6 +1,7 @@
 package convert_test
 
 import (
+	"context"
 	"math"
 	"path/filepath"
 	"regexp"
@@ -25,7 +26,7 @@ func TestRateTargets(t *testing.T) {
 				t.Fatal(err)
 			}
 			out := filepath.Join(t.TempDir(), "m.nwc")
-			st, err := convert.ToNWC(src, out, &convert.Options{Codec: "ecsq", Bits: bits})
+			st, err := convert.ToNWC(context.Background(), src, out, &convert.Options{Codec: "ecsq", Bits: bits})
 			src.Close()
 			if err != nil {
 				t.Fatal(err)
@@ -69,7 +70,7 @@ func TestTensorBitsAndKeep(t *testing.T) {
 	}
 	defer src.Close()
 	out := filepath.Join(t.TempDir(), "m.nwc")
-	st, err := convert.ToNWC(src, out, &convert.Options{
+	st, err := convert.ToNWC(context.Background(), src, out, &convert.Options{
 		Codec:      "ecsq",
 		Bits:       4,
 		TensorBits: []convert.TensorBits{{Pattern: regexp.MustCompile(`feed_forward\.w2`), Bits: 6}},

@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -29,7 +30,7 @@ import (
 // both models (one per group of matrices sharing an input, one to move
 // on), and memory holds both streams and a copy of every target matrix
 // until the file is written.
-func (c *conversion) sequential(cal *Calibration) error {
+func (c *conversion) sequential(ctx context.Context, cal *Calibration) error {
 	window := cal.window()
 	ref := cal.Model
 	m := ref.Clone()
@@ -54,6 +55,9 @@ func (c *conversion) sequential(cal *Calibration) error {
 	// The embedding comes first: with tied embeddings it is also the
 	// classifier, but every layer reads it, so its own guidance stays.
 	for _, it := range first {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if err := c.codeInto(m, it); err != nil {
 			return err
 		}
@@ -63,7 +67,18 @@ func (c *conversion) sequential(cal *Calibration) error {
 		return err
 	}
 	cfg := ref.Config()
+	var done, total int
+	var weights, totalWeights uint64
+	for _, its := range groups {
+		total += len(its)
+		for _, it := range its {
+			totalWeights += it.numel
+		}
+	}
 	for l := 0; l <= cfg.NLayers; l++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		keys := []string{llama.NameOutput}
 		if l < cfg.NLayers {
 			keys = []string{llama.LayerName(l, "attention.wq"), llama.LayerName(l, "attention.wo"), llama.LayerName(l, "feed_forward.w1"), llama.LayerName(l, "feed_forward.w2")}
@@ -71,6 +86,14 @@ func (c *conversion) sequential(cal *Calibration) error {
 		for _, key := range keys {
 			if err := c.codeGroup(ps, m, key, groups[key]); err != nil {
 				return err
+			}
+			for _, it := range groups[key] {
+				done++
+				weights += it.numel
+				if c.o.Progress != nil {
+					c.o.Progress(Progress{Phase: PhaseSequential, Pass: 1, Tensors: done, TotalTensors: total,
+						Weights: weights, TotalWeights: totalWeights, Tensor: it.info.Name})
+				}
 			}
 		}
 		if l < cfg.NLayers {

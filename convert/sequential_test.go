@@ -1,6 +1,7 @@
 package convert_test
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"os"
@@ -67,7 +68,7 @@ func TestSequentialStories(t *testing.T) {
 				}
 			}
 			out := filepath.Join(t.TempDir(), "m.nwc")
-			st, err := convert.ToNWC(src, out, &convert.Options{Codec: "ecsq", Bits: 4, Guidance: &convert.Guidance{
+			st, err := convert.ToNWC(context.Background(), src, out, &convert.Options{Codec: "ecsq", Bits: 4, Guidance: &convert.Guidance{
 				Hessians: set, ColumnSteps: true, LDLQ: true, Sequential: seq,
 				Calib: &convert.Calibration{Model: m, Docs: calDocs},
 			}})
@@ -196,7 +197,7 @@ func TestSequentialNeedsModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	_, err = convert.ToNWC(src, filepath.Join(t.TempDir(), "m.nwc"), &convert.Options{Codec: "ecsq", Bits: 4,
+	_, err = convert.ToNWC(context.Background(), src, filepath.Join(t.TempDir(), "m.nwc"), &convert.Options{Codec: "ecsq", Bits: 4,
 		Guidance: &convert.Guidance{Sequential: true}})
 	if err == nil {
 		t.Error("no error")

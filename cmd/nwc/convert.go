@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"os/signal"
 	"regexp"
 	"strconv"
 	"strings"
@@ -45,6 +47,8 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	codecRef := fs.Bool("codec-ref", false, "nwc: store only the SHA-256 of the built-in decoder instead of its weights")
 	group := fs.Int("group", 0, "rtn group size (default 128)")
 	asJSON := fs.Bool("json", false, "print a JSON summary")
+	rate := fs.String("rate", "auto", "rate control: exact (dry runs of the whole file), model (row samples and one pass) or auto (exact up to 4 Mi lossy weights)")
+	jobs := fs.Int("jobs", 0, "tensors encoded at once (default: GOMAXPROCS); the output is the same for any value")
 	groupKiB := fs.Int("group-kib", codec.DefaultGroupBytes>>10, "decoded size of a chunk group in KiB")
 	plainIndex := fs.Bool("index-uncompressed", false, "store the index as plain msgpack, not zstd, so that a reader without zstd can open the file")
 	align := fs.Int("align-log2", -1, "log2 of the section alignment, 0 (packed) to 24 (default: 6 = 64 bytes with --codec raw, else packed)")
@@ -80,6 +84,19 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 		Bits:        *bits,
 		MinElements: *minElems,
 		SourceName:  sourceName(pos[0]),
+		Jobs:        *jobs,
+	}
+	switch *rate {
+	case "auto":
+	case "exact":
+		opts.Rate = convert.RateExact
+	case "model":
+		opts.Rate = convert.RateModel
+	default:
+		return usagef("--rate %q: want auto, exact or model", *rate)
+	}
+	if *jobs < 0 {
+		return usagef("--jobs %d: want 0 (GOMAXPROCS) or more", *jobs)
 	}
 	if opts.TensorBits, err = parseTensorBits(tensorBits); err != nil {
 		return err
@@ -114,14 +131,16 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 		opts.Writer.AlignLog2 = uint8(*align)
 	}
 	if isTerminal(os.Stderr) && !*asJSON {
-		opts.Progress = func(done, total int, name string) {
-			fmt.Fprintf(stderr, "\r\x1b[K[%d/%d] %s", done, total, name)
-			if done == total {
+		opts.Progress = func(p convert.Progress) {
+			fmt.Fprintf(stderr, "\r\x1b[K%s %d: [%d/%d] %s", p.Phase, p.Pass, p.Tensors, p.TotalTensors, p.Tensor)
+			if p.Tensors == p.TotalTensors {
 				fmt.Fprintln(stderr)
 			}
 		}
 	}
-	st, err := convert.ToNWC(src, target, opts)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	st, err := convert.ToNWC(ctx, src, target, opts)
 	if err != nil {
 		return err
 	}
@@ -133,7 +152,7 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 		return json.NewEncoder(stdout).Encode(map[string]any{
 			"input": pos[0], "output": *out, "codec": *codecID,
 			"tensors": st.Tensors, "lossy_tensors": st.Lossy, "input_bytes": st.InBytes, "output_bytes": st.OutBytes,
-			"ratio": ratio, "bits_per_weight": st.BitsPerWeight, "passes": st.Passes,
+			"ratio": ratio, "bits_per_weight": st.BitsPerWeight, "passes": st.Passes, "model_bits": st.ModelBits,
 		})
 	}
 	fmt.Fprintf(stdout, "%s: %d tensors (%d lossy), %d → %d bytes (%.1f%%), %.4f bits per weight\n",

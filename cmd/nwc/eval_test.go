@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"math"
 	"os"
@@ -35,7 +36,7 @@ func stories(t *testing.T) storiesFiles {
 	}
 	defer src.Close()
 	f.nwc = filepath.Join(t.TempDir(), "stories260K.nwc")
-	if _, err := convert.ToNWC(src, f.nwc, nil); err != nil {
+	if _, err := convert.ToNWC(context.Background(), src, f.nwc, nil); err != nil {
 		t.Fatal(err)
 	}
 	return f

@@ -112,8 +112,6 @@ const (
 // rateFeedback can be turned off by tests measuring the model alone.
 var rateFeedback = true
 
-var debugRate func(string, ...any)
-
 // A ratePoint is a predicted size in bytes at a log2 step.
 type ratePoint struct{ x, bytes float64 }
 
@@ -443,9 +441,6 @@ func (p *ratePlan) plan(k int) error {
 	}
 	x := solveFalling(func(x float64) float64 { return known + pending + rest(x) + p.overhead - p.target },
 		p.x-maxFeedbackShift, p.x+maxFeedbackShift)
-	if debugRate != nil {
-		debugRate("plan %d %s: rho %.4f x %.3f (solved %.3f) known %.0f pred %.0f", k, it.info.Name, rho, x, p.x, actual, predicted)
-	}
 	p.planned[k] = ownX(it, x)
 	it.step = math.Exp2(p.planned[k])
 	it.target = rho * it.model.at(p.planned[k])

@@ -3,8 +3,6 @@ package convert
 import (
 	"context"
 	"flag"
-	"github.com/nwcodec/nwc/codec"
-	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,66 +57,4 @@ func weightsOf(src safetensors.Source) uint64 {
 		}
 	}
 	return n
-}
-
-func TestRateDebug(t *testing.T) {
-	if *rateModelIn == "" {
-		t.Skip()
-	}
-	debugRate = t.Logf
-	defer func() { debugRate = nil }()
-	src, _ := safetensors.OpenPath(*rateModelIn)
-	defer src.Close()
-	c, err := newConversion(context.Background(), src, &Options{Codec: "ecsq", Bits: 2.5, Rate: RateModel})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.controlRate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	for k, it := range c.items {
-		if it.model != nil && stepped(it) {
-			t.Logf("%s pts %v planned %.3f", it.info.Name, it.model.pts, c.rate.planned[k])
-		}
-	}
-	st, err := ToNWC(context.Background(), src, filepath.Join(t.TempDir(), "m.nwc"), &Options{Codec: "ecsq", Bits: 2.5, Rate: RateModel, Jobs: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%+v", st)
-}
-
-func TestRateCurve(t *testing.T) {
-	if *rateModelIn == "" {
-		t.Skip()
-	}
-	src, _ := safetensors.OpenPath(*rateModelIn)
-	defer src.Close()
-	c, err := newConversion(context.Background(), src, &Options{Codec: *rateModelArgs, Bits: 2.5, Rate: RateModel})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, it := range c.items {
-		if !strings.Contains(it.info.Name, "emb") && !strings.Contains(it.info.Name, "layers.3.feed_forward.w1") {
-			continue
-		}
-		xs := []float64{-1.5, -1, -0.75, -0.5, -0.25, 0, 0.5}
-		pts, _, _, err := c.sampleTensor(it, xs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, _ := c.readTensor(it)
-		tt := &codec.Tensor{Name: it.info.Name, DType: it.info.DType, Shape: it.shape, Data: data}
-		cd, _ := codec.Lookup(it.codec)
-		for i, x := range xs {
-			o, _ := c.options(it, tt)
-			o.Step = math.Exp2(x)
-			enc, err := cd.Encode(tt, o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := float64(storedBytes(enc))
-			t.Logf("%s x %.2f: sample %.0f whole %.0f (%+.2f%%) bpw %.3f", it.info.Name, x, pts[i].bytes, got, 100*(pts[i].bytes-got)/got, got*8/float64(it.numel))
-		}
-	}
 }

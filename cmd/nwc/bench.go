@@ -25,6 +25,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print a JSON list of points")
 	plotPath := fs.String("plot", "", "write an RD plot to `FILE` (.png, .svg or .pdf)")
 	codecRef := fs.Bool("codec-ref", false, "nwc: reference the built-in decoder by SHA-256 instead of storing it")
+	rate := fs.String("rate", "auto", "rate control: auto, exact or model (see nwc convert --rate)")
 	var transposed multiFlag
 	fs.Var(&transposed, "transposed", "`REGEX` of matrices stored [in, out] (repeatable)")
 	pos, err := parse(fs, args[1:])
@@ -40,6 +41,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	}
 	var base convert.Options
 	base.Encode.BlobRef = *codecRef
+	if base.Rate, err = parseRate(*rate); err != nil {
+		return err
+	}
 	if base.Transposed, err = compileAll(transposed); err != nil {
 		return err
 	}

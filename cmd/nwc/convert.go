@@ -69,6 +69,13 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	if gf.ldlqBlock < 0 {
 		return usagef("--ldlq-block %d is negative", gf.ldlqBlock)
 	}
+	rateMode, err := parseRate(*rate)
+	if err != nil {
+		return err
+	}
+	if *jobs < 0 {
+		return usagef("--jobs %d: want 0 (GOMAXPROCS) or more", *jobs)
+	}
 	src, err := safetensors.OpenPath(pos[0])
 	if err != nil {
 		return explainSafetensorsErr(pos[0], err)
@@ -85,18 +92,7 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 		MinElements: *minElems,
 		SourceName:  sourceName(pos[0]),
 		Jobs:        *jobs,
-	}
-	switch *rate {
-	case "auto":
-	case "exact":
-		opts.Rate = convert.RateExact
-	case "model":
-		opts.Rate = convert.RateModel
-	default:
-		return usagef("--rate %q: want auto, exact or model", *rate)
-	}
-	if *jobs < 0 {
-		return usagef("--jobs %d: want 0 (GOMAXPROCS) or more", *jobs)
+		Rate:        rateMode,
 	}
 	if opts.TensorBits, err = parseTensorBits(tensorBits); err != nil {
 		return err
@@ -158,6 +154,19 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "%s: %d tensors (%d lossy), %d → %d bytes (%.1f%%), %.4f bits per weight\n",
 		*out, st.Tensors, st.Lossy, st.InBytes, st.OutBytes, 100*ratio, st.BitsPerWeight)
 	return nil
+}
+
+// parseRate parses a --rate flag.
+func parseRate(s string) (convert.RateMode, error) {
+	switch s {
+	case "auto":
+		return convert.RateAuto, nil
+	case "exact":
+		return convert.RateExact, nil
+	case "model":
+		return convert.RateModel, nil
+	}
+	return 0, usagef("--rate %q: want auto, exact or model", s)
 }
 
 // multiFlag collects a repeatable string flag.

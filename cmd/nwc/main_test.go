@@ -84,6 +84,8 @@ func TestUsageErrors(t *testing.T) {
 		{"frobnicate"},
 		{"convert"},
 		{"convert", "in.safetensors"},
+		{"convert", "in.safetensors", "-o", "x.nwc", "--jobs", "-1"},
+		{"convert", "in.safetensors", "-o", "x.nwc", "--rate", "guess"},
 		{"decode", "x.nwc"},
 		{"info"},
 		{"info", "--nope", "x"},

@@ -35,7 +35,9 @@ import (
 //     blob and padding, which a writer fed with placeholder sections of
 //     the predicted sizes measures.
 //  3. Every matrix is sampled once more, localSpread either side of its
-//     solved step, and the step is solved again through the four points.
+//     solved step, and the step is solved again through the four points
+//     (and sampled at the new solution, if it moved outside that
+//     segment, up to maxExtraSamples times).
 //  4. One final pass writes the file. Each free matrix's step is fixed
 //     just before it is encoded from the bytes the tensors before it
 //     actually took: tensor k sees only tensors below k − feedbackLag,
@@ -80,7 +82,7 @@ const (
 	sampleDivisor = 16
 	// minSampleWeights is the smallest sample; a matrix not at least
 	// twice as large is encoded whole.
-	minSampleWeights = 1 << 16
+	minSampleWeights = 1 << 14
 	// wholeLosslessWeights: lossless tensors up to this size are encoded
 	// whole while sampling.
 	wholeLosslessWeights = 1 << 20
@@ -92,6 +94,9 @@ const (
 	// read off a short segment.
 	sampleSpread = 0.5
 	localSpread  = 0.1
+	// maxExtraSamples bounds the samples taken at the solution when it
+	// falls outside the local segment.
+	maxExtraSamples = 2
 	// feedbackLag: the step of tensor k depends on the sizes of tensors
 	// below k − feedbackLag only, so up to about feedbackLag tensors
 	// can be in the pipeline at once.
@@ -255,8 +260,26 @@ func (c *conversion) modelRate(ctx context.Context, target float64) error {
 	if err := c.sample(ctx, 2, again, second); err != nil {
 		return err
 	}
+	lo, hi := p.x-localSpread, p.x+localSpread
 	if err := p.solve(); err != nil {
 		return err
+	}
+	// A rate curve with a cliff between the first samples can move the
+	// solution out of the local segment; sample there too.
+	for pass := 3; (p.x < lo || p.x > hi) && pass < 3+maxExtraSamples; pass++ {
+		at := func(it *item) []float64 {
+			if it.fixed {
+				return []float64{p.fixedX(it)}
+			}
+			return []float64{ownX(it, p.x)}
+		}
+		if err := c.sample(ctx, pass, again, at); err != nil {
+			return err
+		}
+		lo, hi = min(lo, p.x), max(hi, p.x)
+		if err := p.solve(); err != nil {
+			return err
+		}
 	}
 	for k, it := range c.items {
 		if !stepped(it) {
@@ -664,8 +687,12 @@ func (c *conversion) subTensor(it *item, t *codec.Tensor, o *codec.EncodeOptions
 
 // sampleBlocks returns the first rows of the chunk-row blocks a sample of
 // a rows×cols matrix takes: about 1/sampleDivisor of them, at least
-// minSampleWeights weights, spread evenly; nil when that would be half
-// the matrix or more.
+// minSampleWeights weights, one from each of as many equal strata; nil
+// when that would be half the matrix or more. The block within each
+// stratum is drawn from a fixed sequence, not taken at a fixed offset:
+// matrices repeat with period a head (64 or 128 rows), and a regular
+// stride would see the same rows of every head, which under RoPE differ
+// from the others.
 func sampleBlocks(rows, cols int) []int {
 	nb := chunk.Chunks(rows)
 	per := chunk.Rows * max(cols, 1)
@@ -674,8 +701,19 @@ func sampleBlocks(rows, cols int) []int {
 		return nil
 	}
 	out := make([]int, m)
+	state := uint64(0x9e3779b97f4a7c15)
 	for i := range out {
-		out[i] = (2*i + 1) * nb / (2 * m) * chunk.Rows
+		lo, hi := i*nb/m, (i+1)*nb/m
+		state = splitmix(state)
+		out[i] = (lo + int(state%uint64(hi-lo))) * chunk.Rows
 	}
 	return out
+}
+
+// splitmix is one step of SplitMix64, a fixed pseudo-random sequence.
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
 }

@@ -309,6 +309,11 @@ func (c *conversion) options(it *item, t *codec.Tensor) (*codec.EncodeOptions, e
 	if !codec.Lossy(it.codec) {
 		return &o, nil
 	}
+	if o.Jobs == 0 {
+		// --jobs bounds the whole conversion: a big tensor then uses the
+		// workers that small ones leave idle, and --jobs 1 is one thread.
+		o.Jobs = c.jobs()
+	}
 	o.Step = it.step
 	if it.codec == "rtn" && o.Bits == 0 && c.o.Bits != 0 {
 		o.Bits = rtnBits(c.o.Bits, o.Group)

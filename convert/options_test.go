@@ -1,6 +1,7 @@
 package convert_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -37,7 +38,7 @@ func TestOptionErrors(t *testing.T) {
 		{"nwc step", convert.Options{Codec: "nwc", MinElements: 1, Encode: codec.EncodeOptions{Step: -1}}},
 	} {
 		out := filepath.Join(dir, "out.nwc")
-		if _, err := convert.ToNWC(src, out, &tc.o); !errors.Is(err, codec.ErrOptions) {
+		if _, err := convert.ToNWC(context.Background(), src, out, &tc.o); !errors.Is(err, codec.ErrOptions) {
 			t.Errorf("%s: %v, want codec.ErrOptions", tc.name, err)
 		}
 		if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {

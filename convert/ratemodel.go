@@ -229,7 +229,7 @@ func ownX(it *item, x float64) float64 { return x + math.Log2(it.factor) }
 // matrices and overheads may take, in bytes.
 func (c *conversion) modelRate(ctx context.Context, target float64) error {
 	var base float64 = 0.25
-	if cd, err := codec.Lookup(c.o.Codec); err == nil {
+	if cd, err := codec.LookupEncoder(c.o.Codec); err == nil {
 		if s, ok := cd.(codec.Stepper); ok {
 			base = s.DefaultStep()
 		}
@@ -518,7 +518,7 @@ func (c *conversion) feedback() func(k int) error {
 // feedback planned) by more than budgetTolerance of it or missTolerance
 // of the file, once more at the step a secant through the model's slope
 // gives; the closer wins.
-func (c *conversion) encodeBudget(cd codec.Codec, t *codec.Tensor, o *codec.EncodeOptions, it *item) (*codec.Encoded, error) {
+func (c *conversion) encodeBudget(cd codec.Encoder, t *codec.Tensor, o *codec.EncodeOptions, it *item) (*codec.Encoded, error) {
 	o.Step = it.step
 	enc, err := cd.Encode(t, o)
 	if err != nil {
@@ -594,7 +594,7 @@ func (c *conversion) sampleTensor(it *item, xs []float64) ([]ratePoint, skeleton
 	if err != nil {
 		return nil, skeleton{}, 0, err
 	}
-	cd, err := codec.Lookup(it.codec)
+	cd, err := codec.LookupEncoder(it.codec)
 	if err != nil {
 		return nil, skeleton{}, 0, err
 	}

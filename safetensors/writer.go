@@ -156,6 +156,38 @@ func (w *Writer) WriteTensorFrom(name string, r io.Reader) error {
 	return nil
 }
 
+// WriteTensorFunc writes the named tensor's data in pieces: fn calls write
+// with consecutive parts of it, as many as it likes, so that the tensor
+// never needs to be in memory whole. The parts must add up to exactly the
+// tensor's length. Because a failure leaves a partial tensor behind, it is
+// sticky.
+func (w *Writer) WriteTensorFunc(name string, fn func(write func([]byte) error) error) error {
+	t, err := w.expect(name)
+	if err != nil {
+		return err
+	}
+	var n int64
+	werr := fn(func(p []byte) error {
+		if n+int64(len(p)) > t.Length {
+			return fmt.Errorf("%w: tensor %q: more than %d bytes", ErrWriteSize, name, t.Length)
+		}
+		if _, err := w.w.Write(p); err != nil {
+			return fmt.Errorf("safetensors: writing tensor %q: %w", name, err)
+		}
+		n += int64(len(p))
+		return nil
+	})
+	if werr == nil && n != t.Length {
+		werr = fmt.Errorf("%w: tensor %q has %d bytes, want %d", ErrWriteSize, name, n, t.Length)
+	}
+	if werr != nil {
+		w.err = werr
+		return werr
+	}
+	w.next++
+	return nil
+}
+
 // Close reports an error if any tensor has not been written. It does not
 // close the underlying writer.
 func (w *Writer) Close() error {

@@ -128,13 +128,28 @@ func (hs *Hessians) Get(name string) (*Hessian, bool) {
 // window. If maxTokens > 0, calibration stops after that many tokens, the
 // last pass cut short to fit.
 func Calibrate(m *Model, docs [][]int, window int, maxTokens int) (*Hessians, error) {
+	return CalibrateProgress(m, docs, window, maxTokens, nil)
+}
+
+// CalibrateProgress is Calibrate calling progress, if not nil, after each
+// pass with the tokens run so far and the number it will run in all.
+func CalibrateProgress(m *Model, docs [][]int, window int, maxTokens int, progress func(done, total int)) (*Hessians, error) {
 	if err := checkWindow(m, window); err != nil {
 		return nil, err
+	}
+	total := 0
+	for _, d := range docs {
+		for _, w := range windows(d, window) {
+			total += len(w)
+		}
+	}
+	if maxTokens > 0 {
+		total = min(total, maxTokens)
 	}
 	hs := NewHessians()
 	s := m.NewState()
 	s.Observer = hs
-	left := maxTokens
+	left, done := maxTokens, 0
 	for _, d := range docs {
 		for _, w := range windows(d, window) {
 			if maxTokens > 0 {
@@ -147,6 +162,10 @@ func Calibrate(m *Model, docs [][]int, window int, maxTokens int) (*Hessians, er
 			s.Reset()
 			if _, err := s.Forward(w); err != nil {
 				return nil, err
+			}
+			done += len(w)
+			if progress != nil {
+				progress(done, total)
 			}
 		}
 	}

@@ -3,7 +3,7 @@
 //
 // Usage:
 //
-//	nwc-verify [--deep] [--json] FILE...
+//	nwc-verify [--deep] [--json] [--quiet] FILE...
 //
 // Exit status: 0 when every file is valid, 1 when any is invalid (the
 // message names the tensor or offset and what is wrong), 2 on a usage or
@@ -20,6 +20,7 @@ import (
 	"os"
 
 	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/internal/progress"
 	"github.com/nwcodec/nwc/internal/sniff"
 	"github.com/nwcodec/nwc/reader"
 )
@@ -40,8 +41,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	deep := fs.Bool("deep", false, "also decode every tensor")
 	asJSON := fs.Bool("json", false, "print one JSON object per file")
+	quiet := fs.Bool("quiet", false, "no progress line on stderr (--deep)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: nwc-verify [--deep] [--json] FILE...")
+		fmt.Fprintln(stderr, "usage: nwc-verify [--deep] [--json] [--quiet] FILE...")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -55,9 +57,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	status := 0
+	pl := newProgress(stderr, *quiet)
 	enc := json.NewEncoder(stdout)
 	for _, path := range fs.Args() {
-		res := verify(path, *deep)
+		res := verify(path, *deep, pl)
 		switch {
 		case res.Class == "io":
 			status = 2
@@ -79,13 +82,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return status
 }
 
-func verify(path string, deep bool) result {
+func verify(path string, deep bool, pl *progress.Line) result {
 	res := result{File: path}
 	r, err := reader.Open(path, nil)
 	if err == nil {
 		defer r.Close()
 		res.Tensors = len(r.Tensors())
-		err = r.Verify(context.Background(), &reader.VerifyOptions{Deep: deep})
+		err = r.Verify(context.Background(), nil)
+		if deep {
+			err = errors.Join(append(unjoin(err), unjoin(decodeAll(r.Reader, pl))...)...)
+		}
 	}
 	if err == nil {
 		res.Valid = true

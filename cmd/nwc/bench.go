@@ -5,25 +5,31 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/nwcodec/nwc/bench"
 	"github.com/nwcodec/nwc/convert"
+	"github.com/nwcodec/nwc/safetensors"
 )
 
 func runBench(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "ppl" {
 		return runBenchPPL(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "scale" {
+		return runBenchScale(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "rd" {
-		return usagef("want: nwc bench rd [--codecs LIST] [--bits LIST] [--json] [--plot FILE.png] IN...\n   or: nwc bench ppl --model FILE --tokenizer TOK --text FILE [--hessians FILE] [--bits LIST] [--json]")
+		return usagef("want: nwc bench rd [--codecs LIST] [--bits LIST] [--json] [--plot FILE.png] IN...\n   or: nwc bench ppl --model FILE --tokenizer TOK --text FILE [--hessians FILE] [--bits LIST] [--json]\n   or: nwc bench scale [--shapes LIST] [--codecs LIST] [--bits B] [--dir DIR] [--jobs N] [--json]")
 	}
 	fs := newFlagSet("bench rd", stderr)
 	codecs := fs.String("codecs", "ecsq,rtn,q4k", "comma-separated codecs")
 	bitsList := fs.String("bits", "2,3,4,5,6", "comma-separated target bits per weight")
 	asJSON := fs.Bool("json", false, "print a JSON list of points")
 	plotPath := fs.String("plot", "", "write an RD plot to `FILE` (.png, .svg or .pdf)")
+	quiet := fs.Bool("quiet", false, "no progress line on stderr")
 	codecRef := fs.Bool("codec-ref", false, "nwc: reference the built-in decoder by SHA-256 instead of storing it")
 	rate := fs.String("rate", "auto", "rate control: auto, exact or model (see nwc convert --rate)")
 	var transposed multiFlag
@@ -53,8 +59,16 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 	var pts []bench.Point
+	pl := newProgress(stderr, *quiet)
 	for _, in := range pos {
+		src, err := safetensors.OpenPath(in)
+		if err != nil {
+			return err
+		}
+		base.Progress = convertProgress(pl, "bench rd "+filepath.Base(in), src)
 		p, err := bench.RD(in, strings.Split(*codecs, ","), bits, base, dir)
+		base.Progress(-1, 0, "")
+		src.Close()
 		if err != nil {
 			return err
 		}

@@ -20,6 +20,7 @@ func runCalibrate(args []string, stdout, stderr io.Writer) error {
 	maxTokens := fs.Int("max-tokens", 0, "stop after this many tokens; 0 uses the whole text")
 	f64 := fs.Bool("f64", false, "store float64 Hessians instead of float32")
 	asJSON := fs.Bool("json", false, "print a JSON summary")
+	quiet := fs.Bool("quiet", false, "no progress line on stderr")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -43,7 +44,19 @@ func runCalibrate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	hs, err := llama.Calibrate(m, docs, w, *maxTokens)
+	pl := newProgress(stderr, *quiet)
+	started := false
+	hs, err := llama.CalibrateProgress(m, docs, w, *maxTokens, func(done, total int) {
+		if done == 0 || total == 0 {
+			return
+		}
+		if pl != nil && !started {
+			pl.Start("calibrate", total, "tokens", 0)
+			started = true
+		}
+		pl.Set(done, 0)
+	})
+	pl.Finish()
 	if err != nil {
 		return err
 	}

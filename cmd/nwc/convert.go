@@ -12,10 +12,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/convert"
 	"github.com/nwcodec/nwc/format"
+	"github.com/nwcodec/nwc/internal/progress"
 	"github.com/nwcodec/nwc/safetensors"
 )
 
@@ -49,6 +51,7 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print a JSON summary")
 	rate := fs.String("rate", "auto", "rate control: exact (dry runs of the whole file), model (row samples and one pass) or auto (exact up to 4 Mi lossy weights)")
 	jobs := fs.Int("jobs", 0, "tensors encoded at once (default: GOMAXPROCS); the output is the same for any value")
+	quiet := fs.Bool("quiet", false, "no progress line on stderr")
 	groupKiB := fs.Int("group-kib", codec.DefaultGroupBytes>>10, "decoded size of a chunk group in KiB")
 	plainIndex := fs.Bool("index-uncompressed", false, "store the index as plain msgpack, not zstd, so that a reader without zstd can open the file")
 	align := fs.Int("align-log2", -1, "log2 of the section alignment, 0 (packed) to 24 (default: 6 = 64 bytes with --codec raw, else packed)")
@@ -126,17 +129,12 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 		}
 		opts.Writer.AlignLog2 = uint8(*align)
 	}
-	if isTerminal(os.Stderr) && !*asJSON {
-		opts.Progress = func(p convert.Progress) {
-			fmt.Fprintf(stderr, "\r\x1b[K%s %d: [%d/%d] %s", p.Phase, p.Pass, p.Tensors, p.TotalTensors, p.Tensor)
-			if p.Tensors == p.TotalTensors {
-				fmt.Fprintln(stderr)
-			}
-		}
-	}
+	pl := newProgress(stderr, *quiet)
+	opts.Progress = convertProgress(pl, "")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	st, err := convert.ToNWC(ctx, src, target, opts)
+	pl.Finish()
 	if err != nil {
 		return err
 	}
@@ -223,4 +221,31 @@ func sourceName(path string) string {
 // invalid (exit status 1) rather than unreadable.
 func isSafetensorsInvalid(err error) bool {
 	return errors.Is(err, safetensors.ErrFormat) || errors.Is(err, safetensors.ErrUnsupported) || errors.Is(err, safetensors.ErrTooLarge)
+}
+
+// convertProgress shows convert's progress reports on pl, one phase per
+// pass of each stage (rate model, rate search, sequential, encode), the
+// phase's name after label when label is not empty.
+func convertProgress(pl *progress.Line, label string) func(convert.Progress) {
+	var (
+		mu    sync.Mutex
+		phase convert.Phase
+		pass  int
+	)
+	return func(p convert.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if p.Phase != phase || p.Pass != pass {
+			phase, pass = p.Phase, p.Pass
+			name := string(p.Phase)
+			if p.Pass > 1 {
+				name = fmt.Sprintf("%s #%d", p.Phase, p.Pass)
+			}
+			if label != "" {
+				name = label + ": " + name
+			}
+			pl.Start(name, p.TotalTensors, "tensors", int64(p.TotalWeights))
+		}
+		pl.Set(p.Tensors, int64(p.Weights))
+	}
 }

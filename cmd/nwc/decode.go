@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 
 	"github.com/nwcodec/nwc/convert"
+	"github.com/nwcodec/nwc/internal/progress"
 	"github.com/nwcodec/nwc/reader"
 )
 
@@ -13,6 +17,8 @@ func runDecode(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("o", "", "output .safetensors `file` (required)")
 	dt := fs.String("dtype", convert.DTypeOrig, "output dtype of float tensors: orig, f32, f16 or bf16")
 	force := fs.Bool("force", false, "replace OUT if it exists")
+	jobs := fs.Int("jobs", 0, "chunk groups decoded at once (default: the number of cores)")
+	quiet := fs.Bool("quiet", false, "no progress line on stderr")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -29,9 +35,37 @@ func runDecode(args []string, stdout, stderr io.Writer) error {
 		return explainNWCErr(pos[0], "decode", err)
 	}
 	defer r.Close()
-	if err := convert.ToSafetensors(r.Reader, target, *dt); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	pl := newProgress(stderr, *quiet)
+	pl.Start("decode", len(r.Tensors()), "tensors", int64(totalWeights(r.Reader)))
+	err = convert.Decode(ctx, r.Reader, target, &convert.DecodeOptions{
+		DType: *dt, Jobs: *jobs,
+		Progress: func(done, _ int, weights, _ uint64) { pl.Set(done, int64(weights)) },
+	})
+	pl.Finish()
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: %d tensors\n", *out, len(r.Tensors()))
 	return nil
+}
+
+func totalWeights(r *reader.Reader) uint64 {
+	var n uint64
+	for _, t := range r.Tensors() {
+		n += t.NumElements()
+	}
+	return n
+}
+
+// newProgress returns the progress line of a long command on stderr, or
+// nil (which draws nothing) with --quiet. It redraws in place on a
+// terminal and prints a line every few seconds elsewhere.
+func newProgress(stderr io.Writer, quiet bool) *progress.Line {
+	if quiet {
+		return nil
+	}
+	f, ok := stderr.(*os.File)
+	return progress.New(stderr, ok && isTerminal(f))
 }

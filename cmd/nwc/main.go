@@ -4,7 +4,7 @@
 // Usage:
 //
 //	nwc convert IN -o OUT.nwc [--codec raw|lossless|ecsq|tcq|rtn|q4k|nwc] [--bits B] [--force] [--json]
-//	nwc decode IN.nwc -o OUT.safetensors [--dtype orig|f32|f16|bf16] [--force]
+//	nwc decode IN.nwc -o OUT.safetensors [--dtype orig|f32|f16|bf16] [--force] [--jobs N] [--quiet]
 //	nwc info IN.nwc [--json]
 //
 // IN for convert is a .safetensors file, a model.safetensors.index.json, or
@@ -39,12 +39,12 @@ var commands []command
 func init() {
 	commands = []command{
 		{"convert", "convert IN -o OUT.nwc [--codec raw|lossless|ecsq|tcq|rtn|q4k|nwc] [--bits B] [--tensor-bits RE=B] [--keep RE] [--force] [--json] (--bits alone means --codec nwc)", runConvert},
-		{"decode", "decode IN.nwc -o OUT.safetensors [--dtype orig|f32|f16|bf16] [--force]", runDecode},
+		{"decode", "decode IN.nwc -o OUT.safetensors [--dtype orig|f32|f16|bf16] [--force] [--jobs N] [--quiet]", runDecode},
 		{"info", "info IN.nwc [--json]", runInfo},
 		{"eval", "eval ppl --model FILE --tokenizer TOK --text FILE [--window N] [--json] | eval kl --model FILE --ref ORIG --tokenizer TOK --text FILE [--json] | eval generate --model FILE --tokenizer TOK [--prompt TEXT] [-n N]", runEval},
 		{"calibrate", "calibrate --model FILE --tokenizer TOK --text FILE -o HESSIANS.safetensors [--max-tokens N] [--f64] [--json]", runCalibrate},
 		{"train", "train IN... -o CODEC.nwcc [--lambda L] [--width W] [--blocks B] [--steps N] [--seed S] [--csv FILE]", runTrain},
-		{"bench", "bench rd [--codecs ecsq,tcq,rtn,q4k,nwc] [--bits 2,3,4,5,6] [--json] [--plot rd.png] IN... | bench ppl --model F --tokenizer T --text F [--hessians H] [--bits LIST] [--json]", runBench},
+		{"bench", "bench rd [--codecs ecsq,tcq,rtn,q4k,nwc] [--bits 2,3,4,5,6] [--json] [--plot rd.png] IN... | bench ppl --model F --tokenizer T --text F [--hessians H] [--bits LIST] [--json] | bench scale [--shapes LIST] [--codecs LIST] [--bits B] [--dir DIR] [--jobs N] [--json]", runBench},
 	}
 }
 

@@ -430,3 +430,50 @@ func lookup(h *Header, name string) (TensorInfo, bool) {
 	}
 	return TensorInfo{}, false
 }
+
+func TestWriteTensorFunc(t *testing.T) {
+	h := &Header{Tensors: []TensorInfo{{Name: "a", DType: U8, Shape: []int64{5}}, {Name: "b", DType: U8, Shape: []int64{2}}}}
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pieces := func(ps ...string) func(func([]byte) error) error {
+		return func(write func([]byte) error) error {
+			for _, p := range ps {
+				if err := write([]byte(p)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	if err := w.WriteTensorFunc("b", pieces("xy")); !errors.Is(err, ErrWriteOrder) {
+		t.Errorf("out of order: %v", err)
+	}
+	if err := w.WriteTensorFunc("a", pieces("ab", "", "cde")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteTensorFunc("b", pieces("xy")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := parseBytes(buf.Bytes(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := f.ReadTensor("a"); string(a) != "abcde" {
+		t.Errorf("a = %q", a)
+	}
+	for _, ps := range [][]string{{"ab"}, {"abc", "def"}} {
+		w, _ := NewWriter(io.Discard, h)
+		if err := w.WriteTensorFunc("a", pieces(ps...)); !errors.Is(err, ErrWriteSize) {
+			t.Errorf("pieces %q: %v, want ErrWriteSize", ps, err)
+		}
+		if err := w.WriteTensor("a", []byte("abcde")); !errors.Is(err, ErrWriteSize) {
+			t.Errorf("after a partial tensor: %v, want the sticky error", err)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/nwcodec/nwc/calib"
 	"github.com/nwcodec/nwc/convert"
 	"github.com/nwcodec/nwc/llama"
+	"github.com/nwcodec/nwc/safetensors"
 	"github.com/nwcodec/nwc/tokenizer"
 )
 
@@ -26,6 +27,7 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 	bitsList := fs.String("bits", "2,3,4,5,6", "comma-separated target bits per weight")
 	only := fs.String("variants", "", "comma-separated variant names to run (default all)")
 	asJSON := fs.Bool("json", false, "print a JSON list of points")
+	quiet := fs.Bool("quiet", false, "no progress line on stderr")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -90,7 +92,15 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	pts, err := bench.PPL(*model, docs, calibDocs, variants, bits, convert.Options{}, dir)
+	src, err := safetensors.OpenPath(*model)
+	if err != nil {
+		return err
+	}
+	var base convert.Options
+	base.Progress = convertProgress(newProgress(stderr, *quiet), "bench ppl: convert", src)
+	pts, err := bench.PPL(*model, docs, calibDocs, variants, bits, base, dir)
+	base.Progress(-1, 0, "")
+	src.Close()
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,9 @@
 package format
 
 import (
+	"cmp"
 	"fmt"
-	"sort"
+	"slices"
 )
 
 // AlignUp rounds off up to a multiple of 1<<alignLog2.
@@ -28,27 +29,71 @@ type Located struct {
 
 // Sections lists every section the index references, in index order.
 func (x *Index) Sections() []Located {
-	var out []Located
+	refs := x.sectionRefs()
+	out := make([]Located, len(refs))
+	for k, r := range refs {
+		out[k] = x.locate(r)
+	}
+	return out
+}
+
+// A sectionRef names a section by position; Validate describes one only
+// when it reports an error, since formatting a description for each of the
+// tens of thousands of sections of a large model took most of Open's time.
+type sectionRef struct {
+	kind uint8 // refSource, refBlob, refGroup or refAux
+	i, j int   // source, blob or tensor; group or aux
+	Section
+}
+
+const (
+	refSource uint8 = iota
+	refBlob
+	refGroup
+	refAux
+)
+
+func (x *Index) sectionRefs() []sectionRef {
+	n := len(x.Sources) + len(x.Blobs)
+	for i := range x.Tensors {
+		n += len(x.Tensors[i].Groups) + len(x.Tensors[i].Aux)
+	}
+	out := make([]sectionRef, 0, n)
 	for i, s := range x.Sources {
-		out = append(out, Located{What: fmt.Sprintf("source %d (%s) header", i, s.Name), Section: s.Header})
+		out = append(out, sectionRef{refSource, i, 0, s.Header})
 	}
 	for i, b := range x.Blobs {
 		if b.Section != nil {
-			out = append(out, Located{What: fmt.Sprintf("blob %d (%s)", i, b.Codec), Section: *b.Section})
+			out = append(out, sectionRef{refBlob, i, 0, *b.Section})
 		}
 	}
 	for i := range x.Tensors {
 		t := &x.Tensors[i]
 		for j, g := range t.Groups {
-			out = append(out, Located{What: fmt.Sprintf("tensor %q group %d", t.Name, j), Tensor: t.Name, Section: g.Section})
+			out = append(out, sectionRef{refGroup, i, j, g.Section})
 		}
-		for _, a := range t.Aux {
+		for j, a := range t.Aux {
 			if a.Inline == nil {
-				out = append(out, Located{What: fmt.Sprintf("tensor %q aux %q", t.Name, a.Name), Tensor: t.Name, Section: a.Section})
+				out = append(out, sectionRef{refAux, i, j, a.Section})
 			}
 		}
 	}
 	return out
+}
+
+// locate describes the section r refers to.
+func (x *Index) locate(r sectionRef) Located {
+	switch r.kind {
+	case refSource:
+		return Located{What: fmt.Sprintf("source %d (%s) header", r.i, x.Sources[r.i].Name), Section: r.Section}
+	case refBlob:
+		return Located{What: fmt.Sprintf("blob %d (%s)", r.i, x.Blobs[r.i].Codec), Section: r.Section}
+	case refGroup:
+		t := &x.Tensors[r.i]
+		return Located{What: fmt.Sprintf("tensor %q group %d", t.Name, r.j), Tensor: t.Name, Section: r.Section}
+	}
+	t := &x.Tensors[r.i]
+	return Located{What: fmt.Sprintf("tensor %q aux %q", t.Name, t.Aux[r.j].Name), Tensor: t.Name, Section: r.Section}
 }
 
 // Validate checks the rules of FORMAT.md that span the index: unique
@@ -80,7 +125,7 @@ func (x *Index) Validate(lay Layout, lim Limits) error {
 			return err
 		}
 	}
-	return validateLayout(x.Sections(), lay)
+	return x.validateLayout(x.sectionRefs(), lay)
 }
 
 // ValidateTensor checks the rules for one tensor entry in a file with
@@ -138,13 +183,19 @@ func ValidateTensor(t *Tensor, nblobs int, lim Limits) error {
 	return nil
 }
 
-func validateLayout(secs []Located, lay Layout) error {
+func (x *Index) validateLayout(secs []sectionRef, lay Layout) error {
 	if lay.AlignLog2 < MinAlignLog2 || lay.AlignLog2 > MaxAlignLog2 {
 		return Errorf(-1, "alignment 2^%d outside [2^%d, 2^%d]", lay.AlignLog2, MinAlignLog2, MaxAlignLog2)
 	}
-	sort.SliceStable(secs, func(i, j int) bool { return secs[i].Offset < secs[j].Offset })
+	slices.SortStableFunc(secs, func(a, b sectionRef) int { return cmp.Compare(a.Offset, b.Offset) })
 	next := AlignUp(PreambleLen, lay.AlignLog2)
-	for _, s := range secs {
+	for _, r := range secs {
+		end := r.Offset + r.Length
+		if r.Length != 0 && r.Offset == next && end >= r.Offset && end <= lay.IndexOffset {
+			next = AlignUp(end, lay.AlignLog2)
+			continue
+		}
+		s := x.locate(r)
 		if s.Length == 0 {
 			return &FormatError{Off: int64(s.Offset), Tensor: s.Tensor, Msg: s.What + " is empty"}
 		}
@@ -152,11 +203,7 @@ func validateLayout(secs []Located, lay Layout) error {
 			return &FormatError{Off: int64(min(s.Offset, 1<<63-1)), Tensor: s.Tensor,
 				Msg: fmt.Sprintf("%s starts at %#x, want %#x (sections are packed in offset order, each aligned to %d bytes, without overlap)", s.What, s.Offset, next, 1<<lay.AlignLog2)}
 		}
-		end := s.Offset + s.Length
-		if end < s.Offset || end > lay.IndexOffset {
-			return &FormatError{Off: int64(s.Offset), Tensor: s.Tensor, Msg: fmt.Sprintf("%s (length %d) runs past the index at %#x", s.What, s.Length, lay.IndexOffset)}
-		}
-		next = AlignUp(end, lay.AlignLog2)
+		return &FormatError{Off: int64(s.Offset), Tensor: s.Tensor, Msg: fmt.Sprintf("%s (length %d) runs past the index at %#x", s.What, s.Length, lay.IndexOffset)}
 	}
 	if lay.IndexOffset != next {
 		return Errorf(int64(min(lay.IndexOffset, 1<<63-1)), "index starts at %#x, want %#x (aligned after the last section)", lay.IndexOffset, next)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime"
 	"slices"
+	"sync/atomic"
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/dtype"
@@ -44,8 +45,9 @@ func ToSafetensors(r *reader.Reader, out string, dt string) error {
 
 // Decode decodes every tensor of r into a safetensors file at out,
 // streaming: the header goes first (every offset follows from the index),
-// then each tensor's chunk groups are decoded on opts.Jobs goroutines and
-// written in order, so memory holds a few groups, never a whole tensor.
+// then each tensor's chunk groups are decoded on opts.Jobs goroutines, each
+// writing its group at its offset, so memory holds a few groups, never a
+// whole tensor, and copying into the file is spread over the cores too.
 // With the original dtypes, a file converted from a single safetensors file
 // comes back byte for byte: its verbatim header is stored in the .nwc. The
 // output appears at out only when complete; on an error or when ctx is
@@ -67,9 +69,12 @@ func Decode(ctx context.Context, r *reader.Reader, out string, opts *DecodeOptio
 		return err
 	}
 	defer f.Abort()
-	bw := bufio.NewWriterSize(f, 1<<20)
+	bw := bufio.NewWriter(f)
 	w, err := newSafetensorsWriter(r, bw, target)
 	if err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
 		return err
 	}
 	infos := w.Tensors()
@@ -82,19 +87,22 @@ func Decode(ctx context.Context, r *reader.Reader, out string, opts *DecodeOptio
 		if err != nil {
 			return err
 		}
-		err = w.WriteTensorFunc(ti.Name, func(write func([]byte) error) error {
-			return decodeGroups(ctx, t, ti.DType, o.Jobs, func(b []byte, n uint64) error {
-				if err := write(b); err != nil {
-					return err
-				}
-				done += n
-				if o.Progress != nil {
-					o.Progress(k, len(infos), done, total)
-				}
-				return nil
-			})
+		n, err := decodeGroups(ctx, t, ti.DType, o.Jobs, func(b []byte, e0 uint64) error {
+			_, err := f.WriteAt(b, ti.Offset+int64(e0)*int64(ti.DType.Size()))
+			return err
+		}, func(n uint64) {
+			done += n
+			if o.Progress != nil {
+				o.Progress(k, len(infos), done, total)
+			}
 		})
 		if err != nil {
+			return err
+		}
+		if n != ti.Length {
+			return fmt.Errorf("convert: tensor %q decoded to %d bytes, want %d", ti.Name, n, ti.Length)
+		}
+		if err := w.SkipTensor(ti.Name); err != nil {
 			return err
 		}
 	}
@@ -104,53 +112,56 @@ func Decode(ctx context.Context, r *reader.Reader, out string, opts *DecodeOptio
 	if err := w.Close(); err != nil {
 		return err
 	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
 	return f.Commit()
 }
 
 // decodeGroups decodes t's groups on jobs goroutines, converted to want,
-// and passes each to emit in order with its number of elements.
-func decodeGroups(ctx context.Context, t *reader.Tensor, want format.DType, jobs int, emit func([]byte, uint64) error) error {
+// and passes each with its first element to write, on the goroutine that
+// decoded it; then, in group order, it calls done with the group's number
+// of elements. It returns the bytes written.
+func decodeGroups(ctx context.Context, t *reader.Tensor, want format.DType, jobs int,
+	write func(b []byte, e0 uint64) error, done func(n uint64)) (int64, error) {
 	src := t.DType()
 	ssize, wsize := src.Size(), want.Size()
-	n := t.NumGroups()
-	elems := func(i int64) int {
+	elems := func(i int64) (uint64, int) {
 		e0, e1 := t.GroupElements(int(i))
-		return int(e1 - e0)
+		return e0, int(e1 - e0)
 	}
 	// Each slot holds the group in its own dtype and, when converting, the
 	// converted group after it.
 	size := func(i int64) int {
+		_, m := elems(i)
 		if want == src {
-			return elems(i) * ssize
+			return m * ssize
 		}
-		return elems(i) * (ssize + wsize)
+		return m * (ssize + wsize)
 	}
+	var written atomic.Int64
 	fill := func(i int64, buf []byte) error {
-		m := elems(i)
+		e0, m := elems(i)
 		raw := buf[:m*ssize]
 		if err := t.DecodeGroup(int(i), raw); err != nil {
 			return err
 		}
-		if want == src {
-			return nil
-		}
-		vals, err := dtype.ToFloat32(nil, raw, src)
-		if err != nil {
-			return err
-		}
-		_, err = dtype.FromFloat32(buf[m*ssize:m*ssize], vals, want)
-		return err
-	}
-	return ordered.Run(ctx, int64(n), jobs, size, fill, func(i int64, buf []byte) error {
-		m := elems(i)
+		out := raw
 		if want != src {
-			buf = buf[m*ssize:]
+			vals, err := dtype.ToFloat32(nil, raw, src)
+			if err != nil {
+				return err
+			}
+			if out, err = dtype.FromFloat32(buf[m*ssize:m*ssize], vals, want); err != nil {
+				return err
+			}
 		}
-		return emit(buf, uint64(m))
+		written.Add(int64(len(out)))
+		return write(out, e0)
+	}
+	err := ordered.Run(ctx, int64(t.NumGroups()), jobs, size, fill, func(i int64, _ []byte) error {
+		_, m := elems(i)
+		done(uint64(m))
+		return nil
 	})
+	return written.Load(), err
 }
 
 func targetDType(dt string) (format.DType, error) {

@@ -188,6 +188,19 @@ func (w *Writer) WriteTensorFunc(name string, fn func(write func([]byte) error) 
 	return nil
 }
 
+// SkipTensor marks the named tensor, which must be the next in data order,
+// as written by the caller directly into the underlying file at the offset
+// Tensors reports (with WriteAt, for example from several goroutines). The
+// Writer has no way to check those bytes: the caller must write exactly the
+// tensor's length.
+func (w *Writer) SkipTensor(name string) error {
+	if _, err := w.expect(name); err != nil {
+		return err
+	}
+	w.next++
+	return nil
+}
+
 // Close reports an error if any tensor has not been written. It does not
 // close the underlying writer.
 func (w *Writer) Close() error {

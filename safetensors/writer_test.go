@@ -477,3 +477,26 @@ func TestWriteTensorFunc(t *testing.T) {
 		}
 	}
 }
+
+func TestSkipTensor(t *testing.T) {
+	h := &Header{Tensors: []TensorInfo{{Name: "a", DType: U8, Shape: []int64{2}}, {Name: "b", DType: U8, Shape: []int64{1}}}}
+	w, err := NewWriter(io.Discard, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SkipTensor("b"); !errors.Is(err, ErrWriteOrder) {
+		t.Errorf("SkipTensor out of order: %v", err)
+	}
+	if err := w.SkipTensor("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); !errors.Is(err, ErrWriteIncomplete) {
+		t.Errorf("Close with b missing: %v", err)
+	}
+	if err := w.SkipTensor("b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"math"
 	"math/bits"
 	"os"
@@ -264,22 +263,9 @@ func (g *gen) writeShard(ctx context.Context, path string, ts []Tensor) (int64, 
 		return 0, err
 	}
 	for _, t := range ts {
-		pr, pw := io.Pipe()
-		errc := make(chan error, 1)
-		go func() {
-			err := g.writeTensor(ctx, t, func(b []byte) error {
-				_, err := pw.Write(b)
-				return err
-			})
-			pw.CloseWithError(err)
-			errc <- err
-		}()
-		err := w.WriteTensorFrom(t.Name, pr)
-		pr.CloseWithError(io.ErrClosedPipe) // unblocks the generator if the copy stopped early
-		if gerr := <-errc; gerr != nil && gerr != io.ErrClosedPipe {
-			err = gerr
-		}
-		if err != nil {
+		if err := w.WriteTensorFunc(t.Name, func(write func([]byte) error) error {
+			return g.writeTensor(ctx, t, write)
+		}); err != nil {
 			return 0, fmt.Errorf("synth: %s: %w", t.Name, err)
 		}
 	}

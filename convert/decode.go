@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 
 	"github.com/nwcodec/nwc/codec"
-	"github.com/nwcodec/nwc/dtype"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/internal/atomicfile"
 	"github.com/nwcodec/nwc/internal/ordered"
@@ -115,46 +114,29 @@ func Decode(ctx context.Context, r *reader.Reader, out string, opts *DecodeOptio
 	return f.Commit()
 }
 
-// decodeGroups decodes t's groups on jobs goroutines, converted to want,
-// and passes each with its first element to write, on the goroutine that
+// decodeGroups decodes t's groups on jobs goroutines as dtype want (the
+// reader converts, rounding once) and passes each with its first element to write, on the goroutine that
 // decoded it; then, in group order, it calls done with the group's number
 // of elements. It returns the bytes written.
 func decodeGroups(ctx context.Context, t *reader.Tensor, want format.DType, jobs int,
 	write func(b []byte, e0 uint64) error, done func(n uint64)) (int64, error) {
-	src := t.DType()
-	ssize, wsize := src.Size(), want.Size()
+	wsize := want.Size()
 	elems := func(i int64) (uint64, int) {
 		e0, e1 := t.GroupElements(int(i))
 		return e0, int(e1 - e0)
 	}
-	// Each slot holds the group in its own dtype and, when converting, the
-	// converted group after it.
 	size := func(i int64) int {
 		_, m := elems(i)
-		if want == src {
-			return m * ssize
-		}
-		return m * (ssize + wsize)
+		return m * wsize
 	}
 	var written atomic.Int64
 	fill := func(i int64, buf []byte) error {
-		e0, m := elems(i)
-		raw := buf[:m*ssize]
-		if err := t.DecodeGroup(int(i), raw); err != nil {
+		e0, _ := elems(i)
+		if err := t.DecodeGroupInto(ctx, int(i), buf, want); err != nil {
 			return err
 		}
-		out := raw
-		if want != src {
-			vals, err := dtype.ToFloat32(nil, raw, src)
-			if err != nil {
-				return err
-			}
-			if out, err = dtype.FromFloat32(buf[m*ssize:m*ssize], vals, want); err != nil {
-				return err
-			}
-		}
-		written.Add(int64(len(out)))
-		return write(out, e0)
+		written.Add(int64(len(buf)))
+		return write(buf, e0)
 	}
 	err := ordered.Run(ctx, int64(t.NumGroups()), jobs, size, fill, func(i int64, _ []byte) error {
 		_, m := elems(i)

@@ -2,6 +2,7 @@ package reader_test
 
 import (
 	"bytes"
+	"context"
 	"testing"
 
 	"github.com/nwcodec/nwc/reader"
@@ -29,11 +30,11 @@ func TestDecodeGroup(t *testing.T) {
 			}
 			next = e1
 			buf := make([]byte, 2*(e1-e0))
-			if err := tt.DecodeGroup(i, buf); err != nil {
+			if err := tt.DecodeGroupInto(context.Background(), i, buf, tt.DType()); err != nil {
 				t.Fatal(err)
 			}
 			got = append(got, buf...)
-			if err := tt.DecodeGroup(i, buf[1:]); err == nil {
+			if err := tt.DecodeGroupInto(context.Background(), i, buf[1:], tt.DType()); err == nil {
 				t.Errorf("%s group %d: short buffer accepted", tt.Name(), i)
 			}
 		}
@@ -41,7 +42,7 @@ func TestDecodeGroup(t *testing.T) {
 			t.Errorf("%s: groups differ from Bytes", tt.Name())
 		}
 		for _, i := range []int{-1, tt.NumGroups()} {
-			if err := tt.DecodeGroup(i, nil); err == nil {
+			if err := tt.DecodeGroupInto(context.Background(), i, nil, tt.DType()); err == nil {
 				t.Errorf("%s: group %d accepted", tt.Name(), i)
 			}
 		}

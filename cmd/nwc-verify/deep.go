@@ -30,7 +30,9 @@ func decodeAll(r *reader.Reader, pl *progress.Line) error {
 			return int(e1-e0) * t.DType().Size()
 		}
 		err := ordered.Run(context.Background(), int64(t.NumGroups()), 0, size,
-			func(i int64, buf []byte) error { return t.DecodeGroup(int(i), buf) },
+			func(i int64, buf []byte) error {
+				return t.DecodeGroupInto(context.Background(), int(i), buf, t.DType())
+			},
 			func(i int64, buf []byte) error {
 				done += uint64(len(buf) / t.DType().Size())
 				pl.Set(k, int64(done))

@@ -105,7 +105,7 @@ func runBenchScale(args []string, stdout, stderr io.Writer) error {
 			row := scaleRow{Shape: s.Name, Weights: s.Params(), Codec: c, GenerateSeconds: genSec}
 			genSec = 0
 			out := filepath.Join(root, s.Name+"."+c+".nwc")
-			cargs := []string{"convert", ckpt, "-o", out, "--codec", c, "--json"}
+			cargs := []string{"convert", ckpt, "-o", out, "--codec", c, "--json", "--force"}
 			if c != "lossless" && c != "raw" {
 				row.Bits = *bits
 				cargs = append(cargs, "--bits", strconv.FormatFloat(*bits, 'g', -1, 64))
@@ -138,7 +138,7 @@ func runBenchScale(args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 			dec := filepath.Join(root, s.Name+"."+c+".decoded.safetensors")
-			dargs := []string{"decode", out, "-o", dec, "--dtype", "bf16"}
+			dargs := []string{"decode", out, "-o", dec, "--dtype", "bf16", "--force"}
 			if *jobs > 0 {
 				dargs = append(dargs, "--jobs", strconv.Itoa(*jobs))
 			}

@@ -33,7 +33,7 @@ func synthNWC(t *testing.T, id string, bits float64) string {
 	out := filepath.Join(dir, id+".nwc")
 	opts := &convert.Options{Codec: id, Bits: bits}
 	opts.Encode.GroupBytes = 4 << 10
-	if _, err := convert.ToNWC(src, out, opts); err != nil {
+	if _, err := convert.ToNWC(context.Background(), src, out, opts); err != nil {
 		t.Fatal(err)
 	}
 	return out

@@ -11,7 +11,6 @@ import (
 
 	"github.com/nwcodec/nwc/bench"
 	"github.com/nwcodec/nwc/convert"
-	"github.com/nwcodec/nwc/safetensors"
 )
 
 func runBench(args []string, stdout, stderr io.Writer) error {
@@ -61,14 +60,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	var pts []bench.Point
 	pl := newProgress(stderr, *quiet)
 	for _, in := range pos {
-		src, err := safetensors.OpenPath(in)
-		if err != nil {
-			return err
-		}
-		base.Progress = convertProgress(pl, "bench rd "+filepath.Base(in), src)
+		base.Progress = convertProgress(pl, "bench rd "+filepath.Base(in))
 		p, err := bench.RD(in, strings.Split(*codecs, ","), bits, base, dir)
-		base.Progress(-1, 0, "")
-		src.Close()
+		pl.Finish()
 		if err != nil {
 			return err
 		}

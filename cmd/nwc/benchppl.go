@@ -10,7 +10,6 @@ import (
 	"github.com/nwcodec/nwc/calib"
 	"github.com/nwcodec/nwc/convert"
 	"github.com/nwcodec/nwc/llama"
-	"github.com/nwcodec/nwc/safetensors"
 	"github.com/nwcodec/nwc/tokenizer"
 )
 
@@ -92,15 +91,11 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	src, err := safetensors.OpenPath(*model)
-	if err != nil {
-		return err
-	}
 	var base convert.Options
-	base.Progress = convertProgress(newProgress(stderr, *quiet), "bench ppl: convert", src)
+	pl := newProgress(stderr, *quiet)
+	base.Progress = convertProgress(pl, "bench ppl: convert")
 	pts, err := bench.PPL(*model, docs, calibDocs, variants, bits, base, dir)
-	base.Progress(-1, 0, "")
-	src.Close()
+	pl.Finish()
 	if err != nil {
 		return err
 	}

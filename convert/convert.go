@@ -371,7 +371,7 @@ func (c *conversion) write(ctx context.Context, w *writer.Writer, phase Phase, p
 		bytes int
 	}
 	pr := c.progress(phase, pass, c.items)
-	err := runOrdered(ctx, len(c.items), c.jobs(), feedbackLag, plan,
+	err := runOrdered(ctx, len(c.items), c.jobs(), feedbackLag, c.cost, c.budget(), plan,
 		func(k int) (encoded, error) {
 			it := c.items[k]
 			data, err := c.readTensor(it)
@@ -522,4 +522,20 @@ func (c *conversion) dryRun(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	return w.Size(), nil
+}
+
+// cost is what runOrdered charges tensor k of a whole pass: its elements,
+// which bound what reading, loading and encoding it hold in memory.
+func (c *conversion) cost(k int) int64 { return int64(c.items[k].numel) }
+
+// budget is the elements the tensors in flight may hold at once: those of
+// the largest tensor, so the largest one runs alone and the rest pack up
+// to its size, and peak memory follows the largest tensor, not the number
+// of workers.
+func (c *conversion) budget() int64 {
+	var b int64
+	for _, it := range c.items {
+		b = max(b, int64(it.numel))
+	}
+	return b
 }

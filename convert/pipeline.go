@@ -62,10 +62,16 @@ func (c *conversion) jobs() int {
 // k − lag (lag < 0: no such wait), so plan may read what those emits
 // recorded, and the plan of k depends on nothing else that finished:
 // rate-control feedback stays deterministic. At most 2·jobs indices are
-// dispatched and not yet emitted. The first error of plan, work or emit,
+// dispatched and not yet emitted, and, when cost is not nil, their costs
+// add up to at most budget unless a single index costs more (it then runs
+// with nothing else in flight): conversion charges each tensor its
+// elements, so a large tensor does not meet other large ones in memory,
+// and peak memory follows the largest tensor rather than the window. The
+// budget only delays dispatch, so results do not depend on it. The first
+// error of plan, work or emit,
 // or ctx's cancellation, stops dispatching and is returned once the
 // workers have finished what they hold.
-func runOrdered[T any](ctx context.Context, n, jobs, lag int, plan func(k int) error, work func(k int) (T, error), emit func(k int, v T) error) error {
+func runOrdered[T any](ctx context.Context, n, jobs, lag int, cost func(k int) int64, budget int64, plan func(k int) error, work func(k int) (T, error), emit func(k int, v T) error) error {
 	jobs = max(jobs, 1)
 	window := 2 * jobs
 	ctx, cancel := context.WithCancel(ctx)
@@ -74,7 +80,8 @@ func runOrdered[T any](ctx context.Context, n, jobs, lag int, plan func(k int) e
 	var (
 		mu      sync.Mutex
 		cond    = sync.NewCond(&mu)
-		emitted int // guarded by mu: emit has returned for every index below
+		emitted int   // guarded by mu: emit has returned for every index below
+		held    int64 // guarded by mu: cost of the indices dispatched, not emitted
 		stopped bool
 		planErr error
 	)
@@ -97,10 +104,15 @@ func runOrdered[T any](ctx context.Context, n, jobs, lag int, plan func(k int) e
 		defer close(tasks)
 		for k := range n {
 			mu.Lock()
-			for !stopped && (k-emitted >= window || (lag >= 0 && emitted < k-lag)) {
+			var ck int64
+			if cost != nil {
+				ck = cost(k)
+			}
+			for !stopped && (k-emitted >= window || (lag >= 0 && emitted < k-lag) || (k > emitted && held+ck > budget)) {
 				cond.Wait()
 			}
 			st := stopped
+			held += ck
 			mu.Unlock()
 			if st {
 				return
@@ -165,8 +177,11 @@ func runOrdered[T any](ctx context.Context, n, jobs, lag int, plan func(k int) e
 				cancel()
 				break
 			}
-			next++
 			mu.Lock()
+			if cost != nil {
+				held -= cost(next)
+			}
+			next++
 			emitted = next
 			cond.Broadcast()
 			mu.Unlock()

@@ -558,7 +558,7 @@ func (c *conversion) sample(ctx context.Context, pass int, its []*item, xs func(
 		skel    skeleton
 		weights uint64
 	}
-	return runOrdered(ctx, len(its), c.jobs(), -1, nil,
+	return runOrdered(ctx, len(its), c.jobs(), -1, nil, 0, nil,
 		func(k int) (result, error) {
 			it := its[k]
 			pts, sk, n, err := c.sampleTensor(it, xs(it))

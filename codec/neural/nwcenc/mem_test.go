@@ -53,8 +53,11 @@ func peakHeap(f func()) uint64 {
 // TestEncodePeakMemory checks that the encoder, given ReleaseInput, codes
 // a BF16 matrix large enough to be decided on a sample in about two
 // float32 copies of it (8 bytes per weight, the normalized chunks and the
-// latents) at its peak, the source bytes included, on each of its paths;
-// the bound of 10 allows for the collector's lag and the small buffers.
+// latents) at its peak, the source bytes included, on each of its paths.
+// The bound of 11 allows for the source bytes, which the encoder lets go
+// but which the collector may not have reclaimed yet (2 bytes per
+// weight), and for the small buffers; without ReleaseInput and the
+// in-place normalization the peak was about 13.
 // NWC_MEM_ROWS and NWC_MEM_COLS set another shape (e.g. 8192 and 4096)
 // for measurement.
 func TestEncodePeakMemory(t *testing.T) {
@@ -93,8 +96,8 @@ func TestEncodePeakMemory(t *testing.T) {
 			// The source bytes were held before the call.
 			perWeight := float64(peak)/n + 2
 			t.Logf("%d×%d: peak %.2f bytes per weight, the BF16 source included", rows, cols, perWeight)
-			if perWeight > 10 {
-				t.Errorf("peak %.2f bytes per weight, want at most 10", perWeight)
+			if perWeight > 11 {
+				t.Errorf("peak %.2f bytes per weight, want at most 11", perWeight)
 			}
 		})
 	}

@@ -92,6 +92,12 @@ type EncodeOptions struct {
 	// that the machine is not oversubscribed. The encoded bytes never
 	// depend on it.
 	Jobs int
+	// ReleaseInput lets the encoder set the tensor's Data to nil once it
+	// has loaded it, so that the caller's copy of the source bytes can be
+	// collected while the tensor is coded: a large matrix then needs less
+	// memory at its peak. The caller must not use t.Data afterwards.
+	// Encoders that do not honour it leave Data alone.
+	ReleaseInput bool
 }
 
 // ErrOptions reports encode or conversion options that cannot be used:

@@ -143,7 +143,13 @@ func Load(t *codec.Tensor, transposed bool) (Layout, []float32, error) {
 	if len(t.Data) != l.Len()*t.DType.Size() {
 		return Layout{}, nil, layoutErr("tensor %q has %d bytes, want %d", t.Name, len(t.Data), l.Len()*t.DType.Size())
 	}
-	m, err := dtype.ToFloat32(make([]float32, 0, l.Len()), t.Data, t.DType)
+	// Room for the padding rows of a ragged last chunk lets encoders
+	// lay the matrix out in chunks in place.
+	size := l.Len()
+	if !transposed {
+		size = Chunks(l.Rows) * Rows * l.Cols
+	}
+	m, err := dtype.ToFloat32(make([]float32, 0, size), t.Data, t.DType)
 	if err != nil {
 		return Layout{}, nil, err
 	}

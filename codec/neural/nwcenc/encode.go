@@ -127,6 +127,9 @@ func (c *Encoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 	if err != nil {
 		return nil, err
 	}
+	if opts.ReleaseInput {
+		t.Data = nil
+	}
 	if err := chunk.CheckLevels(opts.Levels, l.Cols); err != nil {
 		return nil, err
 	}
@@ -179,6 +182,9 @@ func (c *Encoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 		if err != nil {
 			return nil, err
 		}
+		// Normalize the whole matrix once and let its float32 weights
+		// go, so that they and the latents are never held together.
+		run.x, run.w = run.normalize(), nil
 		switch p := pick.p; {
 		case !p.Plain:
 			chosen, err = run.code(p, true)
@@ -190,6 +196,8 @@ func (c *Encoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 		if err != nil {
 			return nil, err
 		}
+		// Only the latents are coded from here on.
+		chosen.x, run.x = nil, nil
 		lv := chunkLevels(colLv, chunk.Chunks(rows))
 		hist := levelHistograms(chosen.y, lv, rows, cols, opts.Jobs)
 		if tables, tableAux, err = buildTables(&hist); err != nil {

@@ -152,3 +152,47 @@ func TestEncodeJobsIdentical(t *testing.T) {
 		}
 	}
 }
+
+// TestReleaseInput checks that the encoders that honour
+// EncodeOptions.ReleaseInput drop the tensor's data and still write the
+// same bytes, on a matrix large enough for nwc to decide from a sample
+// (and so to normalize it in place), with a ragged last chunk, and
+// transposed (where a ragged matrix has no room for the padding).
+func TestReleaseInput(t *testing.T) {
+	for _, id := range []string{"nwc", "tcq", "ecsq", "rtn", "q4k"} {
+		c, err := codec.LookupEncoder(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []struct {
+			name       string
+			rows, cols int
+			transposed bool
+		}{
+			{"whole-chunks", 1024, 768, false},
+			{"ragged", 1000, 768, false},
+			{"transposed", 768, 1024, true},
+			{"transposed-ragged", 760, 1000, true}, // nwc normalizes into a new array
+		} {
+			t.Run(id+"/"+k.name, func(t *testing.T) {
+				opts := codec.EncodeOptions{Step: 0.3, Bits: 4, Transposed: k.transposed, GroupBytes: 64 << 10}
+				want, err := c.Encode(llmLike(k.rows, k.cols, 6), &opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tn := llmLike(k.rows, k.cols, 6)
+				opts.ReleaseInput = true
+				got, err := c.Encode(tn, &opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tn.Data != nil {
+					t.Error("the tensor's data was kept")
+				}
+				if d := cmp.Diff(want, got); d != "" {
+					t.Errorf("ReleaseInput changes the encoding (-without +with):\n%s", d)
+				}
+			})
+		}
+	}
+}

@@ -20,7 +20,7 @@ import (
 // errors.
 type pass struct {
 	c          *Encoder
-	w          []float32 // rows×cols, the loaded weights; never modified
+	w          []float32 // rows×cols, the loaded weights; only normalize modifies them
 	rows, cols int
 	colLv      []uint8
 	hessian    []float64
@@ -32,6 +32,11 @@ type pass struct {
 	// bits, from the whole matrix even when w is a sample of it), or nil
 	// to compute them from w.
 	scales []uint16
+	// x, when set, is the whole matrix already normalized by scales into
+	// chunk order (normalize), and w is nil: without a Hessian a large
+	// matrix is normalized once, so that its float32 weights are not held
+	// alongside its latents. Passes read it and never modify it.
+	x []float32
 	// auxWeight is the share of the table bytes that measure charges: 1,
 	// or for a sample its share of the matrix, the tables being paid once
 	// per tensor.
@@ -93,15 +98,16 @@ func (r *pass) code(p neural.Params, learned bool) (*coding, error) {
 	rows, cols := r.rows, r.cols
 	nb := chunk.Chunks(rows)
 	cd := &coding{
-		x:      make([]float32, nb*cols*k),
+		x:      r.x,
 		h:      make([]uint16, cols),
 		scales: make([]float32, cols),
 		p:      p,
 	}
-	m, block := r.w, r.block
-	if r.hessian == nil {
-		block = cols
-	} else {
+	if cd.x == nil {
+		cd.x = make([]float32, nb*cols*k)
+	}
+	m := r.w
+	if r.hessian != nil {
 		cd.y = make([]int32, nb*cols*k)
 		// LDLQ overwrites the matrix with targets and decoded values.
 		m = slices.Clone(r.w)
@@ -141,30 +147,16 @@ func (r *pass) code(p neural.Params, learned bool) (*coding, error) {
 			bx = grow(bx, n*k)
 		}
 		blv = grow(blv, n)
-		err := parallel.Range(r.jobs, nb, 4, func(b0, b1 int) error {
-			for b := b0; b < b1; b++ {
-				vr := validRows(b, rows)
-				for j := c0; j < c1; j++ {
-					ci := b*bw + j - c0
-					blv[ci] = r.colLv[j]
-					xc := bx[ci*k : (ci+1)*k]
-					// As chunk.Normalize: a zero scale zeroes the column.
-					if s := cd.scales[j]; s == 0 {
-						clear(xc[:vr])
-					} else {
-						for i := range vr {
-							xc[i] = m[(b*k+i)*cols+j] / s
-						}
-					}
-					clear(xc[vr:])
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
+		for ci := range blv {
+			blv[ci] = r.colLv[c0+ci%bw]
 		}
-		var y []int32
+		if r.x == nil {
+			normalizeChunks(bx, m, rows, cols, c0, c1, cd.scales, r.jobs)
+		}
+		var (
+			y   []int32
+			err error
+		)
 		if learned {
 			if y, err = r.c.latents(bx, blv, &cd.p, r.jobs); err != nil {
 				return err
@@ -211,7 +203,13 @@ func (r *pass) code(p neural.Params, learned bool) (*coding, error) {
 		}
 		return nil
 	}
-	err := ldlq.Drive(m, rows, cols, r.hessian, block, quant)
+	var err error
+	if r.hessian == nil {
+		// Without a Hessian the whole matrix is one block.
+		err = quant(0, cols)
+	} else {
+		err = ldlq.Drive(m, rows, cols, r.hessian, r.block, quant)
+	}
 	if errors.Is(err, ldlq.ErrInvalid) || errors.Is(err, ldlq.ErrNotPositiveDefinite) {
 		return nil, fmt.Errorf("%w: %w", codec.ErrOptions, err)
 	}
@@ -219,4 +217,63 @@ func (r *pass) code(p neural.Params, learned bool) (*coding, error) {
 		return nil, err
 	}
 	return cd, nil
+}
+
+// normalize returns r's matrix divided by its column scales (r.scales,
+// set when there is no Hessian) in chunk order, as code gives it to the
+// quantizer, for pass.x. It consumes r.w: where the array has room for
+// the padding of a ragged last chunk (as chunk.Load leaves it) the
+// chunks overwrite the weights one chunk row at a time, so that the
+// matrix is never held twice; the caller must drop r.w.
+func (r *pass) normalize() []float32 {
+	const k = chunk.Rows
+	rows, cols := r.rows, r.cols
+	nb := chunk.Chunks(rows)
+	scales := chunk.ScaleValues(r.scales)
+	if cap(r.w) < nb*cols*k {
+		x := make([]float32, nb*cols*k)
+		normalizeChunks(x, r.w, rows, cols, 0, cols, scales, r.jobs)
+		return x
+	}
+	// A chunk row's weights and its chunks occupy the same span.
+	x := r.w[:nb*cols*k]
+	parallel.Range(r.jobs, nb, 4, func(b0, b1 int) error {
+		tmp := make([]float32, k*cols)
+		for b := b0; b < b1; b++ {
+			span := x[b*k*cols : (b+1)*k*cols]
+			vr := validRows(b, rows)
+			copy(tmp, span[:vr*cols])
+			normalizeChunks(span, tmp[:vr*cols], vr, cols, 0, cols, scales, 1)
+		}
+		return nil
+	})
+	return x
+}
+
+// normalizeChunks writes columns [c0, c1) of the rows×cols matrix m,
+// divided by their scales (indexed by column), into bx in chunk order:
+// rows of chunks, the block's columns within a row, padding rows of a
+// ragged last chunk zero. As chunk.Normalize, a zero scale zeroes its
+// column.
+func normalizeChunks(bx, m []float32, rows, cols, c0, c1 int, scales []float32, jobs int) {
+	const k = chunk.Rows
+	bw := c1 - c0
+	parallel.Range(jobs, chunk.Chunks(rows), 4, func(b0, b1 int) error {
+		for b := b0; b < b1; b++ {
+			vr := validRows(b, rows)
+			for j := c0; j < c1; j++ {
+				ci := b*bw + j - c0
+				xc := bx[ci*k : (ci+1)*k]
+				if s := scales[j]; s == 0 {
+					clear(xc[:vr])
+				} else {
+					for i := range vr {
+						xc[i] = m[(b*k+i)*cols+j] / s
+					}
+				}
+				clear(xc[vr:])
+			}
+		}
+		return nil
+	})
 }

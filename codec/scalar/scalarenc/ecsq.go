@@ -124,6 +124,9 @@ func (c ecsqEncoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.
 	if err != nil {
 		return nil, err
 	}
+	if o.ReleaseInput {
+		t.Data = nil
+	}
 	if err := chunk.CheckLevels(o.Levels, lay.Cols); err != nil {
 		return nil, err
 	}

@@ -81,6 +81,9 @@ func (rtnEncoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 	if err != nil {
 		return nil, err
 	}
+	if o.ReleaseInput {
+		t.Data = nil
+	}
 	ends, err := chunk.GroupRows(lay, o.GroupBytes)
 	if err != nil {
 		return nil, err
@@ -169,6 +172,9 @@ func (q4kEncoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 	lay, m, err := chunk.Load(t, o.Transposed)
 	if err != nil {
 		return nil, err
+	}
+	if o.ReleaseInput {
+		t.Data = nil
 	}
 	ends, err := chunk.GroupRows(lay, o.GroupBytes)
 	if err != nil {

@@ -378,12 +378,14 @@ func (c *conversion) write(ctx context.Context, w *writer.Writer, phase Phase, p
 			if err != nil {
 				return encoded{}, err
 			}
+			n := len(data)
 			t := &codec.Tensor{Name: it.info.Name, DType: it.info.DType, Shape: it.shape, Data: data}
+			data = nil // the encoder may release t.Data (see encode)
 			enc, err := c.encode(it, t)
 			if err != nil {
 				return encoded{}, fmt.Errorf("convert: tensor %q: %w", it.info.Name, err)
 			}
-			return encoded{enc, len(data)}, nil
+			return encoded{enc, n}, nil
 		},
 		func(k int, e encoded) error {
 			it := c.items[k]
@@ -436,6 +438,10 @@ func (c *conversion) encode(it *item, t *codec.Tensor) (*codec.Encoded, error) {
 	var enc *codec.Encoded
 	switch {
 	case it.target <= 0 || it.step == 0:
+		// One encode of a tensor read for it alone: the encoder may drop
+		// the source bytes once it has loaded them, which for a BF16
+		// tensor is a quarter of what it holds at its peak.
+		o.ReleaseInput = true
 		enc, err = cd.Encode(t, o)
 	case c.rate != nil:
 		enc, err = c.encodeBudget(cd, t, o, it)

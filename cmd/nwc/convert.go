@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,6 +114,9 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	}
 	if opts.Guidance, err = guidance(pos[0], gf); err != nil {
 		return err
+	}
+	if opts.Guidance == nil && os.Getenv("GOMEMLIMIT") == "" {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(memoryLimit(src)))
 	}
 	opts.Encode.BlobRef = *codecRef
 	opts.Encode.Step = *step
@@ -248,4 +252,19 @@ func convertProgress(pl *progress.Line, label string) func(convert.Progress) {
 		}
 		pl.Set(p.Tensors, int64(p.Weights))
 	}
+}
+
+// memoryLimit is the soft limit of the Go heap while converting src
+// without guidance: two float32 copies of its largest tensor (what an
+// encoder holds at its peak; conversion runs the largest tensor alone)
+// plus 512 MiB for the rest. Encoders allocate and drop buffers the size
+// of a tensor faster than the collector's default pacing follows: on a
+// 1.1 B-parameter model the live heap stayed under 100 MB while the heap
+// grew to 1.9 GB between collections. GOMEMLIMIT overrides it.
+func memoryLimit(src safetensors.Source) int64 {
+	var largest int64
+	for _, t := range src.Tensors() {
+		largest = max(largest, t.NumElements())
+	}
+	return min(largest, math.MaxInt64/16)*8 + 512<<20
 }

@@ -2,6 +2,7 @@ package calib
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -219,7 +220,7 @@ func TestFromLlama(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs, err := llama.Calibrate(m, [][]int{{1, 4, 9, 2, 7, 7, 3}}, 8, 0)
+	hs, err := llama.Calibrate(context.Background(), m, [][]int{{1, 4, 9, 2, 7, 7, 3}}, 8, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@ func TestJobsSameFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	calDocs := [][]int{docs[0][:min(200, len(docs[0]))]}
-	hs, err := llama.Calibrate(m, calDocs, m.Config().SeqLen, 0)
+	hs, err := llama.Calibrate(context.Background(), m, calDocs, m.Config().SeqLen, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

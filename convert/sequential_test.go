@@ -48,7 +48,7 @@ func TestSequentialStories(t *testing.T) {
 			t.Fatal(err)
 		}
 		window := m.Config().SeqLen
-		hs, err := llama.Calibrate(m, calDocs, window, 0)
+		hs, err := llama.Calibrate(context.Background(), m, calDocs, window, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package llama
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -126,14 +127,15 @@ func (hs *Hessians) Get(name string) (*Hessian, bool) {
 // the inputs of all linear layers, keyed as Model.HessianKey describes.
 // Every token of every pass counts, including the BOS that starts each
 // window. If maxTokens > 0, calibration stops after that many tokens, the
-// last pass cut short to fit.
-func Calibrate(m *Model, docs [][]int, window int, maxTokens int) (*Hessians, error) {
-	return CalibrateProgress(m, docs, window, maxTokens, nil)
+// last pass cut short to fit. It stops between passes when ctx is done,
+// returning an error that wraps context.Cause(ctx).
+func Calibrate(ctx context.Context, m *Model, docs [][]int, window int, maxTokens int) (*Hessians, error) {
+	return CalibrateProgress(ctx, m, docs, window, maxTokens, nil)
 }
 
 // CalibrateProgress is Calibrate calling progress, if not nil, after each
 // pass with the tokens run so far and the number it will run in all.
-func CalibrateProgress(m *Model, docs [][]int, window int, maxTokens int, progress func(done, total int)) (*Hessians, error) {
+func CalibrateProgress(ctx context.Context, m *Model, docs [][]int, window int, maxTokens int, progress func(done, total int)) (*Hessians, error) {
 	if err := checkWindow(m, window); err != nil {
 		return nil, err
 	}
@@ -158,6 +160,9 @@ func CalibrateProgress(m *Model, docs [][]int, window int, maxTokens int, progre
 				}
 				w = w[:min(len(w), left)]
 				left -= len(w)
+			}
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("llama: calibration stopped after %d tokens: %w", done, context.Cause(ctx))
 			}
 			s.Reset()
 			if _, err := s.Forward(w); err != nil {

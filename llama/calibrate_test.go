@@ -1,6 +1,8 @@
 package llama
 
 import (
+	"context"
+	"errors"
 	"math"
 	"slices"
 	"testing"
@@ -37,7 +39,7 @@ func TestCalibrate(t *testing.T) {
 		}
 	}
 
-	hs, err := Calibrate(m, docs, window, 0)
+	hs, err := Calibrate(context.Background(), m, docs, window, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +103,7 @@ func TestCalibrateMaxTokens(t *testing.T) {
 	m := randomModel(t, tinyConfig, 41)
 	docs := [][]int{{1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, {1, 3, 4, 5}}
 	for _, max := range []int{1, 5, 7, 13, 1000} {
-		hs, err := Calibrate(m, docs, 6, max)
+		hs, err := Calibrate(context.Background(), m, docs, 6, max)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,8 +113,29 @@ func TestCalibrateMaxTokens(t *testing.T) {
 			t.Errorf("maxTokens %d: Count = %d, want %d", max, h.Count, want)
 		}
 	}
-	if _, err := Calibrate(m, docs, 1, 0); err == nil {
+	if _, err := Calibrate(context.Background(), m, docs, 1, 0); err == nil {
 		t.Error("Calibrate with window 1 succeeded")
+	}
+}
+
+// TestCalibrateCancel: a done context stops calibration between passes,
+// with an error naming why, after as many passes as had run.
+func TestCalibrateCancel(t *testing.T) {
+	m := randomModel(t, tinyConfig, 41)
+	docs := [][]int{{1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, {1, 3, 4, 5}}
+	ctx, cancel := context.WithCancel(context.Background())
+	passes := 0
+	_, err := CalibrateProgress(ctx, m, docs, 6, 0, func(done, total int) {
+		passes++
+		if passes == 2 {
+			cancel()
+		}
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want one wrapping context.Canceled", err)
+	}
+	if passes != 2 {
+		t.Errorf("%d passes ran, want 2 (it stops at the next pass)", passes)
 	}
 }
 
@@ -139,7 +162,7 @@ func TestHessiansObserveErrors(t *testing.T) {
 
 func TestStoriesCalibrate(t *testing.T) {
 	st := loadStories(t)
-	hs, err := Calibrate(st.model, st.docs, 512, 600)
+	hs, err := Calibrate(context.Background(), st.model, st.docs, 512, 600)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package llama_test
 
 import (
+	"context"
 	"fmt"
 	"log"
 
@@ -39,7 +40,7 @@ func ExampleCalibrate() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	hs, err := llama.Calibrate(m, [][]int{{1, 4, 9, 2, 7, 7, 3}}, 8, 0)
+	hs, err := llama.Calibrate(context.Background(), m, [][]int{{1, 4, 9, 2, 7, 7, 3}}, 8, 0)
 	if err != nil {
 		log.Fatal(err)
 	}

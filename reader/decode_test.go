@@ -129,6 +129,13 @@ func TestDecodeInto(t *testing.T) {
 				if !bytes.Equal(got, want) {
 					t.Fatalf("%s as %s: DecodeInto differs from Bytes + dtype.Convert", tt.Name(), dt)
 				}
+				named := map[format.DType]func(context.Context, []byte) error{format.BF16: tt.BF16Into, format.F16: tt.F16Into}
+				if into := named[dt]; into != nil {
+					clear(got)
+					if err := into(ctx, got); err != nil || !bytes.Equal(got, want) {
+						t.Fatalf("%s: %sInto differs from DecodeInto (%v)", tt.Name(), dt, err)
+					}
+				}
 				rowBytes := tt.Cols() * uint64(dt.Size())
 				for r0 := uint64(0); r0 <= tt.Rows(); r0 += 4 {
 					for r1 := r0; r1 <= tt.Rows(); r1 += 7 {

@@ -9,8 +9,8 @@
 // of its 2-D view, so a row range reads only the groups that hold it, and
 // the groups of one call are decoded in parallel (Options.Concurrency).
 //
-// A tensor decodes to the caller's buffer (DecodeInto, Float32Into and their
-// row-range forms), to a new slice (Bytes, Float32, RowBytes, RowFloat32),
+// A tensor decodes to the caller's buffer (DecodeInto, Float32Into, BF16Into,
+// F16Into and the row-range forms), to a new slice (Bytes, Float32, RowBytes, RowFloat32),
 // or as a stream (Tensor.Open) that holds a few groups at a time. Output is
 // the tensor's own element type or F32, F16 or BF16, converted as package
 // dtype documents: exact widening, else round to nearest even, once. A

@@ -176,6 +176,19 @@ func (t *Tensor) Float32Into(ctx context.Context, dst []float32) error {
 	return t.decodeFloat32(ctx, 0, t.e.NumElements(), dst)
 }
 
+// BF16Into decodes the whole tensor into dst as little-endian bfloat16,
+// two bytes an element, whatever its codec or original dtype: it is
+// DecodeInto(ctx, dst, format.BF16), the form most runtimes load.
+func (t *Tensor) BF16Into(ctx context.Context, dst []byte) error {
+	return t.DecodeInto(ctx, dst, format.BF16)
+}
+
+// F16Into decodes the whole tensor into dst as little-endian IEEE
+// half-precision floats: DecodeInto(ctx, dst, format.F16).
+func (t *Tensor) F16Into(ctx context.Context, dst []byte) error {
+	return t.DecodeInto(ctx, dst, format.F16)
+}
+
 // RowsFloat32Into is Float32Into for rows [r0, r1) of the 2-D view.
 // len(dst) must be (r1-r0) × Cols.
 func (t *Tensor) RowsFloat32Into(ctx context.Context, r0, r1 uint64, dst []float32) error {

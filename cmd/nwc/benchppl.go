@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -58,7 +59,7 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 		calibDocs, docs = docs[:len(docs)/2], docs[len(docs)/2:]
 		var m *llama.Model
 		if m, err = llama.Load(*model); err == nil {
-			h, err = hessiansOf(m, calibDocs)
+			h, err = hessiansOf(context.Background(), m, calibDocs)
 		}
 	case *hessians != "":
 		h, err = calib.ReadHessians(*hessians)
@@ -67,7 +68,7 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 		if ct == "" {
 			ct = *text
 		}
-		_, calibDocs, h, err = calibrate(*model, ct, *tokPath, 0)
+		_, calibDocs, h, err = calibrate(context.Background(), *model, ct, *tokPath, 0)
 	}
 	if err != nil {
 		return err

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"path/filepath"
 
 	"github.com/nwcodec/nwc/calib"
@@ -46,7 +49,9 @@ func runCalibrate(args []string, stdout, stderr io.Writer) error {
 	}
 	pl := newProgress(stderr, *quiet)
 	started := false
-	hs, err := llama.CalibrateProgress(m, docs, w, *maxTokens, func(done, total int) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	hs, err := llama.CalibrateProgress(ctx, m, docs, w, *maxTokens, func(done, total int) {
 		if done == 0 || total == 0 {
 			return
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"path/filepath"
@@ -59,7 +60,7 @@ func TestCalibrateStories(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hs, err := llama.Calibrate(m, docs, m.Config().SeqLen, maxTokens)
+		hs, err := llama.Calibrate(context.Background(), m, docs, m.Config().SeqLen, maxTokens)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -112,7 +112,10 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	if opts.Transposed, err = compileAll(transposed); err != nil {
 		return err
 	}
-	if opts.Guidance, err = guidance(pos[0], gf); err != nil {
+	// Ctrl-C stops calibration and conversion alike and leaves no file.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if opts.Guidance, err = guidance(ctx, pos[0], gf); err != nil {
 		return err
 	}
 	if opts.Guidance == nil && os.Getenv("GOMEMLIMIT") == "" {
@@ -135,8 +138,6 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	}
 	pl := newProgress(stderr, *quiet)
 	opts.Progress = convertProgress(pl, "")
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
 	st, err := convert.ToNWC(ctx, src, target, opts)
 	pl.Finish()
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/nwcodec/nwc/calib"
@@ -22,7 +23,7 @@ type guideFlags struct {
 // and LDLQ unless turned off; with calibration text, sequential guidance
 // unless turned off; the paper's importance levels when asked for; and
 // bit allocation.
-func guidance(in string, f guideFlags) (*convert.Guidance, error) {
+func guidance(ctx context.Context, in string, f guideFlags) (*convert.Guidance, error) {
 	hessians, importance, calibText, tokPath, allocate := f.hessians, f.importance, f.calibText, f.tokPath, f.allocate
 	set := 0
 	for _, s := range []string{hessians, importance, calibText} {
@@ -63,7 +64,7 @@ func guidance(in string, f guideFlags) (*convert.Guidance, error) {
 	default:
 		var m *llama.Model
 		var docs [][]int
-		m, docs, g.Hessians, err = calibrate(in, calibText, tokPath, f.calibTokens)
+		m, docs, g.Hessians, err = calibrate(ctx, in, calibText, tokPath, f.calibTokens)
 		g.Calib = &convert.Calibration{Model: m, Docs: docs}
 		g.Sequential = !f.noSequential
 		if allocate {
@@ -80,7 +81,7 @@ func guidance(in string, f guideFlags) (*convert.Guidance, error) {
 
 // calibrate runs the model at path on a text and collects the Hessians of
 // its linear layers; it also returns the model and the tokenized text.
-func calibrate(path, text, tokPath string, maxTokens int) (*llama.Model, [][]int, *calib.Set, error) {
+func calibrate(ctx context.Context, path, text, tokPath string, maxTokens int) (*llama.Model, [][]int, *calib.Set, error) {
 	m, err := llama.Load(path)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--calib: loading %s as a Llama model: %w", path, err)
@@ -94,7 +95,7 @@ func calibrate(path, text, tokPath string, maxTokens int) (*llama.Model, [][]int
 		return nil, nil, nil, err
 	}
 	docs = capTokens(docs, maxTokens)
-	set, err := hessiansOf(m, docs)
+	set, err := hessiansOf(ctx, m, docs)
 	return m, docs, set, err
 }
 
@@ -115,8 +116,8 @@ func capTokens(docs [][]int, maxTokens int) [][]int {
 }
 
 // hessiansOf collects the Hessians of m's linear layers on docs.
-func hessiansOf(m *llama.Model, docs [][]int) (*calib.Set, error) {
-	hs, err := llama.Calibrate(m, docs, m.Config().SeqLen, 0)
+func hessiansOf(ctx context.Context, m *llama.Model, docs [][]int) (*calib.Set, error) {
+	hs, err := llama.Calibrate(ctx, m, docs, m.Config().SeqLen, 0)
 	if err != nil {
 		return nil, err
 	}

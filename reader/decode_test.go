@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 
@@ -337,17 +338,17 @@ func TestStreamMemory(t *testing.T) {
 	}
 }
 
-// cancelAfter cancels a context after a number of reads.
+// cancelAfter cancels a context after a number of reads, which may come
+// from several goroutines at once.
 type cancelAfter struct {
 	r      io.ReaderAt
-	n      int
+	n      int64
 	cancel context.CancelFunc
-	reads  int
+	reads  atomic.Int64
 }
 
 func (c *cancelAfter) ReadAt(p []byte, off int64) (int, error) {
-	c.reads++
-	if c.reads == c.n {
+	if c.reads.Add(1) == c.n {
 		c.cancel()
 	}
 	return c.r.ReadAt(p, off)
@@ -394,11 +395,11 @@ func TestContext(t *testing.T) {
 		}
 		tt, _ := r.Tensor("big")
 		groups := len(tt.Entry().Groups)
-		opened := ca.reads
+		opened := ca.reads.Load()
 		if err := tt.DecodeInto(ctx, make([]byte, 2*n), format.BF16); !errors.Is(err, context.Canceled) {
 			t.Errorf("concurrency %d: %v", conc, err)
 		}
-		if got := ca.reads - opened; got >= groups {
+		if got := ca.reads.Load() - opened; got >= int64(groups) {
 			t.Errorf("concurrency %d: read %d of %d groups after cancelling", conc, got, groups)
 		}
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nwcodec/nwc/codec"
-	_ "github.com/nwcodec/nwc/codec/neural/nwcenc"
+	"github.com/nwcodec/nwc/codec/neural/nwcenc" // registers the nwc encoder too
 	_ "github.com/nwcodec/nwc/codec/scalar/scalarenc"
 	"github.com/nwcodec/nwc/dtype"
 	"github.com/nwcodec/nwc/format"
@@ -26,33 +26,13 @@ var largeShapes = [][2]int{
 	{32000, 2048}, // embeddings, output
 }
 
-// llmLike returns a BF16 tensor of rows×cols weights shaped like those of
-// a trained LLM: Student-t (ν = 4) values, so heavy tails; log-normal
-// column and row scales; and one column in 200 an outlier eight times as
-// large. It is deterministic in seed.
+// llmLike returns a BF16 tensor of rows×cols nwcenc.LLMValues. It is
+// deterministic in seed.
 func llmLike(rows, cols int, seed uint64) *codec.Tensor {
-	r := rand.New(rand.NewPCG(seed, 0x11))
-	colScale := make([]float64, cols)
-	for j := range colScale {
-		colScale[j] = 0.02 * math.Exp(0.5*r.NormFloat64())
-		if r.IntN(200) == 0 {
-			colScale[j] *= 8
-		}
-	}
 	data := make([]byte, 2*rows*cols)
-	for i := range rows {
-		rs := math.Exp(0.3 * r.NormFloat64())
-		for j := range cols {
-			// Student t with 4 degrees of freedom: z / sqrt(χ²₄/4).
-			var chi float64
-			for range 4 {
-				g := r.NormFloat64()
-				chi += g * g
-			}
-			v := r.NormFloat64() / math.Sqrt(chi/4) * rs * colScale[j]
-			binary.LittleEndian.PutUint16(data[2*(i*cols+j):], dtype.BF16FromFloat32(float32(v)))
-		}
-	}
+	nwcenc.LLMValues(rows, cols, rand.New(rand.NewPCG(seed, 0x11)), func(k int, v float64) {
+		binary.LittleEndian.PutUint16(data[2*k:], dtype.BF16FromFloat32(float32(v)))
+	})
 	return &codec.Tensor{Name: "w", DType: format.BF16, Shape: []uint64{uint64(rows), uint64(cols)}, Data: data}
 }
 

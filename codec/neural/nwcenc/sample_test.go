@@ -14,33 +14,44 @@ import (
 	"github.com/nwcodec/nwc/safetensors"
 )
 
-// heavyTailed returns a rows×cols F32 tensor of Student-t (ν = 4) values
-// with log-normal column and row scales and rare outlier columns, like
-// an LLM's weights.
+// heavyTailed returns a rows×cols F32 tensor of llmValues.
 func heavyTailed(rows, cols int, seed uint64) *codec.Tensor {
-	r := rand.New(rand.NewPCG(seed, 7))
-	cs := make([]float64, cols)
-	for j := range cs {
-		cs[j] = 0.02 * math.Exp(0.5*r.NormFloat64())
+	data := make([]byte, 4*rows*cols)
+	llmValues(rows, cols, rand.New(rand.NewPCG(seed, 7)), func(k int, v float64) {
+		binary.LittleEndian.PutUint32(data[4*k:], math.Float32bits(float32(v)))
+	})
+	return &codec.Tensor{Name: "w", DType: format.F32, Shape: []uint64{uint64(rows), uint64(cols)}, Data: data}
+}
+
+// llmValues draws rows×cols weights shaped like those of a trained LLM and
+// passes each to put with its row-major index: Student-t (ν = 4) values,
+// so heavy tails; log-normal column and row scales; and one column in 200
+// an outlier eight times as large.
+func llmValues(rows, cols int, r *rand.Rand, put func(k int, v float64)) {
+	colScale := make([]float64, cols)
+	for j := range colScale {
+		colScale[j] = 0.02 * math.Exp(0.5*r.NormFloat64())
 		if r.IntN(200) == 0 {
-			cs[j] *= 8
+			colScale[j] *= 8
 		}
 	}
-	data := make([]byte, 4*rows*cols)
 	for i := range rows {
 		rs := math.Exp(0.3 * r.NormFloat64())
 		for j := range cols {
+			// Student t with 4 degrees of freedom: z / sqrt(χ²₄/4).
 			var chi float64
 			for range 4 {
 				g := r.NormFloat64()
 				chi += g * g
 			}
-			v := float32(r.NormFloat64() / math.Sqrt(chi/4) * rs * cs[j])
-			binary.LittleEndian.PutUint32(data[4*(i*cols+j):], math.Float32bits(v))
+			put(i*cols+j, r.NormFloat64()/math.Sqrt(chi/4)*rs*colScale[j])
 		}
 	}
-	return &codec.Tensor{Name: "w", DType: format.F32, Shape: []uint64{uint64(rows), uint64(cols)}, Data: data}
 }
+
+// LLMValues lets the external tests (the large-matrix benchmark) draw the
+// same weights.
+var LLMValues = llmValues
 
 // sqnrAndRate decodes enc and returns its SQNR in dB against tt and its
 // bits per weight (groups and aux sections).

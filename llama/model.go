@@ -81,11 +81,11 @@ var hfNames = map[string]string{
 func hfName(name string) string {
 	switch name {
 	case NameEmbedding:
-		return "model.embed_tokens.weight"
+		return hfEmbedding
 	case NameNorm:
 		return "model.norm.weight"
 	case NameOutput:
-		return "lm_head.weight"
+		return hfOutput
 	}
 	rest, ok := strings.CutPrefix(name, "layers.")
 	if !ok {
@@ -112,15 +112,76 @@ type Model struct {
 	shapes  map[string][]int64
 	names   []string // in .bin order
 	hf      bool     // loaded from Hugging Face names and layouts
+	// ckpt maps each name to the checkpoint's name for it when the model
+	// was loaded by New; nil means llama2.c names (or hfName's when hf).
+	ckpt map[string]string
+}
+
+// Checkpoint names of the token embedding and the classifier, by naming
+// scheme.
+const (
+	hfEmbedding = "model.embed_tokens.weight"
+	hfOutput    = "lm_head.weight"
+)
+
+// A TensorChecker is a WeightSource that can tell whether it holds a
+// tensor without reading it. New uses it, when a source implements it, to
+// find which names a checkpoint uses before fetching anything.
+type TensorChecker interface {
+	HasTensor(name string) bool
+}
+
+// ResolveNames returns, for every tensor name of a model of configuration
+// cfg (Model.Names), the name a checkpoint holding the tensors for which
+// has reports true stores it under, and whether that checkpoint uses
+// Hugging Face names and layouts. A checkpoint uses llama2.c names when
+// it has "tok_embeddings.weight" or "output.weight", and Hugging Face
+// names when it has "model.embed_tokens.weight" or "lm_head.weight". With
+// tied embeddings either of the scheme's two names may hold the shared
+// matrix, as checkpoints differ in which copy they keep. Whether the other
+// tensors exist is left to whoever reads them; a checkpoint with no
+// embedding under any of the four names gives an error wrapping
+// ErrNotFound that lists them.
+func ResolveNames(cfg Config, has func(name string) bool) (names map[string]string, hf bool, err error) {
+	schemes := [...]struct {
+		hf       bool
+		emb, out string
+	}{{false, NameEmbedding, NameOutput}, {true, hfEmbedding, hfOutput}}
+	found := -1
+	for i, s := range schemes {
+		if has(s.emb) || has(s.out) {
+			found = i
+			break
+		}
+	}
+	if found < 0 {
+		return nil, false, fmt.Errorf("%w: no token embedding: looked for %s, %s, %s and %s",
+			ErrNotFound, NameEmbedding, NameOutput, hfEmbedding, hfOutput)
+	}
+	s := schemes[found]
+	names = make(map[string]string)
+	for _, name := range newModel(cfg).names {
+		ckpt := name
+		if s.hf {
+			ckpt = hfName(name)
+		}
+		if name == NameEmbedding && cfg.TiedEmbeddings && !has(s.emb) {
+			ckpt = s.out
+		}
+		names[name] = ckpt
+	}
+	return names, s.hf, nil
 }
 
 // New builds a model from the tensors of src, checking every shape. It
-// accepts llama2.c names and, when src has no "tok_embeddings.weight",
-// Hugging Face Llama names ("model.embed_tokens.weight",
-// "model.layers.N.self_attn.q_proj.weight", ..., "lm_head.weight"), whose
-// query and key rows are permuted for rotate-half rotary embeddings; those
-// rows are put back in llama2.c's interleaved order, so the model always
-// stores and reports llama2.c names and layouts.
+// accepts llama2.c names and Hugging Face Llama names
+// ("model.embed_tokens.weight", "model.layers.N.self_attn.q_proj.weight",
+// ..., "lm_head.weight") as ResolveNames finds them, so a tied checkpoint
+// may hold its shared matrix under either the embedding's or the
+// classifier's name. Hugging Face query and key rows are permuted for
+// rotate-half rotary embeddings; those rows are put back in llama2.c's
+// interleaved order, so the model always stores and reports llama2.c
+// names and layouts, and CheckpointName maps them back.
 //
 // The model keeps the slices returned by src (other than permuted ones),
 // so the caller must not modify them afterwards except through the model.
@@ -128,31 +189,55 @@ func New(cfg Config, src WeightSource) (*Model, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	// The embedding, fetched first to detect the naming scheme, is kept
-	// because sources such as compressed files may decode on each call.
-	hf := false
-	emb, embShape, embErr := src.Tensor(NameEmbedding)
-	if errors.Is(embErr, ErrNotFound) {
-		if d, sh, err := src.Tensor(hfName(NameEmbedding)); err == nil {
-			hf = true
-			emb, embShape, embErr = d, sh, nil
+	// Without a TensorChecker, existence is probed by reading; what a
+	// probe reads is kept, because sources such as compressed files
+	// decode on each call.
+	type fetched struct {
+		data  []float32
+		shape []int64
+	}
+	probed := make(map[string]fetched)
+	var probeErr error
+	has := func(name string) bool {
+		if c, ok := src.(TensorChecker); ok {
+			return c.HasTensor(name)
 		}
+		if _, ok := probed[name]; ok {
+			return true
+		}
+		d, sh, err := src.Tensor(name)
+		if err != nil {
+			if !errors.Is(err, ErrNotFound) && probeErr == nil {
+				probeErr = fmt.Errorf("llama: loading %s: %w", name, err)
+			}
+			return false
+		}
+		probed[name] = fetched{d, sh}
+		return true
+	}
+	ckpt, hf, err := ResolveNames(cfg, has)
+	if probeErr != nil {
+		return nil, probeErr
+	}
+	if err != nil {
+		return nil, err
 	}
 	// Tensors are fetched before the model's tables are built, so a
 	// config claiming many layers fails at the first missing tensor
 	// instead of first allocating for all of them.
 	weights := make(map[string][]float32)
-	err := walkBin(cfg, func(name string, want []int64) error {
-		srcName := name
-		if hf {
-			srcName = hfName(name)
-		}
-		data, shape, err := emb, embShape, embErr
-		if name != NameEmbedding {
-			data, shape, err = src.Tensor(srcName)
-		}
-		if err != nil {
-			return fmt.Errorf("llama: loading %s: %w", srcName, err)
+	err = walkBin(cfg, func(name string, want []int64) error {
+		srcName := ckpt[name]
+		var data []float32
+		var shape []int64
+		if f, ok := probed[srcName]; ok {
+			data, shape = f.data, f.shape
+			delete(probed, srcName)
+		} else {
+			var err error
+			if data, shape, err = src.Tensor(srcName); err != nil {
+				return fmt.Errorf("llama: loading %s: %w", srcName, err)
+			}
 		}
 		if !slices.Equal(shape, want) {
 			return &ShapeError{Name: srcName, Got: slices.Clone(shape), Want: slices.Clone(want)}
@@ -172,6 +257,7 @@ func New(cfg Config, src WeightSource) (*Model, error) {
 	m := newModel(cfg)
 	m.weights = weights
 	m.hf = hf
+	m.ckpt = ckpt
 	m.bind()
 	return m, nil
 }
@@ -288,6 +374,13 @@ func (m *Model) Config() Config { return m.cfg }
 // A tied model has no "output.weight".
 func (m *Model) Names() []string { return slices.Clone(m.names) }
 
+// HasTensor reports whether m has the named tensor, making a Model a
+// TensorChecker.
+func (m *Model) HasTensor(name string) bool {
+	_, ok := m.weights[name]
+	return ok
+}
+
 // Tensor returns the named tensor and its shape, making a Model a
 // WeightSource. The data is the model's own storage: writes to it change
 // the model.
@@ -327,6 +420,7 @@ func (m *Model) SetWeight(name string, data []float32) error {
 func (m *Model) Clone() *Model {
 	c := newModel(m.cfg)
 	c.hf = m.hf
+	c.ckpt = m.ckpt // never modified after New
 	for name, data := range m.weights {
 		c.weights[name] = slices.Clone(data)
 	}
@@ -335,8 +429,13 @@ func (m *Model) Clone() *Model {
 }
 
 // CheckpointName returns the name that the checkpoint m was loaded from
-// gives the tensor m calls name: name itself, or its Hugging Face name.
+// gives the tensor m calls name: name itself, its Hugging Face name, or
+// for a tied embedding stored only as the classifier, the classifier's
+// name.
 func (m *Model) CheckpointName(name string) string {
+	if c, ok := m.ckpt[name]; ok {
+		return c
+	}
 	if m.hf {
 		return hfName(name)
 	}

@@ -260,3 +260,118 @@ func TestCheckpointNames(t *testing.T) {
 		}
 	}
 }
+
+// checkedSource is a mapSource that is also a TensorChecker, so New finds
+// the names without reading.
+type checkedSource struct{ mapSource }
+
+func (s checkedSource) HasTensor(name string) bool {
+	_, ok := s.data[name]
+	return ok
+}
+
+// TestNewEmbeddingNames loads every way a checkpoint may store its token
+// embedding and classifier: llama2.c or Hugging Face names, tied models
+// keeping either copy of the shared matrix (or both), untied models both,
+// with and without a TensorChecker.
+func TestNewEmbeddingNames(t *testing.T) {
+	untied := tinyConfig
+	untied.TiedEmbeddings = false
+	tiedSrc := randomSource(tinyConfig, 33)
+	untiedSrc := randomSource(untied, 34)
+	// variant renames src to the scheme's names and stores the embedding
+	// and classifier under exactly the names in keep (a tied model's
+	// classifier being a copy of its embedding).
+	variant := func(cfg Config, src mapSource, hf bool, keep ...string) mapSource {
+		if hf {
+			src = hfSource(cfg, src)
+		}
+		out := mapSource{data: map[string][]float32{}, shapes: map[string][]int64{}}
+		emb, cls := NameEmbedding, NameOutput
+		if hf {
+			emb, cls = hfEmbedding, hfOutput
+		}
+		for k, v := range src.data {
+			if k != emb && k != cls {
+				out.data[k], out.shapes[k] = v, src.shapes[k]
+			}
+		}
+		for _, k := range keep {
+			from := k
+			if _, ok := src.data[k]; !ok { // a tied classifier: the embedding's copy
+				from = emb
+			}
+			out.data[k], out.shapes[k] = src.data[from], src.shapes[from]
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		cfg      Config
+		src      mapSource
+		wantEmb  string // checkpoint name of the embedding; "" means New fails
+		wantFrom mapSource
+	}{
+		{"llama2c-tied-embedding", tinyConfig, variant(tinyConfig, tiedSrc, false, NameEmbedding), NameEmbedding, tiedSrc},
+		{"llama2c-tied-output-only", tinyConfig, variant(tinyConfig, tiedSrc, false, NameOutput), NameOutput, tiedSrc},
+		{"llama2c-tied-both", tinyConfig, variant(tinyConfig, tiedSrc, false, NameEmbedding, NameOutput), NameEmbedding, tiedSrc},
+		{"llama2c-untied", untied, variant(untied, untiedSrc, false, NameEmbedding, NameOutput), NameEmbedding, untiedSrc},
+		{"hf-tied-embed-tokens", tinyConfig, variant(tinyConfig, tiedSrc, true, hfEmbedding), hfEmbedding, tiedSrc},
+		{"hf-tied-lm-head-only", tinyConfig, variant(tinyConfig, tiedSrc, true, hfOutput), hfOutput, tiedSrc},
+		{"hf-tied-both", tinyConfig, variant(tinyConfig, tiedSrc, true, hfEmbedding, hfOutput), hfEmbedding, tiedSrc},
+		{"hf-untied", untied, variant(untied, untiedSrc, true, hfEmbedding, hfOutput), hfEmbedding, untiedSrc},
+		{"hf-untied-lm-head-only", untied, variant(untied, untiedSrc, true, hfOutput), "", mapSource{}},
+		{"hf-untied-embed-only", untied, variant(untied, untiedSrc, true, hfEmbedding), "", mapSource{}},
+		{"no-embedding", tinyConfig, variant(tinyConfig, tiedSrc, true), "", mapSource{}},
+	}
+	for _, tt := range tests {
+		for _, checked := range []bool{false, true} {
+			label := tt.name
+			var src WeightSource = tt.src
+			if checked {
+				label += "/checker"
+				src = checkedSource{tt.src}
+			}
+			t.Run(label, func(t *testing.T) {
+				m, err := New(tt.cfg, src)
+				if tt.wantEmb == "" {
+					if !errors.Is(err, ErrNotFound) {
+						t.Fatalf("New() error = %v, want ErrNotFound", err)
+					}
+					if tt.name == "no-embedding" {
+						for _, n := range []string{NameEmbedding, NameOutput, hfEmbedding, hfOutput} {
+							if !strings.Contains(err.Error(), n) {
+								t.Errorf("error %q does not name %s", err, n)
+							}
+						}
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := m.CheckpointName(NameEmbedding); got != tt.wantEmb {
+					t.Errorf("CheckpointName(%s) = %s, want %s", NameEmbedding, got, tt.wantEmb)
+				}
+				if back, ok := m.ModelName(tt.wantEmb); !ok || back != NameEmbedding {
+					t.Errorf("ModelName(%s) = %q, %v", tt.wantEmb, back, ok)
+				}
+				want, err := New(tt.cfg, tt.wantFrom)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, name := range want.Names() {
+					if !slices.Equal(m.weights[name], want.weights[name]) {
+						t.Errorf("%s differs from the llama2.c checkpoint's", name)
+					}
+					if _, ok := tt.src.data[m.CheckpointName(name)]; !ok {
+						t.Errorf("CheckpointName(%s) = %s, not in the checkpoint", name, m.CheckpointName(name))
+					}
+				}
+				if c := m.Clone(); c.CheckpointName(NameEmbedding) != tt.wantEmb {
+					t.Errorf("the clone's CheckpointName(%s) = %s", NameEmbedding, c.CheckpointName(NameEmbedding))
+				}
+			})
+		}
+	}
+}

@@ -22,6 +22,12 @@ type SafetensorsSource struct {
 	Src safetensors.Source
 }
 
+// HasTensor reports whether the checkpoint holds the named tensor.
+func (s SafetensorsSource) HasTensor(name string) bool {
+	_, ok := s.Src.Tensor(name)
+	return ok
+}
+
 // Tensor reads and converts the named tensor.
 func (s SafetensorsSource) Tensor(name string) ([]float32, []int64, error) {
 	ti, ok := s.Src.Tensor(name)
@@ -45,6 +51,13 @@ func (s SafetensorsSource) Tensor(name string) ([]float32, []int64, error) {
 // registered (imported) by the program.
 type NWCSource struct {
 	R *reader.Reader
+}
+
+// HasTensor reports whether the file holds the named tensor, without
+// decoding it.
+func (s NWCSource) HasTensor(name string) bool {
+	_, err := s.R.Tensor(name)
+	return err == nil
 }
 
 // Tensor decodes the named tensor to float32.

@@ -1,6 +1,9 @@
 // Package tokenizer implements the byte-pair tokenizer of llama2.c: the
 // tokenizer.bin file format (as written by llama2.c's tokenizer.py export)
-// and the encode and decode routines of llama2.c's run.c.
+// and the encode and decode routines of llama2.c's run.c. It also reads
+// Hugging Face tokenizer.json files holding Llama-style SentencePiece BPE
+// tokenizers and encodes text with them exactly as the tokenizers library
+// does; Load and Read tell the two formats apart by their content.
 //
 // A tokenizer file is a little-endian int32 maximum token length followed,
 // until the end of the file, by one record per token: a float32 merge score,
@@ -63,6 +66,8 @@ type Tokenizer struct {
 	scores      []float32
 	index       map[string]int // token text to the lowest id with that text
 	space       int            // id of " ", or -1
+	bos, eos    int            // sequence marker ids, or -1
+	hf          *hfModel       // set for a tokenizer.json
 }
 
 // New returns a tokenizer for the given token texts and merge scores,
@@ -85,6 +90,8 @@ func New(maxTokenLen int, vocab []string, scores []float32) (*Tokenizer, error) 
 		scores:      slices.Clone(scores),
 		index:       make(map[string]int, len(vocab)),
 		space:       -1,
+		bos:         BOS,
+		eos:         EOS,
 	}
 	for id, s := range t.vocab {
 		if len(s) > maxTokenLen {
@@ -102,7 +109,11 @@ func New(maxTokenLen int, vocab []string, scores []float32) (*Tokenizer, error) 
 	return t, nil
 }
 
-// Read parses a llama2.c tokenizer file from r, reading r to its end.
+// Read parses a tokenizer file from r, reading r to its end: a Hugging
+// Face tokenizer.json when the content is a JSON object, else a llama2.c
+// tokenizer file. A tokenizer.json must hold a BPE model and only the
+// components Llama-style tokenizers use (see Encode); others give an error
+// matching ErrUnsupported.
 func Read(r io.Reader) (*Tokenizer, error) {
 	// The file is small and has no count of its records, so reading it
 	// whole bounds every later allocation by the input size.
@@ -110,10 +121,14 @@ func Read(r io.Reader) (*Tokenizer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if looksJSON(data) {
+		return parseHF(data)
+	}
 	return parse(data)
 }
 
-// Load reads the llama2.c tokenizer file at path.
+// Load reads the tokenizer file at path, a llama2.c tokenizer.bin or a
+// Hugging Face tokenizer.json (see Read).
 func Load(path string) (*Tokenizer, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -163,8 +178,12 @@ func parse(data []byte) (*Tokenizer, error) {
 	return New(int(maxLen), vocab, scores)
 }
 
-// WriteTo writes t in the llama2.c tokenizer file format.
+// WriteTo writes t in the llama2.c tokenizer file format. A tokenizer read
+// from a tokenizer.json has no scores and cannot be written.
 func (t *Tokenizer) WriteTo(w io.Writer) (int64, error) {
+	if t.hf != nil {
+		return 0, fmt.Errorf("%w: writing a tokenizer.json vocabulary as a llama2.c file", ErrUnsupported)
+	}
 	var buf bytes.Buffer
 	buf.Grow(4 + 8*len(t.vocab))
 	var b [8]byte
@@ -193,7 +212,8 @@ func (t *Tokenizer) Piece(id int) string {
 	return t.vocab[id]
 }
 
-// Score returns the merge score of token id, or 0 if id is out of range.
+// Score returns the merge score of token id, or 0 if id is out of range or
+// the vocabulary came from a tokenizer.json, which ranks merges instead.
 func (t *Tokenizer) Score(id int) float32 {
 	if id < 0 || id >= len(t.scores) {
 		return 0
@@ -219,6 +239,30 @@ func parseBytePiece(s string) (byte, bool) {
 	return byte(v), true
 }
 
+// BOS returns the id of the beginning-of-sequence token: 1 for a llama2.c
+// vocabulary, and for a tokenizer.json the special token its
+// post-processor puts first, else "<s>"; -1 if there is none.
+func (t *Tokenizer) BOS() int { return t.bos }
+
+// EOS returns the id of the end-of-sequence token: 2 for a llama2.c
+// vocabulary, and for a tokenizer.json the special token its
+// post-processor puts last, else "</s>"; -1 if there is none.
+func (t *Tokenizer) EOS() int { return t.eos }
+
+// IsHF reports whether t was read from a Hugging Face tokenizer.json.
+func (t *Tokenizer) IsHF() bool { return t.hf != nil }
+
+// EncodeSpecial tokenizes text as the tokenizers library's
+// encode(text, add_special_tokens=True) does: Encode's tokens placed in
+// the post-processor's single-sequence template (for Llama, "<s>" then the
+// text). For a llama2.c vocabulary it is Encode(text, true, false).
+func (t *Tokenizer) EncodeSpecial(text string) []int {
+	if t.hf != nil {
+		return t.hf.encodeTemplate(text)
+	}
+	return t.Encode(text, true, false)
+}
+
 // Encode tokenizes text exactly as llama2.c's run.c encode(text, bos, eos)
 // does, with SentencePiece's add_dummy_prefix behaviour: a non-empty text
 // is preceded by the " " token (when the vocabulary has one). Each UTF-8
@@ -230,7 +274,29 @@ func parseBytePiece(s string) (byte, bool) {
 //
 // Unlike run.c, which stops at a NUL byte, Encode treats NUL like any other
 // byte.
+//
+// For a tokenizer.json, Encode gives the ids of the tokenizers library's
+// encode(text, add_special_tokens=False), preceded by BOS() if bos is set
+// and followed by EOS() if eos is set (when they exist): added tokens
+// (leftmost-longest, honouring lstrip and rstrip) are split off first, the
+// rest passes through the normalizer (Prepend, literal Replace), the
+// Metaspace pre-tokenizer (prepend schemes always, first and never, with
+// or without splitting) and the BPE model (merges by rank, lowest first
+// and leftmost on ties; characters outside the vocabulary as their
+// "<0xHH>" byte tokens with byte_fallback, else the unknown token, fused
+// if fuse_unk). A byte of invalid UTF-8, which the library never sees, is
+// treated as a character of its own.
 func (t *Tokenizer) Encode(text string, bos, eos bool) []int {
+	if t.hf != nil {
+		ids := t.hf.encode(text)
+		if bos && t.bos >= 0 {
+			ids = append([]int{t.bos}, ids...)
+		}
+		if eos && t.eos >= 0 {
+			ids = append(ids, t.eos)
+		}
+		return ids
+	}
 	ids := make([]int, 0, len(text)+3)
 	if bos {
 		ids = append(ids, BOS)
@@ -307,13 +373,18 @@ func (t *Tokenizer) merge(ids []int) []int {
 // Decode returns the text of token id as run.c's decode(prev, id) does:
 // byte-fallback tokens "<0xHH>" become the single byte 0xHH, and a leading
 // space is dropped after BOS, as SentencePiece does. It returns "" for an id
-// outside the vocabulary.
+// outside the vocabulary. For a tokenizer.json the piece's "▁" become
+// spaces first; DecodeAll, not a concatenation of Decode results, is what
+// the tokenizers library's decoder gives.
 func (t *Tokenizer) Decode(prev, id int) string {
 	if id < 0 || id >= len(t.vocab) {
 		return ""
 	}
 	piece := t.vocab[id]
-	if prev == BOS && strings.HasPrefix(piece, " ") {
+	if t.hf != nil {
+		piece = strings.ReplaceAll(piece, "▁", " ")
+	}
+	if prev == t.bos && strings.HasPrefix(piece, " ") {
 		piece = piece[1:]
 	}
 	if b, ok := parseBytePiece(piece); ok {
@@ -324,8 +395,14 @@ func (t *Tokenizer) Decode(prev, id int) string {
 
 // DecodeAll returns the text of a token sequence. BOS and EOS tokens
 // produce no text, as they print nothing in run.c's generate, and the
-// token after each BOS loses its leading space.
+// token after each BOS loses its leading space. For a tokenizer.json it is
+// the tokenizers library's decode(ids, skip_special_tokens=True): special
+// tokens dropped, the rest through the file's decoder (Replace,
+// ByteFallback, Fuse, Strip, Metaspace), or joined by spaces without one.
 func (t *Tokenizer) DecodeAll(ids []int) string {
+	if t.hf != nil {
+		return t.hf.decode(t.vocab, ids, true)
+	}
 	var sb strings.Builder
 	prev := -1
 	for _, id := range ids {

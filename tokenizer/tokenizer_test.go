@@ -279,12 +279,26 @@ func FuzzRead(f *testing.F) {
 	f.Add(good)
 	f.Add(good[:100])
 	f.Add([]byte{})
+	for _, name := range []string{"hf-features.json", "hf-features2.json"} {
+		js, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(js)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tok, err := Read(bytes.NewReader(data))
 		if err != nil {
-			if !errors.Is(err, ErrFormat) {
-				t.Fatalf("error %v is not ErrFormat", err)
+			if !errors.Is(err, ErrFormat) && !errors.Is(err, ErrUnsupported) {
+				t.Fatalf("error %v is neither ErrFormat nor ErrUnsupported", err)
 			}
+			return
+		}
+		if tok.IsHF() {
+			// A tokenizer.json has no llama2.c form; it must still encode
+			// and decode anything without panicking.
+			tok.DecodeAll(tok.Encode("hello <0x41> é\xff <s>", true, true))
+			tok.EncodeSpecial("a  b")
 			return
 		}
 		var buf bytes.Buffer

@@ -19,7 +19,7 @@ import (
 func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench ppl", stderr)
 	model := fs.String("model", "", "Llama checkpoint `FILE` (.safetensors or index.json; required)")
-	tokPath := fs.String("tokenizer", "", "llama2.c tokenizer `FILE` (required)")
+	tokPath := fs.String("tokenizer", "", "tokenizer `FILE`: llama2.c tokenizer.bin or Hugging Face tokenizer.json (required)")
 	text := fs.String("text", "", "evaluation text `FILE`, one document per line (required)")
 	hessians := fs.String("hessians", "", "Hessian `FILE`; default: calibrate on --calib-text")
 	calibText := fs.String("calib-text", "", "calibration text `FILE` for the Hessians, the allocation probe and sequential guidance (default: --text)")

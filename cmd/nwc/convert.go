@@ -39,7 +39,7 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&gf.hessians, "hessians", "", "Hessian `FILE` (nwc calibrate): per-column steps and LDLQ error compensation")
 	fs.StringVar(&gf.importance, "importance", "", "Hessian `FILE` used for per-column steps (and --levels) only, no LDLQ")
 	fs.StringVar(&gf.calibText, "calib", "", "calibration text `FILE`: run IN itself (a Llama model) on it for Hessians and sequential guidance")
-	fs.StringVar(&gf.tokPath, "tokenizer", "", "llama2.c tokenizer `FILE` for --calib")
+	fs.StringVar(&gf.tokPath, "tokenizer", "", "tokenizer `FILE` for --calib: llama2.c tokenizer.bin or Hugging Face tokenizer.json")
 	fs.IntVar(&gf.calibTokens, "calib-tokens", 0, "use only the first `N` tokens of --calib (default all): calibration, the allocation probe and sequential guidance cost time and memory in proportion")
 	fs.IntVar(&gf.ldlqBlock, "ldlq-block", 0, "columns per LDLQ block (default cols/16, at most 128; 1 = column by column)")
 	fs.BoolVar(&gf.noLDLQ, "no-ldlq", false, "with Hessians: no LDLQ error compensation")

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/nwcodec/nwc/llama"
 	"github.com/nwcodec/nwc/tokenizer"
@@ -81,7 +82,7 @@ type modelFlags struct {
 func addModelFlags(fs *flag.FlagSet) modelFlags {
 	return modelFlags{
 		model: fs.String("model", "", "model `file`: llama2.c .bin, .safetensors or .nwc (required)"),
-		tok:   fs.String("tokenizer", "", "llama2.c tokenizer `file` such as tok512.bin (required)"),
+		tok:   fs.String("tokenizer", "", "tokenizer `file`: llama2.c tokenizer.bin or Hugging Face tokenizer.json (required)"),
 	}
 }
 
@@ -98,8 +99,10 @@ func (f modelFlags) load() (*llama.Model, *tokenizer.Tokenizer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if tok.VocabSize() != m.Config().VocabSize {
-		return nil, nil, fmt.Errorf("tokenizer has %d tokens, model %d", tok.VocabSize(), m.Config().VocabSize)
+	// Hugging Face models often pad their embedding past the tokenizer's
+	// vocabulary, so only a larger tokenizer is an error.
+	if tok.VocabSize() > m.Config().VocabSize {
+		return nil, nil, fmt.Errorf("tokenizer has %d tokens, model only %d", tok.VocabSize(), m.Config().VocabSize)
 	}
 	return m, tok, nil
 }
@@ -172,29 +175,58 @@ func runEvalPPL(args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
+// runEvalGenerate continues a prompt, greedily or by sampling, and prints
+// one sample per line (line breaks inside a sample become spaces), so
+// that its output is a text file of documents for eval and calibrate.
 func runEvalGenerate(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("eval generate", stderr)
 	mf := addModelFlags(fs)
 	prompt := fs.String("prompt", "Once upon a time", "text to continue")
-	n := fs.Int("n", 64, "maximum number of tokens to generate")
+	n := fs.Int("n", 64, "maximum number of tokens to generate per sample")
+	temp := fs.Float64("temperature", 0, "sampling temperature; 0 picks the most likely token (greedy)")
+	topP := fs.Float64("top-p", 0, "nucleus sampling: draw only from the most likely tokens whose probability sums to this (0 or 1: all)")
+	seed := fs.Uint64("seed", 1, "random seed: sample i draws from math/rand/v2's PCG seeded with (seed, i)")
+	count := fs.Int("count", 1, "number of samples")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
+	// The model may also be given as the only positional argument.
+	if len(pos) == 1 && *mf.model == "" {
+		*mf.model, pos = pos[0], nil
+	}
 	if len(pos) != 0 {
-		return usagef("want --model and --tokenizer, no positional arguments")
+		return usagef("want --model (or one MODEL argument) and --tokenizer")
 	}
 	if *n < 0 {
 		return usagef("-n %d is negative", *n)
+	}
+	if *count < 1 {
+		return usagef("--count %d: want at least 1", *count)
+	}
+	opt := llama.SampleOptions{Temperature: *temp, TopP: *topP}
+	if err := opt.Validate(); err != nil {
+		return usagef("%v", err)
 	}
 	m, tok, err := mf.load()
 	if err != nil {
 		return err
 	}
-	out, err := llama.Generate(m, tok, *prompt, *n)
-	if err != nil {
-		return err
+	for _, id := range []int{tok.BOS(), tok.EOS()} {
+		if id >= 0 {
+			opt.Stop = append(opt.Stop, id)
+		}
 	}
-	_, err = fmt.Fprintln(stdout, out)
-	return err
+	ids := tok.Encode(*prompt, true, false)
+	for i := range *count {
+		out, err := llama.Sample(m, ids, *n, opt, llama.SampleRNG(*seed, uint64(i)))
+		if err != nil {
+			return err
+		}
+		text := strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(tok.DecodeAll(out))
+		if _, err := fmt.Fprintln(stdout, text); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -143,5 +144,37 @@ func TestEvalUsage(t *testing.T) {
 		if code := run(tc.args, &out, &errb); code != tc.code || errb.Len() == 0 {
 			t.Errorf("nwc %s: exit %d (stderr %q), want %d with a message", strings.Join(tc.args, " "), code, errb.String(), tc.code)
 		}
+	}
+}
+
+// TestEvalGenerateSampling runs eval generate on stories15M: temperature 0
+// reproduces the reference greedy story, sampling is deterministic for a
+// seed, prints one sample per line, and sample i does not depend on
+// --count.
+func TestEvalGenerateSampling(t *testing.T) {
+	if raceEnabled {
+		t.Skip("race detector: stories15M generation is too slow")
+	}
+	model := shareddata.Path(t, "stories15M", "stories15M.safetensors")
+	tok := shareddata.Path(t, "stories15M", "tokenizer.bin")
+	const want = "Once upon a time, there was a little girl named Lily. She loved to play outside in the sunshine. One day, she saw a big, red ball in the sky. It was the sun!"
+	greedy := runOK(t, "eval", "generate", model, "--tokenizer", tok, "--temperature", "0", "-n", "48")
+	if !strings.HasPrefix(greedy, want) {
+		t.Errorf("greedy stories15M = %q, want prefix %q", greedy, want)
+	}
+	args := []string{"eval", "generate", "--model", model, "--tokenizer", tok, "--temperature", "1", "--top-p", "0.95", "--seed", "7", "-n", "24"}
+	two := runOK(t, append(args, "--count", "2")...)
+	if again := runOK(t, append(args, "--count", "2")...); again != two {
+		t.Errorf("same seed, different samples:\n%s\n%s", two, again)
+	}
+	lines := strings.Split(strings.TrimSuffix(two, "\n"), "\n")
+	if len(lines) != 2 || lines[0] == lines[1] || !strings.HasPrefix(lines[0], "Once upon a time") {
+		t.Errorf("--count 2 printed %q, want two different samples continuing the prompt", lines)
+	}
+	if one := runOK(t, append(args, "--count", "1")...); one != lines[0]+"\n" {
+		t.Errorf("--count 1 gave %q, want the first of --count 2's samples %q", one, lines[0])
+	}
+	if other := runOK(t, append(slices.Clone(args[:len(args)-4]), "--seed", "8", "-n", "24", "--count", "1")...); other == lines[0]+"\n" {
+		t.Errorf("seeds 7 and 8 gave the same sample %q", other)
 	}
 }

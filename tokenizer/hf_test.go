@@ -72,11 +72,6 @@ func textLines(t testing.TB, path string) []string {
 func TestHFMatchesLlama2c(t *testing.T) {
 	dir := dataDir(t, "stories260K/tok512.bin", "stories15M/tokenizer.bin", "text/tinystories-dev.txt")
 	texts := textLines(t, filepath.Join(dir, "text", "tinystories-dev.txt"))
-	// Text that other helpers generated may sit beside the shared data;
-	// its lines only add coverage.
-	if extra := filepath.Join(dir, "..", "..", "wt", "heldout-15M.txt"); fileExists(extra) {
-		texts = append(texts, textLines(t, extra)...)
-	}
 	seeds := seedTexts(t)
 	for _, vocab := range []string{"stories260K/tok512.bin", "stories15M/tokenizer.bin"} {
 		tok, err := Load(filepath.Join(dir, vocab))
@@ -113,11 +108,6 @@ func TestHFMatchesLlama2c(t *testing.T) {
 			})
 		}
 	}
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
 }
 
 // TestHFScoreTies shows where the two encoders part: merges whose results

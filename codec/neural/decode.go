@@ -9,6 +9,7 @@ import (
 	"github.com/nwcodec/nwc/codec/chunk"
 	"github.com/nwcodec/nwc/codec/mlp"
 	"github.com/nwcodec/nwc/codec/rans"
+	"github.com/nwcodec/nwc/codec/trellis"
 	"github.com/nwcodec/nwc/format"
 )
 
@@ -20,6 +21,7 @@ type scratch struct {
 	lv        []uint8
 	in, dout  []float32
 	out, rows []float32
+	states    []uint8 // each column's trellis state on the plain path
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -52,6 +54,10 @@ type decoder struct {
 	tabs     [NumLevels]*rans.Table
 	colLv    []uint8 // per column
 	colsOf   [NumLevels]int
+	// colTab is each column's reconstruction table and offs the grids'
+	// offsets, for plain tensors.
+	colTab []*plainTable
+	offs   [2]float32
 }
 
 // nwcDecoder is the registered decoder: it decodes any model a file
@@ -129,6 +135,15 @@ func (nwcDecoder) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecode
 		d.colLv[j] = levelOf(d.levels, j)
 		d.colsOf[d.colLv[j]]++
 	}
+	if p.Plain {
+		tabs := newPlainTables(&d.p)
+		d.colTab = make([]*plainTable, l.Cols)
+		for j, q := range d.colLv {
+			d.colTab[j] = &tabs[q]
+		}
+		off := float32(float32(p.Offset) / 256)
+		d.offs = [2]float32{trellis.Offset(0, off), trellis.Offset(2, off)}
+	}
 	return d, nil
 }
 
@@ -154,6 +169,21 @@ func (d *decoder) DecodeGroup(i int, payload, dst []byte) error {
 	if err != nil {
 		return format.TensorErrorf(d.name, -1, "codec nwc: group %d: %v", i, err)
 	}
+	if d.p.Plain && !l.Transposed {
+		if err := d.decodePlainGroup(sc.y, b0, b1, r0, r1, dst, sc); err != nil {
+			return format.TensorErrorf(d.name, -1, "codec nwc: group %d: %v", i, err)
+		}
+		return nil
+	}
+	return d.decodeGroupNet(i, b0, b1, r0, r1, dst, sc)
+}
+
+// decodeGroupNet reconstructs the group's latents in sc.y chunk by chunk
+// (with the decoder net unless the tensor is plain) into a float32 copy
+// of the group, scales it and stores it in dst.
+func (d *decoder) decodeGroupNet(i, b0, b1, r0, r1 int, dst []byte, sc *scratch) error {
+	l := d.layout
+	cols := l.Cols
 	sc.lv = d.colLv
 	sc.in = grow(sc.in, cols*(chunk.Rows+1))
 	sc.dout = grow(sc.dout, cols*chunk.Rows)
@@ -250,6 +280,13 @@ func DecodeLatents(y []int32, payload []byte, lv []uint8, colsOf *[NumLevels]int
 	const k = chunk.Rows
 	qs := streamLevels(tabs)
 	groupRows := min(b1*k, rows) - b0*k
+	if len(qs) == 1 && b1*k <= rows && len(y) == (b1-b0)*cols*k {
+		// One level and no ragged chunk: the stream is y as it stands.
+		if err := rans.Decode(payload, tabs[qs[0]:qs[0]+1], y); err != nil {
+			return buf, format.Errorf(-1, "level %d stream: %v", qs[0], err)
+		}
+		return buf, nil
+	}
 	clear(y)
 	for n, q := range qs {
 		stream := payload

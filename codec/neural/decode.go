@@ -149,6 +149,12 @@ func (nwcDecoder) NewDecoder(t *format.Tensor, env codec.Env) (codec.GroupDecode
 
 // DecodeGroup implements codec.GroupDecoder.
 func (d *decoder) DecodeGroup(i int, payload, dst []byte) error {
+	return d.decodeGroup(i, payload, dst, true)
+}
+
+// decodeGroup decodes group i; fused selects the plain tensors' fused
+// path, which gives the same bits as the general one.
+func (d *decoder) decodeGroup(i int, payload, dst []byte, fused bool) error {
 	if i < 0 || i >= len(d.ends) {
 		return format.TensorErrorf(d.name, -1, "codec nwc: group %d of %d", i, len(d.ends))
 	}
@@ -169,7 +175,7 @@ func (d *decoder) DecodeGroup(i int, payload, dst []byte) error {
 	if err != nil {
 		return format.TensorErrorf(d.name, -1, "codec nwc: group %d: %v", i, err)
 	}
-	if d.p.Plain && !l.Transposed {
+	if fused && d.p.Plain && !l.Transposed {
 		if err := d.decodePlainGroup(sc.y, b0, b1, r0, r1, dst, sc); err != nil {
 			return format.TensorErrorf(d.name, -1, "codec nwc: group %d: %v", i, err)
 		}

@@ -17,17 +17,75 @@ import (
 //
 // Decode is safe for concurrent use, including with shared tables.
 func Decode(src []byte, tables []*Table, dst []int32) error {
-	n := len(dst)
+	if err := checkTables(tables); err != nil && len(dst) != 0 {
+		return err
+	}
+	var sd StreamDecoder
+	if err := sd.start(src, len(dst)); err != nil || len(dst) == 0 {
+		return err
+	}
+	if len(tables) == 1 {
+		sd.setTable(tables[0])
+		if err := sd.Next(dst); err != nil {
+			return err
+		}
+	} else {
+		pos, err := decodeN(src, sd.pos, &sd.x, tables, dst, &sd.es)
+		if err != nil {
+			return err
+		}
+		if sd.es.err != nil {
+			return sd.es.err
+		}
+		sd.pos, sd.done = pos, len(dst)
+	}
+	return sd.Close()
+}
+
+// A StreamDecoder decodes one single-table stream of [Encode] in pieces,
+// so that a caller can consume symbols while they are still in cache. It
+// decodes exactly what [Decode] does, with the same checks; the zero
+// value is ready for Reset. A StreamDecoder must not be used
+// concurrently, but several may share a table.
+type StreamDecoder struct {
+	src     []byte
+	pos     int // read position of the renormalization words
+	x       [4]uint32
+	es      escReader
+	t       *Table
+	d       *decTables
+	sent    int32
+	n, done int // symbols in the stream, decoded so far
+	lanes   int
+}
+
+// Reset starts decoding src, a stream of exactly n symbols coded with t.
+// Errors satisfy errors.Is(err, ErrCorrupt) (or ErrNoTables for a nil
+// table).
+func (sd *StreamDecoder) Reset(src []byte, t *Table, n int) error {
+	if n != 0 {
+		if err := checkTables([]*Table{t}); err != nil {
+			return err
+		}
+	}
+	if err := sd.start(src, n); err != nil {
+		return err
+	}
+	if n != 0 {
+		sd.setTable(t)
+	}
+	return nil
+}
+
+// start parses the stream's escape length and lane states.
+func (sd *StreamDecoder) start(src []byte, n int) error {
+	*sd = StreamDecoder{src: src, n: n}
 	if n == 0 {
 		if len(src) != 0 {
 			return corruptErr(0, "data for an empty stream")
 		}
 		return nil
 	}
-	if err := checkTables(tables); err != nil {
-		return err
-	}
-
 	escLen, m := binary.Uvarint(src)
 	if m <= 0 {
 		if m == 0 {
@@ -41,77 +99,102 @@ func Decode(src []byte, tables []*Table, dst []int32) error {
 	if escLen > uint64(len(src)-m) {
 		return corruptErr(m, "escape stream of "+strconv.FormatUint(escLen, 10)+" bytes exceeds input")
 	}
-	escOff := m
-	esc := src[m : m+int(escLen)]
+	sd.es = escReader{src: src[m : m+int(escLen)], off: m}
 	pos := m + int(escLen)
-
-	lanes := min(n, 4)
-	if len(src)-pos < 4*lanes {
+	sd.lanes = min(n, 4)
+	if len(src)-pos < 4*sd.lanes {
 		return corruptErr(len(src), "truncated lane states")
 	}
-	x := [4]uint32{ransL, ransL, ransL, ransL}
-	for l := range lanes {
-		x[l] = binary.LittleEndian.Uint32(src[pos:])
-		if x[l] < ransL {
+	sd.x = [4]uint32{ransL, ransL, ransL, ransL}
+	for l := range sd.lanes {
+		sd.x[l] = binary.LittleEndian.Uint32(src[pos:])
+		if sd.x[l] < ransL {
 			return corruptErr(pos, "lane state below normalization bound")
 		}
 		pos += 4
 	}
+	sd.pos = pos
+	return nil
+}
 
-	es := escReader{src: esc, off: escOff}
-	var err error
-	if len(tables) == 1 {
-		pos, err = decode1(src, pos, &x, tables[0], dst, &es)
-	} else {
-		pos, err = decodeN(src, pos, &x, tables, dst, &es)
+func (sd *StreamDecoder) setTable(t *Table) {
+	sd.t, sd.d, sd.sent = t, t.decTable(), t.sentinel()
+}
+
+// Next decodes the next len(dst) symbols of the stream.
+func (sd *StreamDecoder) Next(dst []int32) error {
+	if len(dst) > sd.n-sd.done {
+		return corruptErr(sd.pos, "more symbols wanted than the stream holds")
 	}
+	if len(dst) == 0 {
+		return nil
+	}
+	d, p := sd.d, sd.pos
+	i := 0
+	// Symbol k of the stream is in lane k%4; decodeFast starts at lane 0.
+	for ; i < len(dst) && (sd.done+i)&3 != 0; i++ {
+		if err := sd.one(dst, i, &p); err != nil {
+			return err
+		}
+	}
+	if i < len(dst) {
+		k, q := decodeFast(sd.src, p, &sd.x, d.slots, d.info, sd.t.precision, sd.sent, dst[i:], sd.t, &sd.es)
+		if sd.es.err != nil {
+			return sd.es.err
+		}
+		i, p = i+k, q
+	}
+	for ; i < len(dst); i++ {
+		if err := sd.one(dst, i, &p); err != nil {
+			return err
+		}
+	}
+	sd.pos = p
+	sd.done += len(dst)
+	return nil
+}
+
+// one decodes dst[i], symbol done+i of the stream, reading words at *p.
+func (sd *StreamDecoder) one(dst []int32, i int, p *int) error {
+	v, q, err := decodeOne(sd.src, *p, &sd.x[(sd.done+i)&3], sd.d.slots, sd.d.info, sd.t.precision)
 	if err != nil {
 		return err
 	}
-	if es.err != nil {
-		return es.err
-	}
-	if pos != len(src) {
-		return corruptErr(pos, "trailing data after final renormalization")
-	}
-	for l := range lanes {
-		if x[l] != ransL {
-			return corruptErr(pos, "lane "+strconv.Itoa(l)+" did not return to its initial state")
+	*p = q
+	if v == sd.sent {
+		if v, err = sd.es.read(sd.t); err != nil {
+			return err
 		}
 	}
-	if es.p != len(es.src) {
-		return corruptErr(es.off+es.p, "unused escape data")
+	dst[i] = v
+	return nil
+}
+
+// Close checks that the whole stream was decoded and consumed exactly:
+// no trailing data, every lane back to its initial state and the escape
+// stream used up.
+func (sd *StreamDecoder) Close() error {
+	if sd.done != sd.n {
+		return corruptErr(sd.pos, "stream closed after "+strconv.Itoa(sd.done)+" of "+strconv.Itoa(sd.n)+" symbols")
+	}
+	if sd.n == 0 {
+		return nil
+	}
+	if sd.pos != len(sd.src) {
+		return corruptErr(sd.pos, "trailing data after final renormalization")
+	}
+	for l := range sd.lanes {
+		if sd.x[l] != ransL {
+			return corruptErr(sd.pos, "lane "+strconv.Itoa(l)+" did not return to its initial state")
+		}
+	}
+	if sd.es.p != len(sd.es.src) {
+		return corruptErr(sd.es.off+sd.es.p, "unused escape data")
 	}
 	return nil
 }
 
-// decode1 decodes all of dst with a single table and returns the position
-// after the last consumed word. Escape errors are left in es.
-func decode1(src []byte, pos int, x *[4]uint32, t *Table, dst []int32, es *escReader) (int, error) {
-	d := t.decTable()
-	sent := t.sentinel()
-	i, p := decodeFast(src, pos, x, d.slots, d.info, t.precision, sent, dst, t, es)
-	if es.err != nil {
-		return p, nil
-	}
-	for ; i < len(dst); i++ {
-		var err error
-		var v int32
-		v, p, err = decodeOne(src, p, &x[i&3], d.slots, d.info, t.precision)
-		if err != nil {
-			return p, err
-		}
-		if v == sent {
-			if v, err = es.read(t); err != nil {
-				return p, err
-			}
-		}
-		dst[i] = v
-	}
-	return p, nil
-}
-
-// decodeFast is the hot loop of decode1. It decodes groups of four symbols
+// decodeFast is the hot loop of StreamDecoder.Next. It decodes groups of four symbols
 // while at least 8 bytes of input remain and returns the number of symbols
 // decoded and the input position. Escapes are rare, so the only call is on
 // their path, which keeps the lane states in registers.

@@ -22,6 +22,7 @@ type scratch struct {
 	in, dout  []float32
 	out, rows []float32
 	states    []uint8 // each column's trellis state on the plain path
+	stream    rans.StreamDecoder
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -169,14 +170,23 @@ func (d *decoder) decodeGroup(i int, payload, dst []byte, fused bool) error {
 	n := (b1 - b0) * cols // chunks in the group
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
+	fused = fused && d.p.Plain && !l.Transposed
+	if q := streamLevels(&d.tabs); fused && len(q) == 1 && b1*chunk.Rows <= l.Rows {
+		// One stream and no ragged chunk: decode it a chunk row at a
+		// time, each reconstructed while its latents are in cache.
+		if err := d.decodePlainStream(payload, d.tabs[q[0]], b0, b1, r0, r1, dst, sc); err != nil {
+			return format.TensorErrorf(d.name, -1, "codec nwc: group %d: level %d stream: %v", i, q[0], err)
+		}
+		return nil
+	}
 	sc.y = grow(sc.y, n*chunk.Rows)
 	var err error
 	sc.buf, err = DecodeLatents(sc.y, payload, d.colLv, &d.colsOf, b0, b1, l.Rows, cols, &d.tabs, sc.buf)
 	if err != nil {
 		return format.TensorErrorf(d.name, -1, "codec nwc: group %d: %v", i, err)
 	}
-	if fused && d.p.Plain && !l.Transposed {
-		if err := d.decodePlainGroup(sc.y, b0, b1, r0, r1, dst, sc); err != nil {
+	if fused {
+		if err := d.decodePlainGroup(sc.y, b0, b1, r0, r1, dst, sc, true); err != nil {
 			return format.TensorErrorf(d.name, -1, "codec nwc: group %d: %v", i, err)
 		}
 		return nil

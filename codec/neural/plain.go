@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/nwcodec/nwc/codec/chunk"
+	"github.com/nwcodec/nwc/codec/rans"
 	"github.com/nwcodec/nwc/codec/trellis"
 	"github.com/nwcodec/nwc/dtype"
 	"github.com/nwcodec/nwc/format"
@@ -41,23 +42,49 @@ func newPlainTables(p *Params) *[NumLevels]plainTable {
 	return &t
 }
 
+// decodePlainStream is decodePlainGroup for a group whose payload is a
+// single rANS stream coded with tab and which has no ragged chunk: it
+// decodes the latents one chunk row at a time into a buffer that stays in
+// cache and reconstructs each at once.
+func (d *decoder) decodePlainStream(payload []byte, tab *rans.Table, b0, b1, r0, r1 int, dst []byte, sc *scratch) error {
+	cols := d.layout.Cols
+	n := cols * chunk.Rows
+	if err := sc.stream.Reset(payload, tab, (b1-b0)*n); err != nil {
+		return err
+	}
+	sc.y = grow(sc.y, n)
+	for b := b0; b < b1; b++ {
+		if err := sc.stream.Next(sc.y); err != nil {
+			return err
+		}
+		if err := d.decodePlainGroup(sc.y, b, b+1, r0, r1, dst, sc, b == b0); err != nil {
+			return err
+		}
+	}
+	return sc.stream.Close()
+}
+
 // decodePlainGroup decodes the chunk rows [b0, b1) of a plain tensor's
-// group, rows [r0, r1), straight into dst in the tensor's dtype: the
+// group, rows [r0, r1), straight into dst (first says b0 is the group's
+// first chunk row) in the tensor's dtype: the
 // latents y (chunk-major) are reconstructed, scaled and stored one output
 // row at a time, walking each column's trellis state down the rows, so no
 // float32 copy of the group is made. The arithmetic is reconstruct's and
 // DecodeGroup's, value for value.
-func (d *decoder) decodePlainGroup(y []int32, b0, b1, r0, r1 int, dst []byte, sc *scratch) error {
+func (d *decoder) decodePlainGroup(y []int32, b0, b1, r0, r1 int, dst []byte, sc *scratch, first bool) error {
 	l := d.layout
 	cols := l.Cols
 	size := l.DType.Size()
 	if len(dst) != (r1-r0)*cols*size {
 		return format.Errorf(-1, "storing %d rows of %d columns into %d bytes", r1-r0, cols, len(dst))
 	}
-	// The group is one trellis sequence per column, from state 0. Without
-	// a trellis, gridMask keeps every latent on grid Q0.
+	// The group is one trellis sequence per column, from state 0 at its
+	// first chunk row. Without a trellis, gridMask keeps every latent on
+	// grid Q0.
 	sc.states = grow(sc.states, cols)
-	clear(sc.states)
+	if first {
+		clear(sc.states)
+	}
 	gridMask := uint8(0)
 	if d.p.Trellis {
 		gridMask = 1

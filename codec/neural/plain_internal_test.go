@@ -122,8 +122,10 @@ func TestPlainFusedEqualsGeneral(t *testing.T) {
 	for _, dt := range []format.DType{format.BF16, format.F32, format.F16, format.F64} {
 		for _, sh := range [][3]int{{1, 1, 16}, {16, 3, 16}, {17, 2, 16}, {40, 7, 16}, {100, 33, 32}, {64, 64, 64}, {35, 5, 48}} {
 			for _, tr := range []bool{false, true} {
-				cases = append(cases, plainCase{rows: sh[0], cols: sh[1], groupRows: sh[2], dt: dt, trellis: tr,
-					levels: sh[1] > 2 && tr, offset: uint8(sh[0] % 100), step: 0.25})
+				for _, lv := range []bool{false, true} {
+					cases = append(cases, plainCase{rows: sh[0], cols: sh[1], groupRows: sh[2], dt: dt, trellis: tr,
+						levels: lv && sh[1] > 1, offset: uint8(sh[0] % 100), step: 0.25})
+				}
 			}
 		}
 		cases = append(cases, plainCase{rows: 48, cols: 9, groupRows: 16, dt: dt, trellis: true, offset: 13, step: 3e38})

@@ -49,6 +49,8 @@ var everyCodec = []tensorSpec{
 	{"rtn.f16", "rtn", format.F16, []uint64{33, 40}, codec.EncodeOptions{Bits: 3, Group: 16, GroupBytes: 400}},
 	{"q4k.f32", "q4k", format.F32, []uint64{20, 64}, codec.EncodeOptions{}},
 	{"nwc.bf16", "nwc", format.BF16, []uint64{32, 32}, codec.EncodeOptions{GroupBytes: 512}},
+	{"nwc.f32.ragged", "nwc", format.F32, []uint64{37, 29}, codec.EncodeOptions{GroupBytes: 2000}},
+	{"nwc.f16.levels", "nwc", format.F16, []uint64{50, 3}, codec.EncodeOptions{GroupBytes: 200, Levels: []uint8{0, 2, 0}}},
 }
 
 // weights returns deterministic heavy-tailed values.

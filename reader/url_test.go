@@ -25,14 +25,14 @@ import (
 type fault int
 
 const (
-	serve    fault = iota
-	status503      // answer 503
-	reset          // close the connection before answering
-	slow           // answer after the client's timeout
-	truncate       // send half of the body, then close the connection
-	short          // a 206 whose body is shorter than its Content-Range
-	whole          // ignore Range: 200 with the whole file
-	badRange       // a Content-Range for other bytes than asked
+	serve     fault = iota
+	status503       // answer 503
+	reset           // close the connection before answering
+	slow            // answer after the client's timeout
+	truncate        // send half of the body, then close the connection
+	short           // a 206 whose body is shorter than its Content-Range
+	whole           // ignore Range: 200 with the whole file
+	badRange        // a Content-Range for other bytes than asked
 )
 
 // rangeServer serves one file with http.ServeContent (which supports

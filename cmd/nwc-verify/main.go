@@ -5,6 +5,8 @@
 //
 //	nwc-verify [--deep] [--json] [--quiet] FILE...
 //
+// A FILE that is an http or https URL is read through range requests.
+//
 // Exit status: 0 when every file is valid, 1 when any is invalid (the
 // message names the tensor or offset and what is wrong), 2 on a usage or
 // I/O error.
@@ -82,15 +84,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return status
 }
 
+// open opens a local file, or an http or https URL through range requests.
+func open(path string) (*reader.Reader, func() error, error) {
+	if reader.IsURL(path) {
+		u, err := reader.OpenURL(context.Background(), path, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		return u.Reader, u.Close, nil
+	}
+	rc, err := reader.Open(path, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rc.Reader, rc.Close, nil
+}
+
 func verify(path string, deep bool, pl *progress.Line) result {
 	res := result{File: path}
-	r, err := reader.Open(path, nil)
+	r, closeR, err := open(path)
 	if err == nil {
-		defer r.Close()
+		defer closeR()
 		res.Tensors = len(r.Tensors())
 		err = r.Verify(context.Background(), nil)
 		if deep {
-			err = errors.Join(append(unjoin(err), unjoin(decodeAll(r.Reader, pl))...)...)
+			err = errors.Join(append(unjoin(err), unjoin(decodeAll(r, pl))...)...)
 		}
 	}
 	if err == nil {

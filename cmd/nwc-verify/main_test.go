@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,5 +102,24 @@ func TestWrongFileType(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run([]string{p}, &out, &errb); code != 1 || !strings.Contains(out.String(), "not a .nwc file but a safetensors file") {
 		t.Fatalf("exit %d, %q", code, out.String())
+	}
+}
+
+// TestRemote: nwc-verify --deep reads http URLs, and a missing one is an
+// I/O error (exit 2).
+func TestRemote(t *testing.T) {
+	srv := httptest.NewServer(http.FileServer(http.Dir("../../conformance/testdata")))
+	defer srv.Close()
+	var out, errb bytes.Buffer
+	if code := run([]string{"--deep", srv.URL + "/golden/lossy_tcq.nwc", srv.URL + "/golden/nwc_blob.nwc"}, &out, &errb); code != 0 || strings.Count(out.String(), ": ok") != 2 {
+		t.Fatalf("exit %d:\n%s%s", code, out.String(), errb.String())
+	}
+	out.Reset()
+	if code := run([]string{"--json", srv.URL + "/invalid/bad_magic.nwc"}, &out, &errb); code != 1 || !strings.Contains(out.String(), `"class":"format"`) {
+		t.Fatalf("bad_magic over http: exit %d: %s", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{srv.URL + "/golden/none.nwc"}, &out, &errb); code != 2 {
+		t.Fatalf("missing URL: exit %d: %s", code, out.String())
 	}
 }

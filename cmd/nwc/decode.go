@@ -30,16 +30,16 @@ func runDecode(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r, err := reader.Open(pos[0], nil)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	r, closeR, err := openNWC(ctx, pos[0], stderr)
 	if err != nil {
 		return explainNWCErr(pos[0], "decode", err)
 	}
-	defer r.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+	defer closeR()
 	pl := newProgress(stderr, *quiet)
-	pl.Start("decode", len(r.Tensors()), "tensors", int64(totalWeights(r.Reader)))
-	err = convert.Decode(ctx, r.Reader, target, &convert.DecodeOptions{
+	pl.Start("decode", len(r.Tensors()), "tensors", int64(totalWeights(r)))
+	err = convert.Decode(ctx, r, target, &convert.DecodeOptions{
 		DType: *dt, Jobs: *jobs,
 		Progress: func(done, _ int, weights, _ uint64) { pl.Set(done, int64(weights)) },
 	})

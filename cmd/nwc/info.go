@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -48,12 +49,12 @@ func runInfo(args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
 		return usagef("want one input file")
 	}
-	r, err := reader.Open(pos[0], nil)
+	r, closeR, err := openNWC(context.Background(), pos[0], stderr)
 	if err != nil {
 		return explainNWCErr(pos[0], "info", err)
 	}
-	defer r.Close()
-	fi := describe(r.Reader)
+	defer closeR()
+	fi := describe(r)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		return enc.Encode(fi)

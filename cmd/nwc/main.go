@@ -12,6 +12,10 @@
 // output that is an input, a directory or a device is refused, and an
 // existing one is replaced only with --force. Exit status: 0 on success, 1
 // when the input is invalid, 2 on a usage or I/O error.
+//
+// IN.nwc for decode and info may be an http or https URL: the file is read
+// through range requests (the index first, then the tensors as decoded),
+// and the requests and bytes fetched are reported on stderr.
 package main
 
 import (

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 
 	"github.com/nwcodec/nwc/convert"
 	"github.com/nwcodec/nwc/internal/progress"
@@ -14,19 +16,28 @@ import (
 
 func runDecode(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("decode", stderr)
-	out := fs.String("o", "", "output .safetensors `file` (required)")
+	out := fs.String("o", "", "output .safetensors or .gguf `file` (required)")
 	dt := fs.String("dtype", convert.DTypeOrig, "output dtype of float tensors: orig, f32, f16 or bf16")
 	force := fs.Bool("force", false, "replace OUT if it exists")
 	jobs := fs.Int("jobs", 0, "chunk groups decoded at once (default: the number of cores)")
 	quiet := fs.Bool("quiet", false, "no progress line on stderr")
+	gf := addGGUFFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 || *out == "" {
-		return usagef("want one input and -o OUT.safetensors")
+		return usagef("want one input and -o OUT.safetensors or OUT.gguf")
 	}
-	target, err := checkOutput(*out, "a safetensors file", *force, pos[0])
+	// The output's extension chooses the format.
+	isGGUF := strings.EqualFold(filepath.Ext(*out), ".gguf")
+	what := "a safetensors file"
+	if isGGUF {
+		what = "a GGUF file"
+	} else if gf.used(setFlags(fs)) {
+		return usagef("--config, --tokenizer, --name and --alignment are for a .gguf output")
+	}
+	target, err := checkOutput(*out, what, *force, pos[0])
 	if err != nil {
 		return err
 	}
@@ -39,10 +50,12 @@ func runDecode(args []string, stdout, stderr io.Writer) error {
 	defer closeR()
 	pl := newProgress(stderr, *quiet)
 	pl.Start("decode", len(r.Tensors()), "tensors", int64(totalWeights(r)))
-	err = convert.Decode(ctx, r, target, &convert.DecodeOptions{
-		DType: *dt, Jobs: *jobs,
-		Progress: func(done, _ int, weights, _ uint64) { pl.Set(done, int64(weights)) },
-	})
+	progress := func(done, _ int, weights, _ uint64) { pl.Set(done, int64(weights)) }
+	if isGGUF {
+		err = exportGGUF(ctx, r, target, gf, *dt, *jobs, progress)
+	} else {
+		err = convert.Decode(ctx, r, target, &convert.DecodeOptions{DType: *dt, Jobs: *jobs, Progress: progress})
+	}
 	pl.Finish()
 	if err != nil {
 		return err

@@ -4,7 +4,7 @@
 // Usage:
 //
 //	nwc convert IN -o OUT.nwc [--codec raw|lossless|ecsq|tcq|rtn|q4k|nwc] [--bits B] [--force] [--json]
-//	nwc decode IN.nwc -o OUT.safetensors [--dtype orig|f32|f16|bf16] [--force] [--jobs N] [--quiet]
+//	nwc decode IN.nwc -o OUT.safetensors|OUT.gguf [--dtype orig|f32|f16|bf16] [--force] [--jobs N] [--quiet]
 //	nwc info IN.nwc [--json]
 //
 // IN for convert is a .safetensors file, a model.safetensors.index.json, or
@@ -13,7 +13,11 @@
 // existing one is replaced only with --force. Exit status: 0 on success, 1
 // when the input is invalid, 2 on a usage or I/O error.
 //
-// IN.nwc for decode and info may be an http or https URL: the file is read
+// An OUT ending in .gguf gets a GGUF file for llama.cpp (a Llama model:
+// llama.cpp's tensor names and llama.* metadata; --config gives the
+// source's config.json when the .nwc metadata lacks it, --tokenizer a
+// llama2.c tokenizer to embed, --alignment the data alignment, 32 by
+// default). IN.nwc for decode and info may be an http or https URL: the file is read
 // through range requests (the index first, then the tensors as decoded),
 // and the requests and bytes fetched are reported on stderr.
 package main
@@ -43,7 +47,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{"convert", "convert IN -o OUT.nwc [--codec raw|lossless|ecsq|tcq|rtn|q4k|nwc] [--bits B] [--tensor-bits RE=B] [--keep RE] [--force] [--json] (--bits alone means --codec nwc)", runConvert},
-		{"decode", "decode IN.nwc -o OUT.safetensors [--dtype orig|f32|f16|bf16] [--force] [--jobs N] [--quiet]", runDecode},
+		{"decode", "decode IN.nwc -o OUT.safetensors|OUT.gguf [--dtype orig|f32|f16|bf16] [--force] [--jobs N] [--quiet] [GGUF: --config config.json] [--tokenizer TOK] [--name NAME] [--alignment N]", runDecode},
 		{"info", "info IN.nwc [--json]", runInfo},
 		{"eval", "eval ppl --model FILE --tokenizer TOK --text FILE [--window N] [--json] | eval kl --model FILE --ref ORIG --tokenizer TOK --text FILE [--json] | eval generate --model FILE --tokenizer TOK [--prompt TEXT] [-n N]", runEval},
 		{"calibrate", "calibrate --model FILE --tokenizer TOK --text FILE -o HESSIANS.safetensors [--max-tokens N] [--f64] [--json]", runCalibrate},

@@ -91,6 +91,12 @@ type Options struct {
 	// MaxRequestBytes bounds the bytes asked for in one request, default
 	// 8 MiB: a larger read becomes several concurrent requests.
 	MaxRequestBytes int64
+	// ReadAhead is how far a small read that continues the previous one
+	// fetches beyond itself into the cache, default 1 MiB, at most a
+	// quarter of the cache; negative disables it. Reading a file's small
+	// sections in order (Verify, decoding small chunk groups) then costs
+	// one request per ReadAhead bytes, not one per section.
+	ReadAhead int64
 }
 
 func (o Options) withDefaults() Options {
@@ -122,6 +128,10 @@ func (o Options) withDefaults() Options {
 		o.MaxRequestBytes = 8 << 20
 	}
 	o.MaxRequestBytes = max(o.MaxRequestBytes, int64(o.BlockSize))
+	if o.ReadAhead == 0 {
+		o.ReadAhead = 1 << 20
+	}
+	o.ReadAhead = min(o.ReadAhead, o.CacheBytes/4, o.MaxRequestBytes)
 	return o
 }
 
@@ -150,6 +160,9 @@ type File struct {
 	lru       *list.List // of *block, most recent first
 	blocks    map[int64]*list.Element
 	maxBlocks int
+	// next is the block after the last run fetched into the cache: a
+	// miss there is a sequential read, worth reading ahead.
+	next int64
 
 	requests, retries, bytes atomic.Int64
 }
@@ -287,7 +300,9 @@ func (f *File) readCached(p []byte, off int64) error {
 			have[i-b0] = el.Value.(*block).data
 		}
 	}
+	next := f.next
 	f.mu.Unlock()
+	lastBlock := (f.size - 1) / bs
 	for i := b0; i <= b1; {
 		if have[i-b0] != nil {
 			i++
@@ -297,16 +312,28 @@ func (f *File) readCached(p []byte, off int64) error {
 		for j+1 <= b1 && have[j+1-b0] == nil {
 			j++
 		}
-		start, end := i*bs, min((j+1)*bs, f.size)
+		// A read continuing the last fetch takes the blocks after it too,
+		// up to the first one cached.
+		k := j
+		if i == next && f.o.ReadAhead > 0 && j == b1 {
+			for stop := min(j+f.o.ReadAhead/bs, lastBlock); k < stop && !f.cached(k+1); k++ {
+			}
+		}
+		start, end := i*bs, min((k+1)*bs, f.size)
 		buf := make([]byte, end-start)
 		if _, err := f.fetch(buf, start); err != nil {
 			return err
 		}
-		for k := i; k <= j; k++ {
-			d := buf[(k-i)*bs : min((k-i+1)*bs, end-start) : min((k-i+1)*bs, end-start)]
-			have[k-b0] = d
-			f.store(k, d)
+		for m := i; m <= k; m++ {
+			d := buf[(m-i)*bs : min((m-i+1)*bs, end-start) : min((m-i+1)*bs, end-start)]
+			if m <= j {
+				have[m-b0] = d
+			}
+			f.store(m, d)
 		}
+		f.mu.Lock()
+		f.next = k + 1
+		f.mu.Unlock()
 		i = j + 1
 	}
 	for i := b0; i <= b1; i++ {
@@ -317,6 +344,13 @@ func (f *File) readCached(p []byte, off int64) error {
 		copy(p[lo-off:hi-off], d[lo-bstart:hi-bstart])
 	}
 	return nil
+}
+
+func (f *File) cached(i int64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.blocks[i]
+	return ok
 }
 
 // store caches block i, evicting the least recently used blocks beyond
@@ -443,6 +477,11 @@ func (f *File) attempt(dst []byte, off int64) (int, error) {
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
 	case http.StatusOK:
+		if probe && resp.ContentLength == 0 {
+			// An empty file has no range to send.
+			f.size = 0
+			return 0, nil
+		}
 		if req.Header.Get("If-Range") != "" && resp.Header.Get("ETag") == "" && resp.Header.Get("Last-Modified") == "" {
 			// The server found the validator stale and sends the new
 			// file, without saying which version it is.

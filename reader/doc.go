@@ -3,7 +3,8 @@
 // only adds index fields, which this package skips.
 //
 // Opening a file reads its preamble, trailer and index and nothing else
-// (NewReader from any io.ReaderAt, Open from a path). A tensor's bytes are
+// (NewReader from any io.ReaderAt, Open from a path, OpenURL from an http
+// or https URL through range requests). A tensor's bytes are
 // read when asked for, one chunk group at a time: every group is an
 // independently decodable run of the tensor's elements in row-major order
 // of its 2-D view, so a row range reads only the groups that hold it, and

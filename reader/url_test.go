@@ -57,6 +57,13 @@ func newRangeServer(t *testing.T, data []byte, etag string) *rangeServer {
 	return s
 }
 
+// setPlan sets the faults of the requests to come.
+func (s *rangeServer) setPlan(plan func(n int64) fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.plan = plan
+}
+
 // replace swaps the served file, as a new upload would.
 func (s *rangeServer) replace(data []byte, etag string) {
 	s.mu.Lock()
@@ -317,7 +324,7 @@ func TestOpenURLFaults(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newRangeServer(t, b, `"abc"`)
-			srv.plan = tc.plan
+			srv.setPlan(tc.plan)
 			o := fastRetries(&reader.URLOptions{MaxAttempts: 3, Timeout: 100 * time.Millisecond, BlockSize: 4 << 10})
 			if tc.wantErr == nil {
 				o.MaxAttempts = 8
@@ -400,7 +407,7 @@ func TestOpenURLCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	srv.plan = func(int64) fault { return slow }
+	srv.setPlan(func(int64) fault { return slow })
 	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
 	start := time.Now()
 	tt, _ := r.Tensor("big")
@@ -410,7 +417,7 @@ func TestOpenURLCancel(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("cancelled read took %v", d)
 	}
-	srv.plan = nil
+	srv.setPlan(nil)
 	r.Close()
 	if _, err := tt.Bytes(); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("read after Close: %v, want os.ErrClosed", err)

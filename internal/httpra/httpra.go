@@ -155,6 +155,7 @@ type File struct {
 	etag, weak, lastMod string
 	sem                 chan struct{}
 	closed              atomic.Bool
+	head                []byte // the file's first bytes, from the probe
 
 	mu        sync.Mutex
 	lru       *list.List // of *block, most recent first
@@ -167,13 +168,18 @@ type File struct {
 	requests, retries, bytes atomic.Int64
 }
 
+// probeBytes is what Open asks for: enough for a file's magic and
+// preamble, which are kept, not so much that opening a file whose other
+// reads are at its end costs a whole block more.
+const probeBytes = 1024
+
 type block struct {
 	i    int64
 	data []byte // immutable once cached
 }
 
-// Open probes the file at rawURL with a range request for its first block,
-// which gives its size and validator. ctx governs every request of the
+// Open probes the file at rawURL with a range request for its first
+// kilobyte, which gives its size and validator. ctx governs every request of the
 // File, not only the probe: cancelling it, or Close, stops them.
 func Open(ctx context.Context, rawURL string, opts *Options) (*File, error) {
 	u, err := url.Parse(rawURL)
@@ -194,15 +200,13 @@ func Open(ctx context.Context, rawURL string, opts *Options) (*File, error) {
 		f.maxBlocks = int(min(o.CacheBytes/int64(o.BlockSize), 1<<20))
 	}
 	f.ctx, f.cancel = context.WithCancel(ctx)
-	first := make([]byte, o.BlockSize)
-	n, err := f.fetch(first, 0)
+	head := make([]byte, min(o.BlockSize, probeBytes))
+	n, err := f.fetch(head, 0)
 	if err != nil {
 		f.cancel()
 		return nil, err
 	}
-	if n > 0 {
-		f.store(0, first[:n])
-	}
+	f.head = head[:n]
 	return f, nil
 }
 
@@ -246,7 +250,9 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	n := int(min(int64(len(p)), f.size-off))
 	var err error
 	bs := int64(f.o.BlockSize)
-	if f.maxBlocks == 0 || int64(n) >= 4*bs {
+	if off+int64(n) <= int64(len(f.head)) {
+		copy(p, f.head[off:off+int64(n)])
+	} else if f.maxBlocks == 0 || int64(n) >= 4*bs {
 		err = f.readDirect(p[:n], off)
 	} else {
 		err = f.readCached(p[:n], off)

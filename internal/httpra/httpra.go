@@ -241,10 +241,10 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("httpra: negative offset %d", off)
 	}
+	if len(p) == 0 {
+		return 0, nil
+	}
 	if off >= f.size {
-		if len(p) == 0 {
-			return 0, nil
-		}
 		return 0, io.EOF
 	}
 	n := int(min(int64(len(p)), f.size-off))

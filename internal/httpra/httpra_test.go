@@ -59,6 +59,24 @@ func TestReadAt(t *testing.T) {
 	}
 }
 
+// TestEmptyRead: reading nothing asks the server nothing.
+func TestEmptyRead(t *testing.T) {
+	srv, reqs := serveBytes(t, make([]byte, 100_000))
+	f, err := Open(context.Background(), srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, off := range []int64{0, 5000, 100_000, 200_000} {
+		if n, err := f.ReadAt(nil, off); n != 0 || err != nil {
+			t.Errorf("ReadAt(nil, %d) = %d, %v", off, n, err)
+		}
+	}
+	if n := reqs.Load(); n != 1 {
+		t.Errorf("%d requests, want only Open's", n)
+	}
+}
+
 // TestReadAhead: small reads in file order cost one request per ReadAhead
 // bytes; without read-ahead, one per block.
 func TestReadAhead(t *testing.T) {

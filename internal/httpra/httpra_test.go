@@ -166,3 +166,43 @@ func TestOpenBadURL(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrencyBound: a large read split into many requests, and many
+// reads at once, never have more than MaxConcurrent requests in flight.
+func TestConcurrencyBound(t *testing.T) {
+	data := make([]byte, 1<<20)
+	var inFlight, peak atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+		http.ServeContent(w, r, "f", time.Time{}, bytes.NewReader(data))
+		inFlight.Add(-1)
+	}))
+	defer srv.Close()
+	f, err := Open(context.Background(), srv.URL, &Options{MaxConcurrent: 3, MaxRequestBytes: 16 << 10, BlockSize: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	done := make(chan error)
+	for i := range 4 {
+		go func() {
+			_, err := f.ReadAt(make([]byte, 256<<10), int64(i)<<18)
+			done <- err
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := peak.Load(); p > 3 || p < 2 {
+		t.Fatalf("peak of %d requests in flight, want 2 or 3 (bound 3)", p)
+	}
+}

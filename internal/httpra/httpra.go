@@ -12,8 +12,8 @@
 // If-Range and every later response is checked against it, so a file
 // replaced while being read yields ErrChanged, never bytes of two
 // versions. Transient failures (5xx, 408, 429, timeouts, reset or
-// truncated connections) are retried with exponential backoff and jitter,
-// a bounded number of times; a server that ignores Range is refused with
+// truncated connections) are retried with exponential backoff and jitter
+// (or the server's Retry-After, up to RetryMax), a bounded number of times; a server that ignores Range is refused with
 // ErrNoRange rather than downloaded whole.
 package httpra
 
@@ -55,6 +55,9 @@ type StatusError struct {
 	URL    string
 	Code   int
 	Status string
+	// RetryAfter is the wait the server asked for (Retry-After in
+	// seconds), 0 if none.
+	RetryAfter time.Duration
 }
 
 func (e *StatusError) Error() string {
@@ -402,7 +405,12 @@ func (f *File) fetch(dst []byte, off int64) (int, error) {
 				off, off+int64(len(dst))-1, f.url, attempt, err)
 		}
 		f.retries.Add(1)
-		t := time.NewTimer(f.backoff(attempt))
+		wait := f.backoff(attempt)
+		// A server's Retry-After is honoured up to RetryMax.
+		if se := (*StatusError)(nil); errors.As(err, &se) && se.RetryAfter > wait {
+			wait = min(se.RetryAfter, f.o.RetryMax)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-f.ctx.Done():
 			t.Stop()
@@ -505,7 +513,11 @@ func (f *File) attempt(dst []byte, off int64) (int, error) {
 		}
 		return 0, fmt.Errorf("%w: %s: bytes %d-%d no longer exist", ErrChanged, f.url, off, end)
 	default:
-		return 0, &StatusError{URL: f.url, Code: resp.StatusCode, Status: resp.Status}
+		se := &StatusError{URL: f.url, Code: resp.StatusCode, Status: resp.Status}
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+			se.RetryAfter = time.Duration(min(secs, 1<<20)) * time.Second
+		}
+		return 0, se
 	}
 	start, last, total, err := parseContentRange(resp.Header.Get("Content-Range"))
 	if err != nil {

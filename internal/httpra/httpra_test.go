@@ -206,3 +206,33 @@ func TestConcurrencyBound(t *testing.T) {
 		t.Fatalf("peak of %d requests in flight, want 2 or 3 (bound 3)", p)
 	}
 }
+
+// TestRetryAfter: a 503 with Retry-After makes the next attempt wait that
+// long, capped by RetryMax.
+func TestRetryAfter(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "later", http.StatusServiceUnavailable)
+			return
+		}
+		http.ServeContent(w, r, "f", time.Time{}, bytes.NewReader(make([]byte, 10)))
+	}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		max        time.Duration
+		minW, maxW time.Duration
+	}{{2 * time.Second, time.Second, 1900 * time.Millisecond}, {200 * time.Millisecond, 90 * time.Millisecond, 900 * time.Millisecond}} {
+		n.Store(0)
+		start := time.Now()
+		f, err := Open(context.Background(), srv.URL, &Options{RetryBase: time.Millisecond, RetryMax: tc.max})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if d := time.Since(start); d < tc.minW || d > tc.maxW {
+			t.Errorf("RetryMax %v: opened after %v, want within [%v, %v]", tc.max, d, tc.minW, tc.maxW)
+		}
+	}
+}

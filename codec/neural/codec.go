@@ -137,7 +137,8 @@ func (p *Params) Marshal() []byte {
 	return w.Bytes()
 }
 
-// ParseParams reads a parameter map strictly. Errors wrap format.ErrFormat.
+// ParseParams reads a parameter map strictly. Errors wrap format.ErrFormat,
+// or format.ErrLimit for a key longer than FORMAT.md §5.4 allows.
 func ParseParams(b []byte) (Params, error) {
 	var p Params
 	if b == nil {

@@ -206,7 +206,8 @@ func appendPrior(b []byte, p [NumLevels][]float32) []byte {
 	return b
 }
 
-// ParseCodec reads a .nwcc codec file. Errors wrap format.ErrFormat.
+// ParseCodec reads a .nwcc codec file. Errors wrap format.ErrFormat, or
+// format.ErrLimit for a key or string longer than FORMAT.md §5.4 allows.
 func ParseCodec(b []byte) (*Codec, error) {
 	m := format.NewMsgReader(b, -1)
 	c := &Codec{}
@@ -289,7 +290,8 @@ type decoderModel struct {
 // parseBlob reads a codec blob. It accepts only what this decoder can run:
 // residual models whose chunk is the format's 16 rows and whose decoder
 // maps [y, feature] to a chunk with one embedding vector per level (or
-// none). Errors wrap format.ErrFormat.
+// none). Errors wrap format.ErrFormat, or format.ErrLimit for a key or
+// string longer than FORMAT.md §5.4 allows.
 func parseBlob(b []byte) (*decoderModel, error) {
 	m := format.NewMsgReader(b, -1)
 	d := &decoderModel{}

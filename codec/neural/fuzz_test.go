@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -168,4 +169,119 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decoded %d bytes for %d×%d", len(out), rows, cols)
 		}
 	})
+}
+
+// FuzzCodecFile feeds arbitrary bytes to ParseCodec, which reads the .nwcc
+// files `nwc train` writes and a user hands back to the tools. Seeds are
+// the built-in default.nwcc and its truncations. It must never panic and
+// must either fail with format.ErrFormat (format.ErrLimit for an over-long
+// key or string) or accept a codec that marshals
+// to a file that parses to the same marshalled bytes.
+func FuzzCodecFile(f *testing.F) {
+	b, err := os.ReadFile("default.nwcc")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add(b[:len(b)/2])
+	f.Add(b[:64])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := neural.ParseCodec(b)
+		if err != nil {
+			if !isFormatOrLimit(err) {
+				t.Fatalf("error %v wraps neither format.ErrFormat nor format.ErrLimit", err)
+			}
+			return
+		}
+		m1, err := c.MarshalBinary()
+		if err != nil {
+			t.Fatalf("accepted codec does not marshal: %v", err)
+		}
+		c2, err := neural.ParseCodec(m1)
+		if err != nil {
+			t.Fatalf("marshalled codec does not parse: %v", err)
+		}
+		m2, err := c2.MarshalBinary()
+		if err != nil || !bytes.Equal(m1, m2) {
+			t.Fatalf("marshalling is not stable: %v", err)
+		}
+	})
+}
+
+// FuzzBlob decodes the learned tensor of testdata/golden.nwc with an
+// arbitrary codec blob, as a .nwc file embeds it: the decoder network and
+// its configuration come from the file, so hostile layer sizes and
+// configurations must fail with format.ErrFormat (or format.ErrLimit)
+// before they drive an
+// allocation. Seeds are the blobs of testdata/golden.nwc and the default
+// codec's.
+func FuzzBlob(f *testing.F) {
+	b, err := os.ReadFile(filepath.Join("testdata", "golden.nwc"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	r, err := reader.NewReader(bytes.NewReader(b), int64(len(b)), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	var tensor *codec.Tensor
+	var enc *codec.Encoded
+	for _, tt := range r.Tensors() {
+		e := tt.Entry()
+		if e.Blob < 0 {
+			continue
+		}
+		if s := r.Index().Blobs[e.Blob].Section; s != nil {
+			f.Add(b[s.Offset:s.End()])
+		}
+		if enc != nil {
+			continue
+		}
+		tensor = &codec.Tensor{Name: e.Name, DType: e.DType, Shape: e.Shape}
+		enc = &codec.Encoded{Params: e.Params, View: e.View}
+		for _, a := range e.Aux {
+			data := a.Inline
+			if data == nil {
+				data = b[a.Offset:a.Section.End()]
+			}
+			enc.Aux = append(enc.Aux, codec.NamedBytes{Name: a.Name, Data: data})
+		}
+		for _, g := range e.Groups {
+			enc.Groups = append(enc.Groups, codec.EncodedGroup{End: g.End, Data: b[g.Section.Offset:g.Section.End()]})
+		}
+	}
+	if enc == nil {
+		f.Fatal("testdata/golden.nwc has no tensor with a blob")
+	}
+	def, err := neural.Default()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(def.Blob())
+	// The seeds must reach the network: the file's own blob decodes.
+	good := *enc
+	good.Blob = &codec.BlobData{Codec: neural.ID, Data: def.Blob()}
+	if _, err := decodeAll(tensor, &good); err != nil {
+		f.Fatalf("the golden tensor does not decode with the default blob: %v", err)
+	}
+	f.Fuzz(func(t *testing.T, blob []byte) {
+		e := *enc
+		e.Blob = &codec.BlobData{Codec: neural.ID, Data: blob}
+		out, err := decodeAll(tensor, &e)
+		if err != nil {
+			if !isFormatOrLimit(err) {
+				t.Fatalf("error %v wraps neither format.ErrFormat nor format.ErrLimit", err)
+			}
+			return
+		}
+		if uint64(len(out)) != tensor.NumElements()*uint64(tensor.DType.Size()) {
+			t.Fatalf("decoded %d bytes for %v", len(out), tensor.Shape)
+		}
+	})
+}
+
+// isFormatOrLimit reports whether err is a file's fault as FORMAT.md
+// classifies it: malformed, or over one of §5.4's fixed limits.
+func isFormatOrLimit(err error) bool {
+	return errors.Is(err, format.ErrFormat) || errors.Is(err, format.ErrLimit)
 }

@@ -59,6 +59,9 @@ func parseHeader(raw []byte, base int64, opts *Options) (*header, error) {
 		// name; serde_json rejects it, and so do we.
 		return nil, formatErr(base+int64(i), "header contains an unpaired UTF-16 surrogate escape")
 	}
+	if err := checkStrings(raw, base); err != nil {
+		return nil, err
+	}
 	p := &headerParser{dec: json.NewDecoder(bytes.NewReader(raw)), raw: raw, base: base, what: "header", opts: opts}
 	p.dec.UseNumber()
 
@@ -74,7 +77,7 @@ func parseHeader(raw []byte, base int64, opts *Options) (*header, error) {
 			return nil, err
 		}
 		if seen[key] {
-			return nil, formatErr(p.off(), "duplicate key %q in header", key)
+			return nil, formatErr(p.off(), "duplicate key %s in header", quoted(key))
 		}
 		seen[key] = true
 		if key == metadataKey {
@@ -113,9 +116,9 @@ func parseHeader(raw []byte, base int64, opts *Options) (*header, error) {
 	for i, e := range entries {
 		switch {
 		case e.Offset > pos:
-			return nil, formatErr(e.off, "gap in data section before tensor %q", e.Name)
+			return nil, formatErr(e.off, "gap in data section before tensor %s", quoted(e.Name))
 		case e.Offset < pos:
-			return nil, formatErr(e.off, "tensor %q overlaps another tensor", e.Name)
+			return nil, formatErr(e.off, "tensor %s overlaps another tensor", quoted(e.Name))
 		}
 		pos = e.Offset + e.Length
 		h.tensors[i] = e.TensorInfo
@@ -189,7 +192,7 @@ func (p *headerParser) metadata() (map[string]string, bool, error) {
 			return nil, false, err
 		}
 		if _, dup := m[k]; dup {
-			return nil, false, formatErr(p.off(), "duplicate key %q in __metadata__", k)
+			return nil, false, formatErr(p.off(), "duplicate key %s in __metadata__", quoted(k))
 		}
 		voff := p.off()
 		tok, err := p.token()
@@ -198,7 +201,7 @@ func (p *headerParser) metadata() (map[string]string, bool, error) {
 		}
 		v, ok := tok.(string)
 		if !ok {
-			return nil, false, formatErr(voff, "__metadata__ value for %q is not a string", k)
+			return nil, false, formatErr(voff, "__metadata__ value for %s is not a string", quoted(k))
 		}
 		m[k] = v
 	}
@@ -212,12 +215,13 @@ func (p *headerParser) metadata() (map[string]string, bool, error) {
 // that involve other tensors happen in parseHeader.
 func (p *headerParser) tensor(name string) (entry, error) {
 	e := entry{off: p.off(), TensorInfo: TensorInfo{Name: name}}
+	qn := quoted(name)
 	tok, err := p.token()
 	if err != nil {
 		return e, err
 	}
 	if tok != json.Delim('{') {
-		return e, formatErr(e.off, "tensor %q: entry is not an object", name)
+		return e, formatErr(e.off, "tensor %s: entry is not an object", qn)
 	}
 	var haveDType, haveShape, haveOffsets bool
 	var begin, end int64
@@ -230,7 +234,7 @@ func (p *headerParser) tensor(name string) (entry, error) {
 		switch k {
 		case "dtype":
 			if haveDType {
-				return e, formatErr(koff, "tensor %q: duplicate key %q", name, k)
+				return e, formatErr(koff, "tensor %s: duplicate key %s", qn, quoted(k))
 			}
 			haveDType = true
 			tok, err := p.token()
@@ -239,80 +243,80 @@ func (p *headerParser) tensor(name string) (entry, error) {
 			}
 			s, ok := tok.(string)
 			if !ok {
-				return e, formatErr(koff, "tensor %q: dtype is not a string", name)
+				return e, formatErr(koff, "tensor %s: dtype is not a string", qn)
 			}
 			e.DType = DType(s)
 			if !e.DType.Valid() {
-				return e, &UnsupportedError{Off: koff, Msg: "dtype " + strconv.Quote(s) + " of tensor " + strconv.Quote(name)}
+				return e, &UnsupportedError{Off: koff, Msg: "dtype " + quoted(s) + " of tensor " + qn}
 			}
 		case "shape":
 			if haveShape {
-				return e, formatErr(koff, "tensor %q: duplicate key %q", name, k)
+				return e, formatErr(koff, "tensor %s: duplicate key %s", qn, quoted(k))
 			}
 			haveShape = true
-			if e.Shape, err = p.shape(name); err != nil {
+			if e.Shape, err = p.shape(qn); err != nil {
 				return e, err
 			}
 		case "data_offsets":
 			if haveOffsets {
-				return e, formatErr(koff, "tensor %q: duplicate key %q", name, k)
+				return e, formatErr(koff, "tensor %s: duplicate key %s", qn, quoted(k))
 			}
 			haveOffsets = true
-			if begin, end, err = p.offsets(name); err != nil {
+			if begin, end, err = p.offsets(qn); err != nil {
 				return e, err
 			}
 		default:
-			return e, formatErr(koff, "tensor %q: unknown key %q", name, k)
+			return e, formatErr(koff, "tensor %s: unknown key %s", qn, quoted(k))
 		}
 	}
-	if err := p.expectDelim('}', "tensor "+strconv.Quote(name)); err != nil {
+	if err := p.expectDelim('}', "tensor "+qn); err != nil {
 		return e, err
 	}
 	switch {
 	case !haveDType:
-		return e, formatErr(e.off, "tensor %q: missing dtype", name)
+		return e, formatErr(e.off, "tensor %s: missing dtype", qn)
 	case !haveShape:
-		return e, formatErr(e.off, "tensor %q: missing shape", name)
+		return e, formatErr(e.off, "tensor %s: missing shape", qn)
 	case !haveOffsets:
-		return e, formatErr(e.off, "tensor %q: missing data_offsets", name)
+		return e, formatErr(e.off, "tensor %s: missing data_offsets", qn)
 	case begin > end:
-		return e, formatErr(e.off, "tensor %q: data_offsets begin %d > end %d", name, begin, end)
+		return e, formatErr(e.off, "tensor %s: data_offsets begin %d > end %d", qn, begin, end)
 	}
 	size, ok := byteSize(e.DType, e.Shape)
 	if !ok {
-		return e, formatErr(e.off, "tensor %q: size of shape %v overflows", name, e.Shape)
+		return e, formatErr(e.off, "tensor %s: size of shape %v overflows", qn, e.Shape)
 	}
 	if end-begin != size {
-		return e, formatErr(e.off, "tensor %q: data_offsets span %d bytes, dtype and shape need %d", name, end-begin, size)
+		return e, formatErr(e.off, "tensor %s: data_offsets span %d bytes, dtype and shape need %d", qn, end-begin, size)
 	}
 	e.Offset, e.Length = begin, size
 	return e, nil
 }
 
-func (p *headerParser) shape(name string) ([]int64, error) {
-	if err := p.expectDelim('[', "tensor "+strconv.Quote(name)+" shape"); err != nil {
+func (p *headerParser) shape(qn string) ([]int64, error) {
+	if err := p.expectDelim('[', "tensor "+qn+" shape"); err != nil {
 		return nil, err
 	}
 	shape := []int64{}
 	max := p.opts.maxRank()
 	for p.dec.More() {
 		if len(shape) >= max {
-			return nil, &LimitError{Off: p.off(), What: "rank of tensor " + strconv.Quote(name), Value: int64(len(shape) + 1), Limit: int64(max)}
+			return nil, &LimitError{Off: p.off(), What: "rank of tensor " + qn, Value: int64(len(shape) + 1), Limit: int64(max)}
 		}
-		d, err := p.uint(name)
+		d, err := p.uint(qn)
 		if err != nil {
 			return nil, err
 		}
 		shape = append(shape, d)
 	}
-	if err := p.expectDelim(']', "tensor "+strconv.Quote(name)+" shape"); err != nil {
+	if err := p.expectDelim(']', "tensor "+qn+" shape"); err != nil {
 		return nil, err
 	}
 	return shape, nil
 }
 
-func (p *headerParser) offsets(name string) (begin, end int64, err error) {
-	what := "tensor " + strconv.Quote(name) + " data_offsets"
+func (p *headerParser) offsets(qn string) (begin, end int64, err error) {
+	what := "tensor " + qn + " data_offsets"
 	if err := p.expectDelim('[', what); err != nil {
 		return 0, 0, err
 	}
@@ -321,7 +325,7 @@ func (p *headerParser) offsets(name string) (begin, end int64, err error) {
 		if !p.dec.More() {
 			return 0, 0, formatErr(p.off(), "%s: need 2 elements", what)
 		}
-		if v[i], err = p.uint(name); err != nil {
+		if v[i], err = p.uint(qn); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -336,7 +340,7 @@ func (p *headerParser) offsets(name string) (begin, end int64, err error) {
 
 // uint reads a JSON number that must be a plain non-negative integer, as a
 // Rust usize is: no sign, fraction or exponent.
-func (p *headerParser) uint(name string) (int64, error) {
+func (p *headerParser) uint(qn string) (int64, error) {
 	off := p.off()
 	tok, err := p.token()
 	if err != nil {
@@ -344,17 +348,17 @@ func (p *headerParser) uint(name string) (int64, error) {
 	}
 	num, ok := tok.(json.Number)
 	if !ok {
-		return 0, formatErr(off, "tensor %q: expected a non-negative integer", name)
+		return 0, formatErr(off, "tensor %s: expected a non-negative integer", qn)
 	}
 	s := string(num)
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
-			return 0, formatErr(off, "tensor %q: %s is not a non-negative integer", name, s)
+			return 0, formatErr(off, "tensor %s: %s is not a non-negative integer", qn, s)
 		}
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
-		return 0, formatErr(off, "tensor %q: integer %s out of range", name, s)
+		return 0, formatErr(off, "tensor %s: integer %s out of range", qn, s)
 	}
 	return n, nil
 }
@@ -511,4 +515,56 @@ func appendJSONString(b []byte, s string) []byte {
 		}
 	}
 	return append(b, '"')
+}
+
+// maxQuoted bounds how much of a name, key or value an error message
+// quotes: a header may hold strings of many megabytes, and every message
+// that quoted one whole would copy it again.
+const maxQuoted = 256
+
+// quoted returns s quoted for a message, cut to maxQuoted bytes.
+func quoted(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:maxQuoted]) + "... (" + strconv.Itoa(len(s)) + " bytes)"
+}
+
+// maxStringLen bounds the bytes of one JSON string of a header or index,
+// escapes included. encoding/json holds a string token several times over
+// while decoding it (its read buffer, grown by doubling, and the decoded
+// copy), so a header made of one huge name would cost several times its
+// size; real names and metadata values are far shorter, and a .nwc file
+// cannot store a name over 4096 bytes anyway.
+const maxStringLen = 1 << 20
+
+// checkStrings rejects raw, which starts at file offset base, if a JSON
+// string in it is longer than maxStringLen. It only pairs quotes, skipping
+// escaped characters; the JSON decoder checks everything else.
+func checkStrings(raw []byte, base int64) error {
+	for i := 0; i < len(raw); {
+		q := bytes.IndexByte(raw[i:], '"')
+		if q < 0 {
+			return nil
+		}
+		start := i + q
+		j := start + 1
+		for j < len(raw) {
+			k := bytes.IndexAny(raw[j:], "\"\\")
+			if k < 0 {
+				j = len(raw)
+				break
+			}
+			j += k
+			if raw[j] == '"' {
+				break
+			}
+			j += 2 // an escape and the character it escapes
+		}
+		if n := int64(min(j, len(raw)) - start - 1); n > maxStringLen {
+			return &LimitError{Off: base + int64(start), What: "JSON string length", Value: n, Limit: maxStringLen}
+		}
+		i = j + 1
+	}
+	return nil
 }

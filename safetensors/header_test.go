@@ -229,3 +229,36 @@ func TestLoneSurrogate(t *testing.T) {
 		}
 	}
 }
+
+// TestLongStrings checks the bound on one JSON string of a header: names
+// and metadata values up to maxStringLen bytes as written are read, longer
+// ones are refused with ErrTooLarge before the JSON decoder copies them.
+func TestLongStrings(t *testing.T) {
+	name := func(n int) string { return strings.Repeat("w", n) }
+	entry := func(name string) string {
+		return `{"` + name + `":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}`
+	}
+	tests := []struct {
+		name   string
+		header string
+		tooBig bool
+	}{
+		{"name at the limit", entry(name(maxStringLen)), false},
+		{"name over the limit", entry(name(maxStringLen + 1)), true},
+		{"escapes count as written", entry(name(maxStringLen-2) + `\"`), false},
+		{"escaped quote does not end it", entry(name(maxStringLen-1) + `\"`), true},
+		{"metadata value over the limit", `{"__metadata__":{"k":"` + name(maxStringLen+1) + `"}}`, true},
+		{"unterminated", `{"` + name(maxStringLen+1), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseBytes(build(tt.header, 1), nil)
+			if got := errors.Is(err, ErrTooLarge); got != tt.tooBig {
+				t.Fatalf("ErrTooLarge %v, want %v (error %.200v)", got, tt.tooBig, err)
+			}
+			if !tt.tooBig && err != nil {
+				t.Fatalf("refused: %.200v", err)
+			}
+		})
+	}
+}

@@ -151,6 +151,9 @@ func parseIndex(raw []byte) (map[string]string, []weight, error) {
 	if i := invalidUTF8(raw); i >= 0 {
 		return nil, nil, formatErr(int64(i), "index is not valid UTF-8")
 	}
+	if err := checkStrings(raw, 0); err != nil {
+		return nil, nil, err
+	}
 	p := &headerParser{dec: json.NewDecoder(bytes.NewReader(raw)), raw: raw, what: "index"}
 	p.dec.UseNumber()
 	if err := p.expectDelim('{', "index"); err != nil {

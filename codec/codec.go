@@ -190,6 +190,16 @@ type GroupDecoder interface {
 	DecodeGroup(i int, payload []byte, dst []byte) error
 }
 
+// A GroupChecker is a GroupDecoder that can tell from a group's payload
+// alone, cheaply and without allocating, that it cannot decode to n
+// elements. Readers call CheckGroup before they allocate a group's decoded
+// size, so that a payload of a few bytes cannot make them allocate the
+// gigabytes a group may declare. A nil error promises nothing: DecodeGroup
+// still checks everything.
+type GroupChecker interface {
+	CheckGroup(i int, payload []byte, n uint64) error
+}
+
 // An Encoder compresses tensors for the codec it is registered under. It
 // must be safe for concurrent use. Encoders may also implement Stepper and
 // BlobSizer.

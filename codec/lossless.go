@@ -1,6 +1,9 @@
 package codec
 
 import (
+	"fmt"
+	"math"
+
 	"github.com/nwcodec/nwc/codec/lossless"
 	"github.com/nwcodec/nwc/format"
 )
@@ -46,6 +49,19 @@ func (losslessCodec) NewDecoder(t *format.Tensor, env Env) (GroupDecoder, error)
 type losslessDecoder struct {
 	dtype string
 	size  int
+}
+
+// CheckGroup checks the payload's header and block descriptors against n
+// elements: a payload shorter than its blocks need is refused before the
+// reader allocates the group.
+func (d losslessDecoder) CheckGroup(i int, payload []byte, n uint64) error {
+	if n > math.MaxInt {
+		return &format.FormatError{Off: -1, Msg: fmt.Sprintf("codec lossless: group of %d elements", n)}
+	}
+	if err := lossless.CheckHeader(payload, d.dtype, int(n)); err != nil {
+		return &format.FormatError{Off: -1, Msg: "codec lossless: " + err.Error()}
+	}
+	return nil
 }
 
 func (d losslessDecoder) DecodeGroup(i int, payload, dst []byte) error {

@@ -63,13 +63,14 @@ func hostileCases() []hostileCase {
 
 // TestHostileSizes reads files that declare huge shapes, counts, block
 // sizes and string lengths, one row per hostile field, and checks that
-// each fails with the reader's typed error and a peak RSS below 64 MiB
-// plus the file's size. The parent writes each case's files; a child
-// process (this test binary, selected by hostileEnv) reads them from disk
-// as the tools do and reports its peak RSS (VmHWM), so nothing the parent
-// holds or built counts. The bytes the parent allocated reading the same
-// files (runtime.MemStats.TotalAlloc, garbage included) are logged beside
-// it. Run with -v for the table.
+// each fails with the reader's typed error, with a peak RSS and a heap
+// (runtime.MemStats.HeapSys, which counts allocations never written)
+// below 64 MiB plus the file's size. The parent writes each case's files;
+// a child process (this test binary, selected by hostileEnv) reads them
+// from disk as the tools do and reports its peak RSS (VmHWM) and heap, so
+// nothing the parent holds or built counts. The bytes the parent
+// allocated reading the same files (runtime.MemStats.TotalAlloc, garbage
+// included) are logged beside them. Run with -v for the table.
 func TestHostileSizes(t *testing.T) {
 	if name := os.Getenv(hostileEnv); name != "" {
 		hostileChild(t, name)
@@ -105,15 +106,15 @@ func TestHostileSizes(t *testing.T) {
 			t.Errorf("%s: child: %v\n%.2000s", c.name, cerr, out)
 			continue
 		}
-		rss, ok := parseHWM(out)
+		rss, heap, ok := parseChild(out)
 		if !ok {
-			t.Errorf("%s: the child reported no peak RSS:\n%.2000s", c.name, out)
+			t.Errorf("%s: the child reported no peak RSS or heap:\n%.2000s", c.name, out)
 			continue
 		}
 		limit := uint64(hostileSlack + size)
-		t.Logf("%-44s peak RSS %10d, limit %10d; allocated %10d; file %8d", c.name, rss, limit, alloc, size)
-		if rss > limit {
-			t.Errorf("%s: peak RSS %d bytes, limit %d (64 MiB + the file's %d bytes)", c.name, rss, limit, size)
+		t.Logf("%-42s peak RSS %10d, heap %10d, limit %10d; allocated %10d; file %8d", c.name, rss, heap, limit, alloc, size)
+		if rss > limit || heap > limit {
+			t.Errorf("%s: peak RSS %d bytes, heap %d, limit %d (64 MiB + the file's %d bytes)", c.name, rss, heap, limit, size)
 		}
 	}
 }
@@ -138,6 +139,11 @@ func hostileChild(t *testing.T, name string) {
 				fmt.Printf("%s %s\n", hwmMarker, strings.TrimSpace(v))
 			}
 		}
+		// An allocation that is never written stays out of the RSS, but
+		// not out of the heap the runtime obtained, which never shrinks.
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		fmt.Printf("%s %d\n", heapMarker, ms.HeapSys)
 		return
 	}
 	t.Fatalf("no hostile case %q", name)
@@ -146,15 +152,25 @@ func hostileChild(t *testing.T, name string) {
 // hwmMarker starts the child's line reporting its peak RSS.
 const hwmMarker = "hostile-peak-rss:"
 
-// parseHWM reads the child's peak RSS ("hwmMarker N kB") from its output.
-func parseHWM(out []byte) (uint64, bool) {
+// heapMarker starts the child's line reporting the heap it obtained.
+const heapMarker = "hostile-heap-sys:"
+
+// parseChild reads the child's peak RSS ("hwmMarker N kB") and heap
+// ("heapMarker N") from its output.
+func parseChild(out []byte) (rss, heap uint64, ok bool) {
+	var haveRSS, haveHeap bool
 	for line := range strings.Lines(string(out)) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), hwmMarker); ok {
+		line = strings.TrimSpace(line)
+		if v, found := strings.CutPrefix(line, hwmMarker); found {
 			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10, err == nil
+			rss, haveRSS = kb<<10, err == nil
+		}
+		if v, found := strings.CutPrefix(line, heapMarker); found {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			heap, haveHeap = n, err == nil
 		}
 	}
-	return 0, false
+	return rss, heap, haveRSS && haveHeap
 }
 
 // allocated returns the bytes the heap handed out while f ran.
@@ -243,6 +259,11 @@ func nwcCases() []hostileCase {
 		nwcCase("lossless_shape_32GiB_group", index(huge(1, 1<<17, 1<<17))),
 		nwcCase("lossless_shape_63GiB_group", index(huge(1, 1<<17, 63<<17))),
 		nwcCase("nwc_shape_16GiB_group", nwcIndex(huge(0, 1<<16, 1<<16))),
+		// The largest group FORMAT.md allows, 2^28 elements, over the
+		// original payloads.
+		nwcCase("raw_group_2^28_elements", index(huge(0, 1<<14, 1<<14))),
+		nwcCase("lossless_group_2^28_elements", index(huge(1, 1<<14, 1<<14))),
+		nwcCase("nwc_group_2^28_elements", nwcIndex(huge(0, 1<<14, 1<<14))),
 		nwcCase("group_section_2^40", index(func(x *format.Index) { x.Tensors[1].Groups[0].Length = 1 << 40 })),
 		nwcCase("blob_section_2^40", nwcIndex(func(x *format.Index) { x.Blobs[0].Section.Length = 1 << 40 })),
 		nwcCase("metadata_string_2^31", rawIndex(strHeader("metadata", 1<<31-1))),

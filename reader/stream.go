@@ -120,20 +120,27 @@ func (s *stream) decode(i int) (*[]byte, error) {
 	t := s.t
 	g := t.e.Groups[i]
 	n := g.End - t.e.GroupStart(i)
-	buf := getBuf(n * uint64(t.e.DType.Size()))
+	size := n * uint64(t.e.DType.Size())
+	var buf *[]byte
 	var err error
-	if t.e.Codec == codec.Raw && g.Length == uint64(len(*buf)) {
+	if t.e.Codec == codec.Raw && g.Length == size {
+		buf = getBuf(size)
 		err = t.r.readSectionInto(*buf, g.Section, t.groupWhat(i))
 	} else {
 		var payload *[]byte
 		if payload, err = t.readPayload(i); err == nil {
-			err = t.wrap(s.dec.DecodeGroup(i, *payload, *buf), i)
+			if err = t.checkGroup(s.dec, i, *payload, n); err == nil {
+				buf = getBuf(size)
+				err = t.wrap(s.dec.DecodeGroup(i, *payload, *buf), i)
+			}
 			putBuf(payload)
 		}
 	}
 	if err != nil || s.dt == t.e.DType {
 		if err != nil {
-			putBuf(buf)
+			if buf != nil {
+				putBuf(buf)
+			}
 			return nil, err
 		}
 		return buf, nil

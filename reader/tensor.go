@@ -355,6 +355,9 @@ func (t *Tensor) decodeGroup(dec codec.GroupDecoder, i int, e0, e1 uint64, s sin
 		return err
 	}
 	defer putBuf(payload)
+	if err := t.checkGroup(dec, i, *payload, g.End-gs); err != nil {
+		return err
+	}
 	buf := getBuf((g.End - gs) * size)
 	defer putBuf(buf)
 	if err := dec.DecodeGroup(i, *payload, *buf); err != nil {
@@ -371,6 +374,16 @@ func (t *Tensor) decodeGroup(dec codec.GroupDecoder, i int, e0, e1 uint64, s sin
 		_, err = dtype.Convert(s.b[(lo-e0)*osz:(lo-e0)*osz:(hi-e0)*osz], s.dt, part, t.e.DType)
 	}
 	return err
+}
+
+// checkGroup lets a codec that can refuse group i's payload without
+// allocating do so before the reader allocates the n elements the group
+// declares.
+func (t *Tensor) checkGroup(dec codec.GroupDecoder, i int, payload []byte, n uint64) error {
+	if c, ok := dec.(codec.GroupChecker); ok {
+		return t.wrap(c.CheckGroup(i, payload, n), i)
+	}
+	return nil
 }
 
 // readPayload reads group i's checked payload into a pooled buffer: the

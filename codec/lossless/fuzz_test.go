@@ -123,9 +123,11 @@ const (
 // and the first bytes of its payload that huff0, fse and zstd read as
 // table headers, table logs and frame window sizes. Seeds are the streams
 // of testdata/fuzz/FuzzDecompress decomposed into that description, so the
-// unmutated seeds decode. Decompress must return ErrCorrupt or ErrLength,
-// or exactly n elements that survive a round trip; a count the input
-// cannot hold must fail before anything is sized from it.
+// unmutated seeds decode. CheckHeader must refuse what Decompress refuses
+// before decoding a block, with the same error. Decompress must return
+// ErrCorrupt or ErrLength, or exactly n elements that survive a round
+// trip; a count the input cannot hold must fail before anything is sized
+// from it.
 func FuzzBlockHeaders(f *testing.F) {
 	dir := filepath.Join("testdata", "fuzz", "FuzzDecompress")
 	ents, err := os.ReadDir(dir)
@@ -172,7 +174,11 @@ func FuzzBlockHeaders(f *testing.F) {
 		if complete && n > 0 && uint64(n)*uint64(fm.size) > 16<<20 {
 			return
 		}
+		herr := CheckHeader(src, dtype, n)
 		got, err := Decompress(nil, src, dtype, n)
+		if herr != nil && (err == nil || err.Error() != herr.Error()) {
+			t.Fatalf("CheckHeader: %v; Decompress: %v", herr, err)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrLength) {
 				t.Fatalf("error %v matches neither ErrCorrupt nor ErrLength", err)

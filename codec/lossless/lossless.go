@@ -207,6 +207,22 @@ func Decompress(dst, src []byte, dtype string, n int) ([]byte, error) {
 	return dst[:orig+n*f.size], nil
 }
 
+// CheckHeader reports the error Decompress would return for src, n and
+// dtype before it decodes a block: a wrong header, or block descriptors
+// that do not fit the element count or the input's length. It allocates
+// nothing, so a caller can run it before allocating the output.
+func CheckHeader(src []byte, dtype string, n int) error {
+	f, err := lookupDType(dtype)
+	if err != nil {
+		return err
+	}
+	if n < 0 || n > math.MaxInt/f.size {
+		return fmt.Errorf("%w: %d elements of %s", ErrLength, n, dtype)
+	}
+	_, _, err = parseHeader(src, f, n)
+	return err
+}
+
 // parseHeader checks the header and every block descriptor of src against
 // the format f and element count n, and returns the offsets of the first
 // descriptor and the first payload. After it succeeds every descriptor can

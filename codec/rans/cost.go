@@ -49,6 +49,19 @@ func (t *Table) Cost(v int32) float64 {
 	return t.bitsOf(t.freq[i])
 }
 
+// MinBits returns a lower bound on the bits of any stream of n symbols
+// coded with t: n times the code length of t's most probable symbol (the
+// escape included). rANS codes no shorter than the ideal code length, so
+// a decoder can refuse a far shorter stream before it allocates for n
+// symbols.
+func (t *Table) MinBits(n int) float64 {
+	var top uint32
+	for _, f := range t.freq {
+		top = max(top, f)
+	}
+	return float64(n) * t.bitsOf(top)
+}
+
 func (t *Table) bitsOf(f uint32) float64 {
 	return float64(t.precision) - math.Log2(float64(f))
 }

@@ -152,6 +152,40 @@ type ecsqDecoder struct {
 	tables  []*rans.Table // one per set
 }
 
+// CheckGroup refuses a payload far too short for the symbols group i
+// holds under the tensor's tables (half of rans.Table.MinBits, less 512
+// bits), before the reader allocates the group and DecodeGroup its
+// scratch: a truncated or forged payload of a few bytes cannot stand for
+// a group of 2^28 elements.
+func (d *ecsqDecoder) CheckGroup(i int, payload []byte, n uint64) error {
+	if i < 0 || i >= len(d.ends) {
+		return format.Errorf(-1, "codec %s: group %d of %d", d.id, i, len(d.ends))
+	}
+	r0 := 0
+	if i > 0 {
+		r0 = d.ends[i-1]
+	}
+	rows := d.ends[i] - r0
+	for k, set := range d.sets {
+		stream := payload
+		if k < len(d.sets)-1 {
+			l, w := binary.Uvarint(payload)
+			if w <= 0 || l > uint64(len(payload)-w) {
+				return format.Errorf(-1, "codec %s: group %d: bad length of stream %d", d.id, i, k)
+			}
+			stream, payload = payload[w:w+int(l)], payload[w+int(l):]
+		}
+		width := len(set.Cols)
+		if set.Cols == nil {
+			width = d.lay.Cols
+		}
+		if need := d.tables[k].MinBits(rows * width); 16*float64(len(stream))+512 < need {
+			return format.Errorf(-1, "codec %s: group %d stream %d: %d bytes cannot hold %d symbols", d.id, i, k, len(stream), rows*width)
+		}
+	}
+	return nil
+}
+
 // DecodeGroup decodes the rANS streams of group i and reconstructs its
 // rows.
 func (d *ecsqDecoder) DecodeGroup(i int, payload, dst []byte) error {

@@ -54,7 +54,8 @@ func addGoldenSeeds(f *testing.F) {
 
 // FuzzDecode feeds arbitrary params, aux sections and a one-group payload
 // to each codec's decoder: it must never panic, must report bad data as
-// format errors, and must decode deterministically.
+// format errors, must decode deterministically, and a decoder that checks
+// payloads before decoding (codec.GroupChecker) must accept what decodes.
 func FuzzDecode(f *testing.F) {
 	addGoldenSeeds(f)
 	f.Add(uint8(0), uint8(0), uint16(1), uint16(1), []byte{0x80}, []byte{}, []byte{}, []byte{}, []byte{})
@@ -104,6 +105,13 @@ func FuzzDecode(f *testing.F) {
 		again := make([]byte, len(dst))
 		if err := dec.DecodeGroup(0, payload, again); err != nil || !bytes.Equal(dst, again) {
 			t.Fatalf("second decode differs (%v)", err)
+		}
+		// A reader asks first whether the payload can hold the group: a
+		// payload that decodes must never be refused.
+		if ch, ok := dec.(codec.GroupChecker); ok {
+			if err := ch.CheckGroup(0, payload, n); err != nil {
+				t.Fatalf("CheckGroup refuses a payload that decodes: %v", err)
+			}
 		}
 	})
 }

@@ -308,6 +308,7 @@ func nwcCases() []hostileCase {
 		nwcCase("rtn_last_group_2^28_elements", goldenIndex("lossy_scalar.nwc", widenLast("rtn3_g32"))),
 		nwcCase("ecsq_last_group_2^28_elements", goldenIndex("lossy_scalar.nwc", widenLast("ecsq"))),
 		nwcCase("tcq_last_group_2^28_elements", goldenIndex("lossy_tcq.nwc", widenLast("tcq_levels"))),
+		nwcCase("nwc_last_group_2^28_elements", goldenIndex("nwc_blob.nwc", widenLast("nwc_learned"))),
 		nwcCase("group_section_2^40", index(func(x *format.Index) { x.Tensors[1].Groups[0].Length = 1 << 40 })),
 		nwcCase("blob_section_2^40", nwcIndex(func(x *format.Index) { x.Blobs[0].Section.Length = 1 << 40 })),
 		nwcCase("metadata_string_2^31", rawIndex(strHeader("metadata", 1<<31-1))),

@@ -116,7 +116,8 @@ func TestGolden(t *testing.T) {
 // FuzzDecode feeds arbitrary parameters, auxiliary sections and payloads
 // to the decoder of a small tensor with the default blob. Seeds come from
 // testdata/golden.nwc. It must never panic, and must either fail with
-// format.ErrFormat or produce exactly the tensor's bytes.
+// format.ErrFormat or produce exactly the tensor's bytes, from a payload
+// that CheckGroup accepts.
 func FuzzDecode(f *testing.F) {
 	b, err := os.ReadFile(filepath.Join("testdata", "golden.nwc"))
 	if err != nil {
@@ -167,6 +168,21 @@ func FuzzDecode(f *testing.F) {
 		}
 		if len(out) != 4*int(rows)*int(cols) {
 			t.Fatalf("decoded %d bytes for %d×%d", len(out), rows, cols)
+		}
+		// A reader asks first whether the payload can hold the group: a
+		// payload that decodes must never be refused.
+		c, err := codec.LookupDecoder(neural.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec, err := c.NewDecoder(entry(tt, enc), memEnv{enc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ch, ok := dec.(codec.GroupChecker); !ok {
+			t.Fatal("the nwc decoder does not check payloads")
+		} else if err := ch.CheckGroup(0, payload, uint64(rows)*uint64(cols)); err != nil {
+			t.Fatalf("CheckGroup refuses a payload that decodes: %v", err)
 		}
 	})
 }

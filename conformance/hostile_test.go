@@ -249,6 +249,22 @@ func widenLast(name string) func(*format.Index) {
 	}
 }
 
+// readNWCFloat32 opens dir's file and decodes every tensor whole to
+// float32, as nwc eval and the llama loader do.
+func readNWCFloat32(dir string) error {
+	r, err := reader.Open(filepath.Join(dir, hostileFile), nil)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for _, t := range r.Tensors() {
+		if _, err := t.Float32(); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("every tensor decoded")
+}
+
 func nwcTyped(err error) bool { return format.Class(err) != "" }
 
 // single makes the files of a one-file case.
@@ -266,6 +282,11 @@ func bytesOf(b func() []byte) func() (map[string][]byte, error) {
 
 func nwcCase(name string, build func() ([]byte, error)) hostileCase {
 	return hostileCase{"nwc/" + name, single(build), readNWC, nwcTyped}
+}
+
+// nwcFloat32Case is like nwcCase but reads every tensor whole.
+func nwcFloat32Case(name string, build func() ([]byte, error)) hostileCase {
+	return hostileCase{"nwc-float32/" + name, single(build), readNWCFloat32, nwcTyped}
 }
 
 // nwcCases are the invalid files of the conformance suite, several of
@@ -309,6 +330,9 @@ func nwcCases() []hostileCase {
 		nwcCase("ecsq_last_group_2^28_elements", goldenIndex("lossy_scalar.nwc", widenLast("ecsq"))),
 		nwcCase("tcq_last_group_2^28_elements", goldenIndex("lossy_tcq.nwc", widenLast("tcq_levels"))),
 		nwcCase("nwc_last_group_2^28_elements", goldenIndex("nwc_blob.nwc", widenLast("nwc_learned"))),
+		nwcFloat32Case("lossless_group_2^28_elements", index(huge(1, 1<<14, 1<<14))),
+		nwcFloat32Case("ecsq_last_group_2^28_elements", goldenIndex("lossy_scalar.nwc", widenLast("ecsq"))),
+		nwcFloat32Case("nwc_last_group_2^28_elements", goldenIndex("nwc_blob.nwc", widenLast("nwc_learned"))),
 		nwcCase("group_section_2^40", index(func(x *format.Index) { x.Tensors[1].Groups[0].Length = 1 << 40 })),
 		nwcCase("blob_section_2^40", nwcIndex(func(x *format.Index) { x.Blobs[0].Section.Length = 1 << 40 })),
 		nwcCase("metadata_string_2^31", rawIndex(strHeader("metadata", 1<<31-1))),

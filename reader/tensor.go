@@ -102,6 +102,9 @@ func (t *Tensor) decoder() (codec.GroupDecoder, error) {
 // Bytes decodes the whole tensor to its original dtype's little-endian
 // bytes, in a new slice.
 func (t *Tensor) Bytes() ([]byte, error) {
+	if err := t.precheck(t.e.NumElements() * uint64(t.e.DType.Size())); err != nil {
+		return nil, err
+	}
 	out := make([]byte, t.e.NumElements()*uint64(t.e.DType.Size())) // ≤ Limits.MaxTensorBytes, checked by Validate
 	if err := t.DecodeInto(context.Background(), out, t.e.DType); err != nil {
 		return nil, err
@@ -111,6 +114,9 @@ func (t *Tensor) Bytes() ([]byte, error) {
 
 // Float32 decodes the whole tensor to float32, in a new slice.
 func (t *Tensor) Float32() ([]float32, error) {
+	if err := t.precheck(4 * t.e.NumElements()); err != nil {
+		return nil, err
+	}
 	out := make([]float32, t.e.NumElements())
 	if err := t.Float32Into(context.Background(), out); err != nil {
 		return nil, err
@@ -374,6 +380,42 @@ func (t *Tensor) decodeGroup(dec codec.GroupDecoder, i int, e0, e1 uint64, s sin
 		_, err = dtype.Convert(s.b[(lo-e0)*osz:(lo-e0)*osz:(hi-e0)*osz], s.dt, part, t.e.DType)
 	}
 	return err
+}
+
+// precheckRatio is the decoded-to-stored ratio above which Bytes and
+// Float32 check every group's payload before allocating the whole tensor.
+// Real tensors stay far below it (lossless codes 1.3:1, 2-bit nwc 16:1), so
+// they are read once; a file whose small payloads declare a huge tensor is
+// refused without the allocation.
+const precheckRatio = 64
+
+// precheck runs the codec's payload check (codec.GroupChecker) on every
+// group before a whole-tensor allocation of n bytes that 64 MiB and
+// precheckRatio times the stored bytes do not cover.
+func (t *Tensor) precheck(n uint64) error {
+	if n <= 64<<20 || n/precheckRatio <= t.e.StoredBytes() {
+		return nil
+	}
+	dec, err := t.decoder()
+	if err != nil {
+		return err
+	}
+	c, ok := dec.(codec.GroupChecker)
+	if !ok {
+		return nil
+	}
+	for i := range t.e.Groups {
+		p, err := t.readPayload(i)
+		if err != nil {
+			return err
+		}
+		err = t.wrap(c.CheckGroup(i, *p, t.e.Groups[i].End-t.e.GroupStart(i)), i)
+		putBuf(p)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkGroup lets a codec that can refuse group i's payload without

@@ -73,4 +73,3 @@ func Merge(ctx context.Context, r *reader.Reader, out string, progress func(done
 	}
 	return &MergeStats{Parts: x.Metadata.Parts, Tensors: len(ts), OutBytes: f.Size()}, nil
 }
-

@@ -269,7 +269,7 @@ func TestSetRefuses(t *testing.T) {
 	planned(t, src, 3, &convert.Options{Codec: "ecsq", Bits: 5, SourceName: stories}, filepath.Join(base, "b"))
 	good := filepath.Join(base, "a", "parts")
 	tests := []struct {
-		name  string
+		name   string
 		break_ func(dir string)
 	}{
 		{"missing part", func(dir string) { os.Remove(filepath.Join(dir, format.PartName(2, 3))) }},

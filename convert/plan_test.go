@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/nwcodec/nwc/bench/synth"
@@ -175,6 +176,11 @@ func TestPlanPartsMerge(t *testing.T) {
 					t.Fatalf("tensor %d: %q of the set differs from %q of the merged file", i, st[i].Name(), rt[i].Name())
 				}
 			}
+			if sh, ok := src.(*safetensors.Sharded); ok {
+				checkDecodeShards(t, set.Reader, sh, tc.in, tc.codec == "lossless")
+			} else if _, _, err := convert.SourceShards(set.Reader); !errors.Is(err, format.ErrNotFound) {
+				t.Errorf("source shards of a single-file source: err = %v, want ErrNotFound", err)
+			}
 			ix := set.Index()
 			if len(ix.Tensors) != len(rt) {
 				t.Errorf("set index has %d tensors, want %d", len(ix.Tensors), len(rt))
@@ -321,5 +327,45 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// checkDecodeShards decodes r in the shards of its source sh (in dir) and
+// checks that every shard holds the source's tensors and, when exact,
+// that every shard comes back byte for byte.
+func checkDecodeShards(t *testing.T, r *reader.Reader, sh *safetensors.Sharded, dir string, exact bool) {
+	t.Helper()
+	out := t.TempDir()
+	if err := convert.DecodeShards(context.Background(), r, out, nil); err != nil {
+		t.Fatal(err)
+	}
+	back, err := safetensors.OpenPath(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	bs, ok := back.(*safetensors.Sharded)
+	if !ok {
+		t.Fatalf("decoded shards open as %T", back)
+	}
+	if got, want := bs.Shards(), sh.Shards(); !slices.Equal(got, want) {
+		t.Fatalf("decoded shards %v, source %v", got, want)
+	}
+	for _, ti := range sh.Tensors() {
+		a, _ := sh.ShardOf(ti.Name)
+		b, _ := bs.ShardOf(ti.Name)
+		if a != b {
+			t.Errorf("tensor %q decoded into %s, source %s", ti.Name, b, a)
+		}
+	}
+	if !exact {
+		return
+	}
+	for _, name := range sh.Shards() {
+		a, _ := os.ReadFile(filepath.Join(dir, name))
+		b, _ := os.ReadFile(filepath.Join(out, name))
+		if !bytes.Equal(a, b) {
+			t.Errorf("decoded %s (%d bytes) differs from the source's (%d bytes)", name, len(b), len(a))
+		}
 	}
 }

@@ -25,6 +25,9 @@ func ToNWCPlanned(ctx context.Context, src safetensors.Source, out string, opts 
 	if part < 0 || part > p.Parts {
 		return nil, fmt.Errorf("%w: part %d of a plan of %d", ErrPlan, part, p.Parts)
 	}
+	if b := buildID(); p.Build != b {
+		return nil, fmt.Errorf("%w: the plan was made by nwc build %q, this is %q (encoders may differ between builds)", ErrPlan, p.Build, b)
+	}
 	in, err := inputOf(src, optsSourceName(opts))
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"runtime/debug"
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/format"
@@ -62,6 +63,11 @@ type Plan struct {
 	Bits  float64  `json:"bits,omitempty"`
 	// Parts is the number of parts.
 	Parts int `json:"parts"`
+	// Build identifies the nwc build that made the plan (module version
+	// and VCS revision, when the binary records them): encoders of
+	// another build may code a tensor differently, so parts are made by
+	// the same build.
+	Build string `json:"build,omitempty"`
 	// ModelBits is the rate model's prediction of the file's bits per
 	// weight (0 when the plan used the exact search or no rate control).
 	ModelBits float64 `json:"model_bits,omitempty"`
@@ -259,7 +265,7 @@ func MakePlan(ctx context.Context, src safetensors.Source, parts int, opts *Opti
 	if err := c.controlRate(ctx); err != nil {
 		return nil, err
 	}
-	p := &Plan{Schema: PlanSchema, Input: in, Codec: c.o.Codec, Bits: c.o.Bits, Parts: parts, ModelBits: c.modelBits}
+	p := &Plan{Schema: PlanSchema, Input: in, Codec: c.o.Codec, Bits: c.o.Bits, Parts: parts, ModelBits: c.modelBits, Build: buildID()}
 	part := splitParts(c.items, parts)
 	for k, it := range c.items {
 		pt := c.plannedTensor(k)
@@ -273,6 +279,25 @@ func MakePlan(ctx context.Context, src safetensors.Source, parts int, opts *Opti
 		return nil, err
 	}
 	return p, nil
+}
+
+// buildID identifies this build of nwc: the main module's path and
+// version and the VCS revision, marked when the tree was modified.
+func buildID() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	id := bi.Main.Path + "@" + bi.Main.Version
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			id += " " + s.Value
+		case s.Key == "vcs.modified" && s.Value == "true":
+			id += "+modified"
+		}
+	}
+	return id
 }
 
 func optsSourceName(o *Options) string {

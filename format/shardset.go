@@ -123,6 +123,13 @@ func ParseShardIndex(b []byte) (*ShardIndex, error) {
 	if d.More() {
 		return nil, Errorf(-1, "sharded index: data after the JSON object")
 	}
+	if x.Metadata.Plan == "" {
+		for _, f := range x.WeightMap {
+			if strings.HasSuffix(f, ".safetensors") {
+				return nil, Errorf(-1, "a safetensors index (its weight_map names .safetensors files), not a sharded .nwc's")
+			}
+		}
+	}
 	if !validHash(x.Metadata.Plan) {
 		return nil, Errorf(-1, "sharded index: metadata.nwc_plan %q is not a hex SHA-256", x.Metadata.Plan)
 	}

@@ -116,6 +116,12 @@ func convertFromPlan(fs *flag.FlagSet, in string, v *planFlagValues, stdout, std
 	if err != nil {
 		return fmt.Errorf("%s: %w", *v.plan, err)
 	}
+	for _, a := range p.Args {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || runtimeFlags[name] || fs.Lookup(name) == nil {
+			return fmt.Errorf("%s: %w: recorded option %q is not one nwc plan records", *v.plan, convert.ErrPlan, a)
+		}
+	}
 	part, err := resolvePart(*v.part, p.Parts, os.Getenv)
 	if err != nil {
 		return err

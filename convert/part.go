@@ -35,6 +35,15 @@ func ToNWCPlanned(ctx context.Context, src safetensors.Source, out string, opts 
 	if in.SHA256 != p.Input.SHA256 {
 		return nil, fmt.Errorf("%w: the plan was made from other input files (%s)", ErrPlan, diffInputs(p.Input, in))
 	}
+	if opts != nil && opts.Guidance != nil && opts.Guidance.Allocate {
+		// The plan's steps carry the allocation; measuring the
+		// sensitivities again would read every tensor of the checkpoint
+		// in every part.
+		o, g := *opts, *opts.Guidance
+		g.Allocate = false
+		o.Guidance = &g
+		opts = &o
+	}
 	c, err := newConversion(ctx, src, opts)
 	if err != nil {
 		return nil, err

@@ -8,14 +8,18 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"testing"
 
 	"github.com/nwcodec/nwc/bench/synth"
+	"github.com/nwcodec/nwc/calib"
+	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/convert"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/internal/atomicfile"
 	"github.com/nwcodec/nwc/internal/shareddata"
+	"github.com/nwcodec/nwc/llama"
 	"github.com/nwcodec/nwc/reader"
 	"github.com/nwcodec/nwc/safetensors"
 )
@@ -367,5 +371,65 @@ func checkDecodeShards(t *testing.T, r *reader.Reader, sh *safetensors.Sharded, 
 		if !bytes.Equal(a, b) {
 			t.Errorf("decoded %s (%d bytes) differs from the source's (%d bytes)", name, len(b), len(a))
 		}
+	}
+}
+
+// TestPlanGuided plans a guided conversion (Hessians, column steps,
+// LDLQ, allocation from the Hessian proxy, a --tensor-bits budget): the
+// parts merged are the one-process file, and the rate is within 1 %.
+func TestPlanGuided(t *testing.T) {
+	in, docs := storiesText(t)
+	m, err := llama.Load(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calDocs := [][]int{docs[0][:min(200, len(docs[0]))]}
+	hs, err := llama.Calibrate(context.Background(), m, calDocs, m.Config().SeqLen, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := calib.FromLlama(m, hs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := safetensors.OpenPath(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	opts := &convert.Options{Codec: "nwc", Bits: 4, Rate: convert.RateModel, SourceName: in,
+		TensorBits: []convert.TensorBits{{Pattern: regexp.MustCompile(`feed_forward\.w2`), Bits: 5}},
+		Guidance:   &convert.Guidance{Hessians: set, ColumnSteps: true, LDLQ: true, Allocate: true}}
+	dir := t.TempDir()
+	_, _, one := planned(t, src, 3, opts, dir)
+	set3, err := reader.Open(filepath.Join(dir, "parts"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set3.Close()
+	merged := filepath.Join(dir, "merged.nwc")
+	if _, err := convert.Merge(context.Background(), set3.Reader, merged, nil); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(filepath.Join(dir, "one.nwc"))
+	b, _ := os.ReadFile(merged)
+	if !bytes.Equal(a, b) {
+		t.Fatalf("merged parts (%d bytes) differ from the one-process file (%d bytes)", len(b), len(a))
+	}
+	// The w2 budget puts the file's target above 4 bits: compare with
+	// what one process reaches with feedback.
+	ref, err := convert.ToNWC(context.Background(), src, filepath.Join(dir, "ref.nwc"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%.4f bits per weight, %.4f without a plan", one.BitsPerWeight, ref.BitsPerWeight)
+	if math.Abs(one.BitsPerWeight-ref.BitsPerWeight) > 0.01*ref.BitsPerWeight {
+		t.Errorf("%.4f bits per weight, want %.4f ± 1 %%", one.BitsPerWeight, ref.BitsPerWeight)
+	}
+	// Sequential guidance cannot be planned.
+	seq := *opts
+	seq.Guidance = &convert.Guidance{Hessians: set, Sequential: true, Calib: &convert.Calibration{Model: m, Docs: calDocs}}
+	if _, err := convert.MakePlan(context.Background(), src, 2, &seq); !errors.Is(err, codec.ErrOptions) {
+		t.Errorf("sequential plan: err = %v, want ErrOptions", err)
 	}
 }

@@ -103,6 +103,7 @@ func TestPlanPartsMerge(t *testing.T) {
 		{"stories260K nwc model", stories, "nwc", convert.RateModel, 4},
 		{"tiny sharded ecsq model", tiny, "ecsq", convert.RateModel, 2},
 		{"tiny sharded lossless", tiny, "lossless", convert.RateAuto, 3},
+		{"tiny sharded raw (aligned)", tiny, "raw", convert.RateAuto, 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,7 +114,7 @@ func TestPlanPartsMerge(t *testing.T) {
 			}
 			defer src.Close()
 			opts := &convert.Options{Codec: tc.codec, Rate: tc.rate, SourceName: tc.in}
-			if tc.codec != "lossless" {
+			if tc.codec != "lossless" && tc.codec != "raw" {
 				opts.Bits = 4
 			}
 			dir := t.TempDir()
@@ -181,7 +182,7 @@ func TestPlanPartsMerge(t *testing.T) {
 				}
 			}
 			if sh, ok := src.(*safetensors.Sharded); ok {
-				checkDecodeShards(t, set.Reader, sh, tc.in, tc.codec == "lossless")
+				checkDecodeShards(t, set.Reader, sh, tc.in, tc.codec == "lossless" || tc.codec == "raw")
 			} else if _, _, err := convert.SourceShards(set.Reader); !errors.Is(err, format.ErrNotFound) {
 				t.Errorf("source shards of a single-file source: err = %v, want ErrNotFound", err)
 			}

@@ -3,6 +3,7 @@ package convert
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -73,7 +74,7 @@ func sourceMetadata(r *reader.Reader) map[string]string {
 func SourceShards(r *reader.Reader) (names []string, tensors map[string][]string, err error) {
 	raw, ok := r.Metadata()[format.MetaSourceShards]
 	if !ok {
-		return nil, nil, fmt.Errorf("convert: %w: no source shard layout (only files converted with a plan from a sharded checkpoint record it)", format.ErrNotFound)
+		return nil, nil, ErrNoShardLayout
 	}
 	if err := json.Unmarshal([]byte(raw), &tensors); err != nil {
 		return nil, nil, format.Errorf(-1, "metadata %s: %v", format.MetaSourceShards, err)
@@ -103,6 +104,10 @@ func SourceShards(r *reader.Reader) (names []string, tensors map[string][]string
 	names = slices.Sorted(maps.Keys(tensors))
 	return names, tensors, nil
 }
+
+// ErrNoShardLayout reports a file that does not record its source's shard
+// layout.
+var ErrNoShardLayout = errors.New("convert: the file records no source shard layout (only files converted with a plan from a sharded checkpoint do)")
 
 // IndexName is the index file of a sharded safetensors checkpoint.
 const IndexName = "model.safetensors.index.json"

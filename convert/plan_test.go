@@ -183,8 +183,8 @@ func TestPlanPartsMerge(t *testing.T) {
 			}
 			if sh, ok := src.(*safetensors.Sharded); ok {
 				checkDecodeShards(t, set.Reader, sh, tc.in, tc.codec == "lossless" || tc.codec == "raw")
-			} else if _, _, err := convert.SourceShards(set.Reader); !errors.Is(err, format.ErrNotFound) {
-				t.Errorf("source shards of a single-file source: err = %v, want ErrNotFound", err)
+			} else if _, _, err := convert.SourceShards(set.Reader); !errors.Is(err, convert.ErrNoShardLayout) {
+				t.Errorf("source shards of a single-file source: err = %v, want ErrNoShardLayout", err)
 			}
 			ix := set.Index()
 			if len(ix.Tensors) != len(rt) {

@@ -160,6 +160,9 @@ type conversion struct {
 	// keepHeader: the source headers are stored when every tensor keeps
 	// its exact bytes, so decoding reproduces the file.
 	keepHeader bool
+	// planMeta is added to the source's metadata by a planned conversion
+	// (plan.go).
+	planMeta map[string]string
 }
 
 // item is one tensor's plan.
@@ -183,6 +186,8 @@ type item struct {
 	factors []float32
 	// model predicts its stored bytes from row samples (rate model).
 	model *rateModel
+	// plan is its entry in a plan being converted (part.go).
+	plan *PlanTensor
 }
 
 // readTensor returns the bytes to code for it.
@@ -362,7 +367,7 @@ func abs(x float64) float64 {
 // write encodes every tensor into w through the pipeline; plan, if set,
 // fixes each tensor's step just before it is handed to a worker.
 func (c *conversion) write(ctx context.Context, w *writer.Writer, phase Phase, pass int, plan func(k int) error) (*Stats, error) {
-	if err := c.addSources(w); err != nil {
+	if err := c.begin(w); err != nil {
 		return nil, err
 	}
 	st := &Stats{}
@@ -443,6 +448,8 @@ func (c *conversion) encode(it *item, t *codec.Tensor) (*codec.Encoded, error) {
 		// tensor is a quarter of what it holds at its peak.
 		o.ReleaseInput = true
 		enc, err = cd.Encode(t, o)
+	case it.plan != nil:
+		enc, err = encodePlanned(cd, t, o, it)
 	case c.rate != nil:
 		enc, err = c.encodeBudget(cd, t, o, it)
 	default:

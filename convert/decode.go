@@ -30,6 +30,14 @@ type DecodeOptions struct {
 	// Jobs is the number of chunk groups decoded at once (default
 	// GOMAXPROCS).
 	Jobs int
+	// Tensors, if not nil, names the tensors to decode, in the order of
+	// the output file (DecodeShards writes one shard each so).
+	Tensors []string
+	// Source names the stored source header (nwc convert keeps those of
+	// raw and lossless conversions) to reproduce when it describes exactly
+	// the decoded tensors in their own dtypes; "" means the only one of a
+	// file converted from a single safetensors file.
+	Source string
 	// Progress, if set, is called after each chunk group is written, from
 	// Decode's goroutine, with the tensors and weights written so far and
 	// their totals.
@@ -69,7 +77,11 @@ func Decode(ctx context.Context, r *reader.Reader, out string, opts *DecodeOptio
 	}
 	defer f.Abort()
 	bw := bufio.NewWriter(f)
-	w, err := newSafetensorsWriter(r, bw, target)
+	ts, err := o.tensors(r)
+	if err != nil {
+		return err
+	}
+	w, err := newSafetensorsWriter(r, ts, o.Source, bw, target)
 	if err != nil {
 		return err
 	}
@@ -78,7 +90,7 @@ func Decode(ctx context.Context, r *reader.Reader, out string, opts *DecodeOptio
 	}
 	infos := w.Tensors()
 	var total, done uint64
-	for _, t := range r.Tensors() {
+	for _, t := range ts {
 		total += t.NumElements()
 	}
 	for k, ti := range infos {
@@ -163,20 +175,20 @@ func targetDType(dt string) (format.DType, error) {
 // newSafetensorsWriter reuses the stored source header when it describes
 // exactly the tensors of r in their original dtypes, and writes a canonical
 // header otherwise.
-func newSafetensorsWriter(r *reader.Reader, f io.Writer, target format.DType) (*safetensors.Writer, error) {
-	if target == "" && len(r.Index().Sources) == 1 {
-		hdr, err := r.SourceHeader(0)
+func newSafetensorsWriter(r *reader.Reader, ts []*reader.Tensor, source string, f io.Writer, target format.DType) (*safetensors.Writer, error) {
+	if i := sourceIndex(r, source); target == "" && i >= 0 {
+		hdr, err := r.SourceHeader(i)
 		if err != nil {
 			return nil, err
 		}
 		// Parse the header with a writer to nowhere first: it may not
 		// match, and then nothing must have been written.
-		if probe, err := safetensors.NewWriterRaw(io.Discard, hdr); err == nil && sameTensors(probe.Tensors(), r) {
+		if probe, err := safetensors.NewWriterRaw(io.Discard, hdr); err == nil && sameTensors(probe.Tensors(), ts) {
 			return safetensors.NewWriterRaw(f, hdr)
 		}
 	}
-	h := &safetensors.Header{Metadata: r.Metadata()}
-	for _, t := range r.Tensors() {
+	h := &safetensors.Header{Metadata: sourceMetadata(r)}
+	for _, t := range ts {
 		dt := t.DType()
 		if target != "" && dt.IsFloat() {
 			dt = target
@@ -190,13 +202,17 @@ func newSafetensorsWriter(r *reader.Reader, f io.Writer, target format.DType) (*
 	return safetensors.NewWriter(f, h)
 }
 
-func sameTensors(infos []safetensors.TensorInfo, r *reader.Reader) bool {
-	if len(infos) != len(r.Tensors()) {
+func sameTensors(infos []safetensors.TensorInfo, ts []*reader.Tensor) bool {
+	if len(infos) != len(ts) {
 		return false
 	}
+	byName := make(map[string]*reader.Tensor, len(ts))
+	for _, t := range ts {
+		byName[t.Name()] = t
+	}
 	for _, ti := range infos {
-		t, err := r.Tensor(ti.Name)
-		if err != nil || t.DType() != ti.DType {
+		t, ok := byName[ti.Name]
+		if !ok || t.DType() != ti.DType {
 			return false
 		}
 		shape := make([]uint64, len(ti.Shape))

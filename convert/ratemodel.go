@@ -372,7 +372,7 @@ func (p *ratePlan) estimateOverhead() (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := c.addSources(w); err != nil {
+	if err := c.begin(w); err != nil {
 		return 0, err
 	}
 	// Placeholders are cut from noise at varying offsets, so their CRCs
@@ -519,34 +519,16 @@ func (c *conversion) feedback() func(k int) error {
 // of the file, once more at the step a secant through the model's slope
 // gives; the closer wins.
 func (c *conversion) encodeBudget(cd codec.Encoder, t *codec.Tensor, o *codec.EncodeOptions, it *item) (*codec.Encoded, error) {
-	o.Step = it.step
-	enc, err := cd.Encode(t, o)
-	if err != nil {
-		return nil, err
-	}
-	got := float64(storedBytes(enc))
-	miss := got - it.target
 	tol := budgetTolerance * it.target
 	if !it.fixed {
 		tol = missTolerance * c.rate.target
 	}
-	if math.Abs(miss) <= tol {
-		return enc, nil
-	}
 	x := math.Log2(it.step)
 	const h = 0.05
 	slope := min((it.model.at(x+h)-it.model.at(x-h))/(2*h), -it.model.slope)
-	x2 := x - miss/slope
-	o.Step = math.Exp2(x2)
-	enc2, err := cd.Encode(t, o)
-	if err != nil {
-		return nil, err
-	}
-	if math.Abs(float64(storedBytes(enc2))-it.target) < math.Abs(miss) {
-		it.step = o.Step
-		return enc2, nil
-	}
-	return enc, nil
+	enc, step, err := encodeNear(cd, t, o, it.step, it.target, tol, slope)
+	it.step = step
+	return enc, err
 }
 
 // sample builds or extends the rate models of its, encoding each

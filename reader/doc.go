@@ -10,6 +10,11 @@
 // of its 2-D view, so a row range reads only the groups that hold it, and
 // the groups of one call are decoded in parallel (Options.Concurrency).
 //
+// Open also opens a sharded .nwc — parts written from one conversion plan
+// and their model.nwc.index.json, given as that file or the directory
+// holding it — as one Reader with the same API (OpenSet; multi.go says
+// what Metadata, Index and Size mean for a set).
+//
 // A tensor decodes to the caller's buffer (DecodeInto, Float32Into, BF16Into,
 // F16Into and the row-range forms), to a new slice (Bytes, Float32, RowBytes, RowFloat32),
 // or as a stream (Tensor.Open) that holds a few groups at a time. Output is

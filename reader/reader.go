@@ -43,6 +43,8 @@ type Reader struct {
 
 	blobMu sync.Mutex
 	blobs  map[int]*blobEntry
+
+	set *partSet // the parts of a sharded file (multi.go); nil for one file
 }
 
 type blobEntry struct {
@@ -257,10 +259,16 @@ type ReadCloser struct {
 	f *os.File
 }
 
-// Open opens the .nwc file at path. With opts.Mmap the file is mapped
-// into memory until Close.
+// Open opens the .nwc file at path, or the sharded .nwc whose index file
+// (model.nwc.index.json) is at path or in the directory path (a directory
+// holding a single .nwc file and no index opens that file): see OpenSet.
+// With opts.Mmap the files are mapped into memory until Close.
 func Open(path string, opts *Options) (*ReadCloser, error) {
-	f, err := os.Open(path)
+	rc, file, isSet, err := openSet(path, opts)
+	if isSet {
+		return rc, err
+	}
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
 	}
@@ -291,11 +299,19 @@ func Open(path string, opts *Options) (*ReadCloser, error) {
 
 // Mapped reports whether the file is mapped into memory (see
 // Options.Mmap).
-func (rd *Reader) Mapped() bool { return rd.mapped != nil }
+func (rd *Reader) Mapped() bool {
+	if rd.set != nil {
+		return rd.set.mapped()
+	}
+	return rd.mapped != nil
+}
 
 // Close unmaps and closes the file. Slices returned by Tensor.RawBytes
 // that refer to the mapping must not be used after Close.
 func (rc *ReadCloser) Close() error {
+	if rc.set != nil {
+		return rc.set.close()
+	}
 	var err error
 	if rc.mapped != nil {
 		err = rc.mapped.close()

@@ -31,6 +31,9 @@ type VerifyOptions struct {
 // is checked between sections and groups; when it is done Verify returns
 // its error alone.
 func (rd *Reader) Verify(ctx context.Context, opts *VerifyOptions) error {
+	if rd.set != nil {
+		return rd.set.verify(ctx, opts)
+	}
 	var o VerifyOptions
 	if opts != nil {
 		o = *opts

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"sort"
 	"unicode/utf8"
 
@@ -148,6 +149,9 @@ func (w *Writer) SetMetadata(md map[string]string) error {
 	}
 	return nil
 }
+
+// Metadata returns a copy of the metadata map set so far, nil if none.
+func (w *Writer) Metadata() map[string]string { return maps.Clone(w.index.Metadata) }
 
 // AddSource records the verbatim header of a source safetensors file, so
 // that decoding can reproduce it byte for byte.

@@ -1,5 +1,8 @@
 // Command nwc-verify checks .nwc files: structure, bounds, checksums and
-// zero padding, and with --deep it also decodes every tensor.
+// zero padding, and with --deep it also decodes every tensor. A FILE may
+// be a sharded .nwc (its model.nwc.index.json or the directory holding
+// it): then every part must be present, hold the tensors the index maps
+// to it and no other, come from the same plan, and verify.
 //
 // Usage:
 //

@@ -123,3 +123,45 @@ func TestRemote(t *testing.T) {
 		t.Fatalf("missing URL: exit %d: %s", code, out.String())
 	}
 }
+
+// TestShardedSet: nwc-verify checks a sharded .nwc as a whole, given its
+// directory or its index: valid when intact; invalid (exit 1, class
+// format) with a part missing or from another set, checksum with a damaged
+// part.
+func TestShardedSet(t *testing.T) {
+	golden := "../../conformance/testdata/golden/lossy_tcq.nwc"
+	other := "../../conformance/testdata/golden/lossy_scalar.nwc"
+	plan := strings.Repeat("c", 64)
+	// A set of one part: a golden file whose metadata says it is part 1/1
+	// cannot be made without rewriting it, so the set is written here.
+	dir := t.TempDir()
+	writeOnePartSet(t, dir, golden, plan)
+	tests := []struct {
+		name   string
+		path   string
+		break_ func()
+		code   int
+		class  string
+	}{
+		{"intact directory", dir, func() {}, 0, ""},
+		{"intact index", filepath.Join(dir, "model.nwc.index.json"), func() {}, 0, ""},
+		{"damaged part", dir, func() {
+			p := filepath.Join(dir, "model-00001-of-00001.nwc")
+			b, _ := os.ReadFile(p)
+			b[40] ^= 0xff // inside the first section
+			os.WriteFile(p, b, 0o644)
+		}, 1, "checksum"},
+		{"part of another set", dir, func() { writeOnePartSet(t, dir, other, strings.Repeat("d", 64)); rewriteIndexPlan(t, dir, plan) }, 1, "format"},
+		{"missing part", dir, func() { os.Remove(filepath.Join(dir, "model-00001-of-00001.nwc")) }, 1, "format"},
+	}
+	for _, tc := range tests {
+		tc.break_()
+		var out, errb bytes.Buffer
+		code := run([]string{"--json", "--deep", "--quiet", tc.path}, &out, &errb)
+		var res result
+		json.Unmarshal(out.Bytes(), &res)
+		if code != tc.code || res.Class != tc.class {
+			t.Errorf("%s: exit %d class %q, want %d %q\n%s%s", tc.name, code, res.Class, tc.code, tc.class, out.String(), errb.String())
+		}
+	}
+}

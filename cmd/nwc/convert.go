@@ -23,8 +23,14 @@ import (
 )
 
 func runConvert(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("convert", stderr)
-	out := fs.String("o", "", "output .nwc `file` (required)")
+	return convertCmd("convert", args, stdout, stderr, nil)
+}
+
+// convertCmd runs nwc convert, or nwc plan when name is "plan"; loaded is
+// the plan whose recorded options args carry (convert --plan).
+func convertCmd(name string, args []string, stdout, stderr io.Writer, loaded *loadedPlan) error {
+	fs := newFlagSet(name, stderr)
+	out := fs.String("o", "", "output .nwc `file` (required; the plan file for nwc plan; a directory with --part)")
 	codecID := fs.String("codec", codec.Lossless, "codec of the matrices: raw, lossless, ecsq, tcq, rtn, q4k or nwc (default nwc when --bits, --tensor-bits or --step is given)")
 	bits := fs.Float64("bits", 0, "target bits per weight of the whole file (nwc, ecsq, tcq; rtn: the integer width whose rate with its group scales is nearest)")
 	force := fs.Bool("force", false, "replace OUT if it exists")
@@ -56,6 +62,7 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	groupKiB := fs.Int("group-kib", codec.DefaultGroupBytes>>10, "decoded size of a chunk group in KiB")
 	plainIndex := fs.Bool("index-uncompressed", false, "store the index as plain msgpack, not zstd, so that a reader without zstd can open the file")
 	align := fs.Int("align-log2", -1, "log2 of the section alignment, 0 (packed) to 24 (default: 6 = 64 bytes with --codec raw, else packed)")
+	pf := planFlags(fs, name)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -64,6 +71,12 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 		return usagef("want one input and -o OUT.nwc")
 	}
 	set := setFlags(fs)
+	if name == "convert" && *pf.plan != "" && loaded == nil {
+		return convertFromPlan(fs, pos[0], pf, stdout, stderr)
+	}
+	if err := pf.check(name, set, loaded); err != nil {
+		return err
+	}
 	if !set["codec"] && (set["bits"] || set["tensor-bits"] || set["step"]) {
 		*codecID = "nwc" // a rate asks for a lossy file
 	}
@@ -86,7 +99,17 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	}
 	defer src.Close()
 	inputs := append(sourceFiles(pos[0], src), gf.hessians, gf.importance, gf.calibText, gf.tokPath)
-	target, err := checkOutput(*out, "a .nwc file", *force, inputs...)
+	outPath, what := *out, "a .nwc file"
+	switch {
+	case name == "plan":
+		what = "a plan file"
+	case loaded != nil:
+		inputs = append(inputs, *pf.plan)
+		if outPath, err = loaded.output(*out); err != nil {
+			return err
+		}
+	}
+	target, err := checkOutput(outPath, what, *force, inputs...)
 	if err != nil {
 		return err
 	}
@@ -138,7 +161,16 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	}
 	pl := newProgress(stderr, *quiet)
 	opts.Progress = convertProgress(pl, "")
-	st, err := convert.ToNWC(ctx, src, target, opts)
+	if name == "plan" {
+		defer pl.Finish()
+		return makePlan(ctx, src, target, pf, planArgs(fs), opts, *asJSON, stdout)
+	}
+	var st *convert.Stats
+	if loaded != nil {
+		st, err = loaded.convert(ctx, src, target, opts)
+	} else {
+		st, err = convert.ToNWC(ctx, src, target, opts)
+	}
 	pl.Finish()
 	if err != nil {
 		return err
@@ -149,13 +181,13 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(map[string]any{
-			"input": pos[0], "output": *out, "codec": *codecID,
+			"input": pos[0], "output": outPath, "codec": *codecID,
 			"tensors": st.Tensors, "lossy_tensors": st.Lossy, "input_bytes": st.InBytes, "output_bytes": st.OutBytes,
 			"ratio": ratio, "bits_per_weight": st.BitsPerWeight, "passes": st.Passes, "model_bits": st.ModelBits,
 		})
 	}
 	fmt.Fprintf(stdout, "%s: %d tensors (%d lossy), %d → %d bytes (%.1f%%), %.4f bits per weight\n",
-		*out, st.Tensors, st.Lossy, st.InBytes, st.OutBytes, 100*ratio, st.BitsPerWeight)
+		outPath, st.Tensors, st.Lossy, st.InBytes, st.OutBytes, 100*ratio, st.BitsPerWeight)
 	return nil
 }
 

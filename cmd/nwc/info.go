@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/reader"
 )
 
@@ -37,6 +39,10 @@ type fileInfo struct {
 	// "index+framing" (index, preamble, trailer, source headers, padding).
 	Breakdown map[string]float64 `json:"breakdown,omitempty"`
 	Tensors   []tensorInfo       `json:"tensors"`
+	// Parts lists the files of a sharded .nwc; FileBytes and the rates
+	// then count them all, each with its own index (and blob, whose
+	// copies after the first count as index+framing).
+	Parts []string `json:"parts,omitempty"`
 }
 
 func runInfo(args []string, stdout, stderr io.Writer) error {
@@ -67,6 +73,10 @@ func runInfo(args []string, stdout, stderr io.Writer) error {
 	tw.Flush()
 	fmt.Fprintf(stdout, "%d tensors, %d bytes (format %s), blobs %d bytes; %.4f bits per weight over %d matrix weights\n",
 		len(fi.Tensors), fi.FileBytes, fi.Version, fi.BlobBytes, fi.BitsPerWeight, fi.MatrixWeights)
+	if len(fi.Parts) > 0 {
+		fmt.Fprintf(stdout, "sharded: %d parts (%s … %s), plan %.12s\n", len(fi.Parts), filepath.Base(fi.Parts[0]),
+			filepath.Base(fi.Parts[len(fi.Parts)-1]), fi.Metadata[format.MetaPlan])
+	}
 	if len(fi.Breakdown) > 0 {
 		keys := slices.Sorted(maps.Keys(fi.Breakdown))
 		parts := make([]string, len(keys))
@@ -81,7 +91,7 @@ func runInfo(args []string, stdout, stderr io.Writer) error {
 // describe summarizes a file from its index alone.
 func describe(r *reader.Reader) fileInfo {
 	major, minor := r.Version()
-	fi := fileInfo{FileBytes: r.Size(), Version: fmt.Sprintf("%d.%d", major, minor), Metadata: r.Metadata(), Tensors: []tensorInfo{}}
+	fi := fileInfo{FileBytes: r.Size(), Version: fmt.Sprintf("%d.%d", major, minor), Metadata: r.Metadata(), Tensors: []tensorInfo{}, Parts: r.Parts()}
 	small := uint64(0)
 	parts := map[string]uint64{}
 	for _, t := range r.Tensors() {

@@ -46,7 +46,9 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"convert", "convert IN -o OUT.nwc [--codec raw|lossless|ecsq|tcq|rtn|q4k|nwc] [--bits B] [--tensor-bits RE=B] [--keep RE] [--force] [--json] (--bits alone means --codec nwc)", runConvert},
+		{"convert", "convert IN -o OUT.nwc [--codec raw|lossless|ecsq|tcq|rtn|q4k|nwc] [--bits B] [--tensor-bits RE=B] [--keep RE] [--force] [--json] (--bits alone means --codec nwc) | convert IN --plan PLAN.json [--part I/N|auto] -o OUT.nwc|DIR", runConvert},
+		{"plan", "plan IN -o PLAN.json --parts N [convert's options]: decide a conversion to run in parts (docs/distributed.md)", runPlan},
+		{"merge", "merge DIR|model.nwc.index.json -o OUT.nwc [--force] [--quiet] [--json]: join a sharded .nwc's parts without re-encoding", runMerge},
 		{"decode", "decode IN.nwc -o OUT.safetensors|OUT.gguf [--dtype orig|f32|f16|bf16] [--force] [--jobs N] [--quiet] [GGUF: --config config.json] [--tokenizer TOK] [--name NAME] [--alignment N]", runDecode},
 		{"info", "info IN.nwc [--json]", runInfo},
 		{"eval", "eval ppl --model FILE --tokenizer TOK --text FILE [--window N] [--json] | eval kl --model FILE --ref ORIG --tokenizer TOK --text FILE [--json] | eval generate --model FILE --tokenizer TOK [--prompt TEXT] [-n N]", runEval},

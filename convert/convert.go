@@ -105,7 +105,8 @@ type Stats struct {
 
 // ToNWC converts the checkpoint src to a .nwc file at out. The file appears
 // under its name only when complete: an error or the cancellation of ctx,
-// which is checked between tensors, leaves nothing behind.
+// which is checked between tensors and once more just before the
+// rename, leaves nothing behind.
 func ToNWC(ctx context.Context, src safetensors.Source, out string, opts *Options) (*Stats, error) {
 	c, err := newConversion(ctx, src, opts)
 	if err != nil {
@@ -124,7 +125,7 @@ func ToNWC(ctx context.Context, src safetensors.Source, out string, opts *Option
 			return nil, err
 		}
 	}
-	f, err := writer.Create(out, &c.o.Writer)
+	f, err := writer.CreateContext(ctx, out, &c.o.Writer)
 	if err != nil {
 		return nil, err
 	}

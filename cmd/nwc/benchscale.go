@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -82,8 +81,7 @@ func runBenchScale(args []string, stdout, stderr io.Writer) error {
 		}
 		defer os.RemoveAll(root)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+	ctx := commandContext()
 	pl := newProgress(stderr, *quiet)
 	var rows []scaleRow
 	for _, s := range shs {

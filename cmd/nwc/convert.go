@@ -1,14 +1,12 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"os/signal"
 	"regexp"
 	"runtime/debug"
 	"strconv"
@@ -90,6 +88,7 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	reportLeftovers(stderr, "convert", target)
 	opts := &convert.Options{
 		Codec:       *codecID,
 		Bits:        *bits,
@@ -112,9 +111,9 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	if opts.Transposed, err = compileAll(transposed); err != nil {
 		return err
 	}
-	// Ctrl-C stops calibration and conversion alike and leaves no file.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+	// An interrupt stops calibration and conversion alike and leaves no
+	// file.
+	ctx := commandContext()
 	if opts.Guidance, err = guidance(ctx, pos[0], gf); err != nil {
 		return err
 	}
@@ -137,7 +136,14 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 		opts.Writer.AlignLog2 = uint8(*align)
 	}
 	pl := newProgress(stderr, *quiet)
-	opts.Progress = convertProgress(pl, "")
+	show := convertProgress(pl, "")
+	opts.Progress = func(p convert.Progress) {
+		show(p)
+		if p.Phase == convert.PhaseEncode && 2*p.Tensors >= p.TotalTensors {
+			testPause("mid-write")
+		}
+	}
+	testPause("before-output")
 	st, err := convert.ToNWC(ctx, src, target, opts)
 	pl.Finish()
 	if err != nil {

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 
@@ -41,8 +39,8 @@ func runDecode(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+	reportLeftovers(stderr, "decode", target)
+	ctx := commandContext()
 	r, closeR, err := openNWC(ctx, pos[0], stderr)
 	if err != nil {
 		return explainNWCErr(pos[0], "decode", err)
@@ -50,7 +48,13 @@ func runDecode(args []string, stdout, stderr io.Writer) error {
 	defer closeR()
 	pl := newProgress(stderr, *quiet)
 	pl.Start("decode", len(r.Tensors()), "tensors", int64(totalWeights(r)))
-	progress := func(done, _ int, weights, _ uint64) { pl.Set(done, int64(weights)) }
+	progress := func(done, _ int, weights, total uint64) {
+		pl.Set(done, int64(weights))
+		if 2*weights >= total {
+			testPause("mid-write")
+		}
+	}
+	testPause("before-output")
 	if isGGUF {
 		err = exportGGUF(ctx, r, target, gf, *dt, *jobs, progress)
 	} else {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime/debug"
 	"strconv"
@@ -94,8 +95,11 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 		Bits:        *bits,
 		MinElements: *minElems,
 		SourceName:  sourceName(pos[0]),
-		Jobs:        *jobs,
-		Rate:        rateMode,
+		// config.json and the tokenizer's files go into the metadata,
+		// so that eval needs the .nwc alone.
+		CheckpointDir: checkpointDir(pos[0]),
+		Jobs:          *jobs,
+		Rate:          rateMode,
 	}
 	if opts.TensorBits, err = parseTensorBits(tensorBits); err != nil {
 		return err
@@ -226,6 +230,15 @@ func sourceName(path string) string {
 		return "model.safetensors"
 	}
 	return path
+}
+
+// checkpointDir is the directory of a checkpoint given as a file or a
+// directory, where Hugging Face keeps its configuration.
+func checkpointDir(path string) string {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return path
+	}
+	return filepath.Dir(path)
 }
 
 // isSafetensorsInvalid reports whether err says the safetensors input is

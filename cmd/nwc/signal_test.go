@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nwcodec/nwc/codec/neural"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/reader"
 	"github.com/nwcodec/nwc/safetensors"
@@ -34,8 +35,16 @@ type proc struct {
 // has reached the pause (or fails the test after a minute).
 func startChild(t *testing.T, pause string, args ...string) *proc {
 	t.Helper()
+	return startUntil(t, []string{testPauseEnv + "=" + pause}, "nwc: test pause at "+strings.TrimSuffix(pause, "+hold"), args...)
+}
+
+// startUntil runs nwc args with env added and returns once it has printed
+// the line marker on stderr (which is not kept in its stderr), or at once
+// when marker is empty.
+func startUntil(t *testing.T, env []string, marker string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), asNWC+"=1", testPauseEnv+"="+pause)
+	cmd.Env = append(append(os.Environ(), asNWC+"=1"), env...)
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -44,13 +53,15 @@ func startChild(t *testing.T, pause string, args ...string) *proc {
 		t.Fatal(err)
 	}
 	c := &proc{cmd: cmd, stderr: new(bytes.Buffer), paused: make(chan struct{}), done: make(chan struct{})}
-	marker := "nwc: test pause at " + strings.TrimSuffix(pause, "+hold")
+	if marker == "" {
+		close(c.paused)
+	}
 	go func() {
 		defer close(c.done)
 		sc := bufio.NewScanner(pipe)
 		seen := false
 		for sc.Scan() {
-			if !seen && sc.Text() == marker {
+			if !seen && marker != "" && sc.Text() == marker {
 				seen = true
 				close(c.paused)
 				continue
@@ -62,11 +73,11 @@ func startChild(t *testing.T, pause string, args ...string) *proc {
 	case <-c.paused:
 	case <-c.done:
 		cmd.Wait()
-		t.Fatalf("nwc %s ended before pausing at %s: %s", strings.Join(args, " "), pause, c.stderr)
+		t.Fatalf("nwc %s ended before printing %q: %s", strings.Join(args, " "), marker, c.stderr)
 	case <-time.After(time.Minute):
 		cmd.Process.Kill()
 		cmd.Wait()
-		t.Fatalf("nwc %s did not pause at %s in a minute: %s", strings.Join(args, " "), pause, c.stderr)
+		t.Fatalf("nwc %s did not print %q in a minute: %s", strings.Join(args, " "), marker, c.stderr)
 	}
 	return c
 }
@@ -316,6 +327,93 @@ func TestSecondSignal(t *testing.T) {
 		t.Error("input changed")
 	}
 	t.Logf("| convert SIGTERM then SIGINT at mid-write (held) | %d | %s | no output, no temporary file |", code, tempName.ReplaceAllString(strings.ReplaceAll(msg, dir+"/", ""), ".tmp-PID-N"))
+}
+
+// TestSignalTrain: an interrupt stops training between steps; the codec
+// file keeps the last checkpoint, whole, and no temporary file is left.
+func TestSignalTrain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a process")
+	}
+	dir := t.TempDir()
+	in := filepath.Join(dir, "m.safetensors")
+	writeModel(t, in)
+	sum := fileHash(t, in)
+	out := filepath.Join(dir, "c.nwcc")
+	c := startUntil(t, nil, "", "train", in, "-o", out, "--steps", "1000000", "--eval-every", "2", "--batch", "8", "--width", "8", "--blocks", "1")
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(out); err == nil {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			c.cmd.Process.Kill()
+			c.wait(t)
+			t.Fatal("no checkpoint within a minute")
+		}
+	}
+	c.cmd.Process.Signal(syscall.SIGINT)
+	code, msg := c.wait(t)
+	msg = msg[strings.LastIndexByte(msg, '\n')+1:] // after "training on N chunks"
+	want := "nwc train: interrupted by SIGINT; stopped, leaving no partial output"
+	if code != 130 || msg != want {
+		t.Errorf("exit %d, last line of stderr %q; want 130, %q", code, msg, want)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := neural.ParseCodec(b); err != nil {
+		t.Errorf("the checkpoint left by an interrupted train: %v", err)
+	}
+	if left := temps(t, dir); len(left) != 0 {
+		t.Errorf("left %v", left)
+	}
+	if fileHash(t, in) != sum {
+		t.Error("input changed")
+	}
+	t.Logf("| train SIGINT between steps | %d | %s | c.nwcc holds the last checkpoint (parses); no temporary file |", code, msg)
+}
+
+// TestSignalUnwatched: a command that does not stop by itself on an
+// interrupt (eval, here blocked reading a fifo) exits at the first signal.
+func TestSignalUnwatched(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a process")
+	}
+	f := stories(t)
+	fifo := filepath.Join(t.TempDir(), "text")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Skip("no fifo:", err)
+	}
+	c := startUntil(t, nil, "", "eval", "ppl", "--model", f.st, "--tokenizer", f.tok, "--text", fifo)
+	// Opening the fifo for writing returns once eval has opened it for
+	// reading: it is running, its signal handler installed, and blocked
+	// reading the text.
+	opened := make(chan *os.File, 1)
+	go func() {
+		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- w
+	}()
+	select {
+	case w := <-opened:
+		defer w.Close()
+	case <-c.done:
+		code, msg := c.wait(t)
+		t.Fatalf("eval ended (exit %d, %q) before reading its text", code, msg)
+	case <-time.After(time.Minute):
+		c.cmd.Process.Kill()
+		c.wait(t)
+		t.Fatal("eval did not open its text within a minute")
+	}
+	c.cmd.Process.Signal(syscall.SIGINT)
+	code, msg := c.wait(t)
+	if want := "nwc eval: interrupted by SIGINT; exiting at once"; code != 130 || msg != want {
+		t.Errorf("exit %d, stderr %q; want 130, %q", code, msg, want)
+	}
+	t.Logf("| eval SIGINT (reading its text) | %d | %s | nothing written |", code, msg)
 }
 
 func sigName(s syscall.Signal) string {

@@ -35,6 +35,11 @@ func init() { interrupts.ctx = context.Background() }
 // calls it, tests running commands in-process do not.
 func catchSignals(stderr io.Writer) {
 	ctx, cancel := context.WithCancel(context.Background())
+	// On a terminal the message must not land on the progress line.
+	newline := ""
+	if f, ok := stderr.(*os.File); ok && isTerminal(f) {
+		newline = "\n"
+	}
 	interrupts.Lock()
 	interrupts.ctx = ctx
 	interrupts.Unlock()
@@ -54,14 +59,14 @@ func catchSignals(stderr io.Writer) {
 				continue
 			}
 			removed := atomicfile.RemovePending()
-			what := "exiting at once"
+			what := "; exiting at once"
 			if !first {
-				what = "again; exiting at once"
+				what = " again; exiting at once"
 			}
 			if len(removed) > 0 {
 				what += ", removed " + strings.Join(removed, ", ")
 			}
-			fmt.Fprintf(stderr, "\n%s: interrupted by %s %s\n", prog(name), signalName(s), what)
+			fmt.Fprintf(stderr, "%s%s: interrupted by %s%s\n", newline, prog(name), signalName(s), what)
 			os.Exit(signalStatus(s))
 		}
 	}()

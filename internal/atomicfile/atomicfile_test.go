@@ -138,6 +138,7 @@ func TestLeftovers(t *testing.T) {
 		fmt.Sprintf(".out.bin.tmp-%d-2", os.Getppid()):     5,
 		".out.bin.tmp-123456789":                           7,
 		".other.bin.tmp-1-1":                               11,
+		".out.bin.tmp-x.tmp-1-1":                           13, // the temporary file of "out.bin.tmp-x"
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), make([]byte, size), 0o644); err != nil {
 			t.Fatal(err)

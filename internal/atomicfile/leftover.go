@@ -48,6 +48,13 @@ func Leftovers(path string) ([]Leftover, error) {
 		if !ok || !e.Type().IsRegular() {
 			continue
 		}
+		// "PID-RANDOM", or "RANDOM" from before names carried the pid;
+		// anything else is the temporary file of another target whose
+		// name starts like this one's (".a.tmp-x.tmp-1-2" for "a.tmp-x").
+		p, r, withPID := strings.Cut(rest, "-")
+		if !digits(p) || withPID && !digits(r) {
+			continue
+		}
 		name := filepath.Join(dir, e.Name())
 		pending.Lock()
 		ours := pending.names[name]
@@ -60,7 +67,7 @@ func Leftovers(path string) ([]Leftover, error) {
 			continue // removed meanwhile
 		}
 		l := Leftover{Name: name, Size: fi.Size()}
-		if p, _, ok := strings.Cut(rest, "-"); ok {
+		if withPID {
 			if pid, err := strconv.Atoi(p); err == nil && pid > 0 {
 				l.PID = pid
 				l.Live = pid != os.Getpid() && processExists(pid)
@@ -69,4 +76,13 @@ func Leftovers(path string) ([]Leftover, error) {
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+func digits(s string) bool {
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
 }

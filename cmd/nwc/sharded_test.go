@@ -174,6 +174,7 @@ func TestShardedCheckpointMetadata(t *testing.T) {
 		if r.Tokens != 6443 || math.Abs(r.NLL-1.6961) > 0.0005 {
 			t.Errorf("%s: eval ppl = %+v, want 6443 tokens at 1.6961 nats", filepath.Base(model), r)
 		}
+		t.Logf("| eval ppl on %s alone (from a sharded HF checkpoint) | 0 | %d tokens, %.4f nats/token | %d metadata keys |", filepath.Base(model), r.Tokens, r.NLL, len(md))
 	}
 
 	// Without the companion files (the library's default) the .nwc alone

@@ -25,7 +25,8 @@ import (
 	"github.com/nwcodec/nwc/writer"
 )
 
-// The load test's length: short by default so that go test stays quick;
+// The load test's length, half reading the file with pread and half
+// mapped: short by default so that go test stays quick;
 //
 //	go test ./reader -race -run TestStress -stress 30s -v
 //
@@ -119,11 +120,24 @@ func settledGoroutines(want int) int {
 // or goroutine outlives the Reader. Run it under -race.
 func TestStress(t *testing.T) {
 	path := stressFile(t)
+	for _, mmap := range []bool{false, true} {
+		t.Run(map[bool]string{false: "pread", true: "mmap"}[mmap], func(t *testing.T) {
+			stress(t, path, &reader.Options{Mmap: mmap}, *stressFor/2)
+		})
+	}
+}
+
+// stress is TestStress on one way of opening the file, for d.
+func stress(t *testing.T, path string, opts *reader.Options, d time.Duration) {
 	fds0, gor0 := openFDs(t), runtime.NumGoroutine()
 
-	rc, err := reader.Open(path, nil)
+	rc, err := reader.Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	mapped := rc.Mapped()
+	if opts.Mmap && !mapped && runtime.GOOS == "linux" {
+		t.Fatal("Options.Mmap did not map the file")
 	}
 	ctx := context.Background()
 	var ref []serial
@@ -150,7 +164,7 @@ func TestStress(t *testing.T) {
 	const workers = 64
 	var ops, decoded atomic.Int64
 	var opCount [8]atomic.Int64
-	deadline := time.Now().Add(*stressFor)
+	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
 	for g := range workers {
 		wg.Add(1)
@@ -179,8 +193,8 @@ func TestStress(t *testing.T) {
 		t.Fatal(err)
 	}
 	fds1, gor1 := openFDs(t), settledGoroutines(gor0)
-	t.Logf("%d goroutines for %v: %d decodes (rows/bytes %d, rows/f32 %d, Float32Into %d, BF16Into %d, F16Into %d, stream %d, stream closed early %d, Verify %d), %.1f MB decoded; open fds %d before, %d after; goroutines %d before, %d after",
-		workers, *stressFor, ops.Load(), opCount[0].Load(), opCount[1].Load(), opCount[2].Load(), opCount[3].Load(), opCount[4].Load(), opCount[5].Load(), opCount[6].Load(), opCount[7].Load(),
+	t.Logf("mapped %v; %d goroutines for %v: %d decodes (rows/bytes %d, rows/f32 %d, Float32Into %d, BF16Into %d, F16Into %d, stream %d, stream closed early %d, Verify %d), %.1f MB decoded; open fds %d before, %d after; goroutines %d before, %d after",
+		mapped, workers, d, ops.Load(), opCount[0].Load(), opCount[1].Load(), opCount[2].Load(), opCount[3].Load(), opCount[4].Load(), opCount[5].Load(), opCount[6].Load(), opCount[7].Load(),
 		float64(decoded.Load())/1e6, fds0, fds1, gor0, gor1)
 	if fds1 != fds0 {
 		t.Errorf("open file descriptors: %d before, %d after closing the reader", fds0, fds1)

@@ -52,6 +52,11 @@ type Options struct {
 	// to 64 bytes costs a small model several hundredths of a bit per
 	// weight. Set AlignLog2 to force an alignment.
 	Writer writer.Options
+	// CheckpointDir, if set, is the directory holding the checkpoint's
+	// companion files (CompanionFiles: config.json, tokenizer files),
+	// which are recorded in the file's metadata so that it is usable
+	// alone.
+	CheckpointDir string
 	// SourceName is the base name recorded for a single-file source;
 	// "" means "model.safetensors".
 	SourceName string
@@ -105,7 +110,8 @@ type Stats struct {
 
 // ToNWC converts the checkpoint src to a .nwc file at out. The file appears
 // under its name only when complete: an error or the cancellation of ctx,
-// which is checked between tensors, leaves nothing behind.
+// which is checked between tensors and once more just before the
+// rename, leaves nothing behind.
 func ToNWC(ctx context.Context, src safetensors.Source, out string, opts *Options) (*Stats, error) {
 	c, err := newConversion(ctx, src, opts)
 	if err != nil {
@@ -124,7 +130,7 @@ func ToNWC(ctx context.Context, src safetensors.Source, out string, opts *Option
 			return nil, err
 		}
 	}
-	f, err := writer.Create(out, &c.o.Writer)
+	f, err := writer.CreateContext(ctx, out, &c.o.Writer)
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +169,8 @@ type conversion struct {
 	// planMeta is added to the source's metadata by a planned conversion
 	// (plan.go).
 	planMeta map[string]string
+	// meta is the file's metadata (checkpointMetadata).
+	meta map[string]string
 }
 
 // item is one tensor's plan.
@@ -227,6 +235,9 @@ func newConversion(ctx context.Context, src safetensors.Source, opts *Options) (
 		return nil, fmt.Errorf("convert: %w: step %v is not positive and finite", codec.ErrOptions, s)
 	}
 	c.keepHeader = !codec.Lossy(c.o.Codec)
+	if c.meta, err = checkpointMetadata(src, c.o.CheckpointDir); err != nil {
+		return nil, err
+	}
 	for _, ti := range src.Tensors() {
 		it := &item{info: ti, shape: make([]uint64, len(ti.Shape)), numel: 1, factor: 1}
 		for i, d := range ti.Shape {
@@ -476,34 +487,22 @@ func storedBytes(e *codec.Encoded) uint64 {
 }
 
 func (c *conversion) addSources(w *writer.Writer) error {
+	if c.meta != nil {
+		if err := w.SetMetadata(c.meta); err != nil {
+			return err
+		}
+	}
+	if !c.keepHeader {
+		return nil
+	}
 	switch s := c.src.(type) {
 	case *safetensors.ReadCloser:
-		if s.HasMetadata() {
-			md := s.Metadata()
-			if md == nil {
-				md = map[string]string{}
-			}
-			if err := w.SetMetadata(md); err != nil {
-				return err
-			}
-		}
-		if !c.keepHeader {
-			return nil
-		}
 		name := c.o.SourceName
 		if name == "" {
 			name = "model.safetensors"
 		}
 		return w.AddSource(filepath.Base(name), s.RawHeader())
 	case *safetensors.Sharded:
-		if md := s.Metadata(); md != nil {
-			if err := w.SetMetadata(md); err != nil {
-				return err
-			}
-		}
-		if !c.keepHeader {
-			return nil
-		}
 		for _, name := range s.Shards() {
 			sf, ok := s.Shard(name)
 			if !ok {
@@ -513,10 +512,6 @@ func (c *conversion) addSources(w *writer.Writer) error {
 				return err
 			}
 		}
-		return nil
-	}
-	if md := c.src.Metadata(); md != nil {
-		return w.SetMetadata(md)
 	}
 	return nil
 }

@@ -71,7 +71,7 @@ func Decode(ctx context.Context, r *reader.Reader, out string, opts *DecodeOptio
 	if err != nil {
 		return err
 	}
-	f, err := atomicfile.Create(out)
+	f, err := atomicfile.CreateContext(ctx, out)
 	if err != nil {
 		return err
 	}

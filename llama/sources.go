@@ -86,8 +86,10 @@ func (s NWCSource) Tensor(name string) ([]float32, []int64, error) {
 // accepts it (a file, a sharded index or a directory holding either). For
 // safetensors and .nwc files the configuration comes from the file's
 // metadata (ConfigFromMetadata), which convert copies from the source
-// checkpoint, or when the metadata has none from the config.json in the
-// same directory (ConfigFromJSON), where Hugging Face keeps it. The files
+// checkpoint; when the metadata has none, from the config.json convert
+// stored in it (format.MetaFilePrefix + "config.json", read by
+// ConfigFromJSON); else from the config.json in the same directory,
+// where Hugging Face keeps it. The files
 // are closed before Load returns.
 func Load(path string) (*Model, error) {
 	switch strings.ToLower(filepath.Ext(path)) {
@@ -113,6 +115,14 @@ func Load(path string) (*Model, error) {
 }
 
 func fromMetadata(md map[string]string, src WeightSource, path string) (*Model, error) {
+	if text, ok := md[format.MetaFilePrefix+ConfigFile]; ok && !hasConfig(md) {
+		// The config.json convert stored with the weights.
+		hf, err := ConfigFromJSON(strings.NewReader(text))
+		if err != nil {
+			return nil, fmt.Errorf("llama: %s: %w", path, err)
+		}
+		md = hf
+	}
 	if !hasConfig(md) {
 		// Hugging Face checkpoints keep their configuration beside the
 		// weights.

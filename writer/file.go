@@ -1,6 +1,8 @@
 package writer
 
 import (
+	"context"
+
 	"github.com/nwcodec/nwc/internal/atomicfile"
 )
 
@@ -15,7 +17,14 @@ type File struct {
 
 // Create starts writing the file at path.
 func Create(path string, opts *Options) (*File, error) {
-	f, err := atomicfile.Create(path)
+	return CreateContext(context.Background(), path, opts)
+}
+
+// CreateContext is Create for a file whose Close fails, leaving the
+// target untouched, when ctx is done by the time the file is written and
+// synced: the last chance to honour an interrupt before the rename.
+func CreateContext(ctx context.Context, path string, opts *Options) (*File, error) {
+	f, err := atomicfile.CreateContext(ctx, path)
 	if err != nil {
 		return nil, err
 	}

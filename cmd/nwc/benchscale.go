@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -82,8 +81,7 @@ func runBenchScale(args []string, stdout, stderr io.Writer) error {
 		}
 		defer os.RemoveAll(root)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+	ctx := commandContext()
 	pl := newProgress(stderr, *quiet)
 	var rows []scaleRow
 	for _, s := range shs {
@@ -197,6 +195,11 @@ type childResult struct {
 func child(ctx context.Context, self string, args []string, stderr io.Writer) (childResult, error) {
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, self, args...)
+	// An interrupt reaches the child as SIGTERM, so that it removes its
+	// temporary output as nwc does; SIGKILL only if it has not exited
+	// ten seconds later.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
 	cmd.Stdout = &out
 	cmd.Stderr = stderr
 	t0 := time.Now()

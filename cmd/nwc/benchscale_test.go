@@ -8,13 +8,14 @@ import (
 	"testing"
 )
 
-// asNWC makes the test binary act as nwc when bench scale runs it as a
-// child process (os.Executable is the test binary here).
+// asNWC makes the test binary act as nwc, signal handling included, when
+// bench scale or a signal test runs it as a child process (os.Executable
+// is the test binary here).
 const asNWC = "NWC_TEST_RUN_AS_NWC"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(asNWC) == "1" {
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+		main()
 	}
 	os.Exit(m.Run())
 }

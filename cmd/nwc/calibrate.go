@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"path/filepath"
 
 	"github.com/nwcodec/nwc/calib"
@@ -36,9 +33,11 @@ func runCalibrate(args []string, stdout, stderr io.Writer) error {
 	}
 	// Calibration is re-run into the same file as a matter of course, so
 	// an existing output is replaced without --force; inputs never are.
-	if _, err := checkOutput(*out, "a Hessian file", true, *mf.model, *mf.tok, *tf.text); err != nil {
+	target, err := checkOutput(*out, "a Hessian file", true, *mf.model, *mf.tok, *tf.text)
+	if err != nil {
 		return err
 	}
+	reportLeftovers(stderr, "calibrate", target)
 	m, tok, err := mf.load()
 	if err != nil {
 		return err
@@ -49,8 +48,7 @@ func runCalibrate(args []string, stdout, stderr io.Writer) error {
 	}
 	pl := newProgress(stderr, *quiet)
 	started := false
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+	ctx := commandContext()
 	hs, err := llama.CalibrateProgress(ctx, m, docs, w, *maxTokens, func(done, total int) {
 		if done == 0 || total == 0 {
 			return

@@ -1,14 +1,13 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"os/signal"
+	"path/filepath"
 	"regexp"
 	"runtime/debug"
 	"strconv"
@@ -113,13 +112,17 @@ func convertCmd(name string, args []string, stdout, stderr io.Writer, loaded *lo
 	if err != nil {
 		return err
 	}
+	reportLeftovers(stderr, "convert", target)
 	opts := &convert.Options{
 		Codec:       *codecID,
 		Bits:        *bits,
 		MinElements: *minElems,
 		SourceName:  sourceName(pos[0]),
-		Jobs:        *jobs,
-		Rate:        rateMode,
+		// config.json and the tokenizer's files go into the metadata,
+		// so that eval needs the .nwc alone.
+		CheckpointDir: checkpointDir(pos[0]),
+		Jobs:          *jobs,
+		Rate:          rateMode,
 	}
 	if opts.TensorBits, err = parseTensorBits(tensorBits); err != nil {
 		return err
@@ -135,9 +138,9 @@ func convertCmd(name string, args []string, stdout, stderr io.Writer, loaded *lo
 	if opts.Transposed, err = compileAll(transposed); err != nil {
 		return err
 	}
-	// Ctrl-C stops calibration and conversion alike and leaves no file.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+	// An interrupt stops calibration and conversion alike and leaves no
+	// file.
+	ctx := commandContext()
 	if opts.Guidance, err = guidance(ctx, pos[0], gf); err != nil {
 		return err
 	}
@@ -160,11 +163,18 @@ func convertCmd(name string, args []string, stdout, stderr io.Writer, loaded *lo
 		opts.Writer.AlignLog2 = uint8(*align)
 	}
 	pl := newProgress(stderr, *quiet)
-	opts.Progress = convertProgress(pl, "")
+	show := convertProgress(pl, "")
+	opts.Progress = func(p convert.Progress) {
+		show(p)
+		if p.Phase == convert.PhaseEncode && 2*p.Tensors >= p.TotalTensors {
+			testPause("mid-write")
+		}
+	}
 	if name == "plan" {
 		defer pl.Finish()
 		return makePlan(ctx, src, target, pf, planArgs(fs), opts, *asJSON, stdout)
 	}
+	testPause("before-output")
 	var st *convert.Stats
 	if loaded != nil {
 		st, err = loaded.convert(ctx, src, target, opts)
@@ -252,6 +262,15 @@ func sourceName(path string) string {
 		return "model.safetensors"
 	}
 	return path
+}
+
+// checkpointDir is the directory of a checkpoint given as a file or a
+// directory, where Hugging Face keeps its configuration.
+func checkpointDir(path string) string {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return path
+	}
+	return filepath.Dir(path)
 }
 
 // isSafetensorsInvalid reports whether err says the safetensors input is

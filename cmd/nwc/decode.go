@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 
@@ -44,8 +43,7 @@ func runDecode(args []string, stdout, stderr io.Writer) error {
 	} else if gf.used(setFlags(fs)) {
 		return usagef("--config, --tokenizer, --name and --alignment are for a .gguf output")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+	ctx := commandContext()
 	r, closeR, err := openNWC(ctx, pos[0], stderr)
 	if err != nil {
 		return explainNWCErr(pos[0], "decode", err)
@@ -59,9 +57,16 @@ func runDecode(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	reportLeftovers(stderr, "decode", target)
 	pl := newProgress(stderr, *quiet)
 	pl.Start("decode", len(r.Tensors()), "tensors", int64(totalWeights(r)))
-	progress := func(done, _ int, weights, _ uint64) { pl.Set(done, int64(weights)) }
+	progress := func(done, _ int, weights, total uint64) {
+		pl.Set(done, int64(weights))
+		if 2*weights >= total {
+			testPause("mid-write")
+		}
+	}
+	testPause("before-output")
 	if isGGUF {
 		err = exportGGUF(ctx, r, target, gf, *dt, *jobs, progress)
 	} else {

@@ -11,7 +11,9 @@
 // a directory holding either. --bits without --codec selects nwc. An
 // output that is an input, a directory or a device is refused, and an
 // existing one is replaced only with --force. Exit status: 0 on success, 1
-// when the input is invalid, 2 on a usage or I/O error.
+// when the input is invalid, 2 on a usage or I/O error, 130 after SIGINT
+// and 143 after SIGTERM (the first stops the command and removes its
+// unfinished output; a second exits at once).
 //
 // An OUT ending in .gguf gets a GGUF file for llama.cpp (a Llama model:
 // llama.cpp's tensor names and llama.* metadata; --config gives the
@@ -58,7 +60,11 @@ func init() {
 	}
 }
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	catchSignals(os.Stderr)
+	installTestHooks()
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
 
 // usageError marks errors in the command line (exit status 2).
 type usageError struct{ msg string }
@@ -77,7 +83,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
+			startCommand(c.name)
 			err := c.run(args[1:], stdout, stderr)
+			if s := interrupted(); s != nil {
+				fmt.Fprintf(stderr, "nwc %s: %s\n", c.name, interruptedMessage(s, err))
+				return signalStatus(s)
+			}
 			if err == nil {
 				return 0
 			}

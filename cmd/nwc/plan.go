@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -335,8 +334,8 @@ func runMerge(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+	reportLeftovers(stderr, "merge", target)
+	ctx := commandContext()
 	pl := newProgress(stderr, *quiet)
 	pl.Start("merge", len(r.Tensors()), "tensors", 0)
 	st, err := convert.Merge(ctx, r.Reader, target, func(done, _ int) { pl.Set(done, 0) })

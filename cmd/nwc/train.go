@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"os/signal"
 	"strings"
 	"time"
 
@@ -57,9 +55,11 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	// the same file as a matter of course, so an existing output is
 	// replaced without --force; inputs never are. (--csv is written in
 	// place and may be a device such as /dev/stdout.)
-	if _, err := checkOutput(*out, "a codec file", true, inputs...); err != nil {
+	target, err := checkOutput(*out, "a codec file", true, inputs...)
+	if err != nil {
 		return err
 	}
+	reportLeftovers(stderr, "train", target)
 	cmdline := "nwc train " + strings.Join(args, " ")
 	data := train.NewDataset(16)
 	for _, path := range inputs {
@@ -99,8 +99,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	}
 	// An interrupt stops training between steps; the codec file keeps the
 	// last evaluation's checkpoint.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+	ctx := commandContext()
 	if _, err := train.Train(ctx, fit, held, opts); err != nil {
 		return err
 	}

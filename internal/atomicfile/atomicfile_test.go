@@ -1,10 +1,14 @@
 package atomicfile
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -117,5 +121,102 @@ func TestWriteFile(t *testing.T) {
 func TestCreateInMissingDirectory(t *testing.T) {
 	if _, err := Create(filepath.Join(t.TempDir(), "no", "such", "dir", "f")); err == nil {
 		t.Fatal("Create in a missing directory succeeded")
+	}
+}
+
+// TestLeftovers tells the temporary files of a gone process, a running one
+// and an older nwc apart, and never lists this process's own.
+func TestLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.bin")
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Skip("no true(1) to get the id of an exited process:", err)
+	}
+	for name, size := range map[string]int{
+		fmt.Sprintf(".out.bin.tmp-%d-1", gone.Process.Pid): 3,
+		fmt.Sprintf(".out.bin.tmp-%d-2", os.Getppid()):     5,
+		".out.bin.tmp-123456789":                           7,
+		".other.bin.tmp-1-1":                               11,
+		".out.bin.tmp-x.tmp-1-1":                           13, // the temporary file of "out.bin.tmp-x"
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Abort()
+	if !strings.Contains(filepath.Base(f.Name()), fmt.Sprintf(".tmp-%d-", os.Getpid())) {
+		t.Errorf("temporary name %s lacks the process id", f.Name())
+	}
+	ls, err := Leftovers(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int64]Leftover{}
+	for _, l := range ls {
+		got[l.Size] = l
+	}
+	want := map[int64]Leftover{
+		3: {Name: filepath.Join(dir, fmt.Sprintf(".out.bin.tmp-%d-1", gone.Process.Pid)), Size: 3, PID: gone.Process.Pid},
+		5: {Name: filepath.Join(dir, fmt.Sprintf(".out.bin.tmp-%d-2", os.Getppid())), Size: 5, PID: os.Getppid(), Live: true},
+		7: {Name: filepath.Join(dir, ".out.bin.tmp-123456789"), Size: 7},
+	}
+	if len(ls) != len(want) {
+		t.Fatalf("Leftovers: %+v, want %+v", ls, want)
+	}
+	for size, w := range want {
+		if got[size] != w {
+			t.Errorf("Leftovers: %+v, want %+v", got[size], w)
+		}
+	}
+}
+
+// TestRemovePending removes the files in progress and only those.
+func TestRemovePending(t *testing.T) {
+	dir := t.TempDir()
+	a, err := Create(filepath.Join(dir, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Create(filepath.Join(dir, "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := RemovePending(); len(got) != 1 || got[0] != a.Name() {
+		t.Errorf("RemovePending removed %v, want [%s]", got, a.Name())
+	}
+	if got := entries(t, dir); len(got) != 1 || got[0] != "b" {
+		t.Errorf("directory holds %v, want only b", got)
+	}
+	a.Abort()
+}
+
+// TestCommitContext: a context done before the rename aborts the commit.
+func TestCommitContext(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.bin")
+	os.WriteFile(path, []byte("old"), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	f, err := CreateContext(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("new"))
+	cancel()
+	if err := f.Commit(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Commit: %v, want context.Canceled", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "old" {
+		t.Errorf("target holds %q, want the old content", b)
+	}
+	if got := entries(t, dir); len(got) != 1 {
+		t.Errorf("directory holds %v, want only the target", got)
 	}
 }

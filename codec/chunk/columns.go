@@ -41,15 +41,30 @@ var ErrLevels = fmt.Errorf("%w: importance levels", codec.ErrOptions)
 // the rounded value ([ScaleValues]) too.
 func Scales(m []float32, rows, cols int) []uint16 {
 	sums := make([]float64, cols)
-	for r := range rows {
-		row := m[r*cols : (r+1)*cols]
+	AddSquares(sums, m[:rows*cols], cols)
+	return ScalesOfSums(sums, rows)
+}
+
+// AddSquares adds the square of every element of the row-major rows m
+// (cols columns) to its column's sum, in row order: [Scales] of a matrix
+// is [ScalesOfSums] of the sums its row blocks added in order, so an
+// encoder can compute the scales without holding the matrix.
+func AddSquares(sums []float64, m []float32, cols int) {
+	for r := 0; r+cols <= len(m); r += cols {
+		row := m[r : r+cols]
+		sums := sums[:len(row)]
 		for j, v := range row {
 			// The conversion keeps a compiler from fusing the square
 			// into the add; the square of a float32 is exact anyway.
 			sums[j] += float64(float64(v) * float64(v))
 		}
 	}
-	h := make([]uint16, cols)
+}
+
+// ScalesOfSums returns the scales ([Scales]) of the columns of a matrix of
+// rows rows whose squares add up to sums ([AddSquares]).
+func ScalesOfSums(sums []float64, rows int) []uint16 {
+	h := make([]uint16, len(sums))
 	for j, s := range sums {
 		rms := float32(math.Sqrt(s / float64(rows)))
 		b := float16.Fromfloat32(rms).Bits()

@@ -60,7 +60,13 @@ func CheckFactors(f []float32, cols int) error {
 // error. Encoders use it for reverse water-filling, giving the columns
 // whose errors the layer's output feels more (by the Hessian) finer steps.
 func CodingScales(m []float32, rows, cols int, f []float32) []uint16 {
-	h := Scales(m, rows, cols)
+	return CodingScalesOf(Scales(m, rows, cols), f)
+}
+
+// CodingScalesOf turns the scales h of a matrix's columns ([Scales]) into the
+// scales an encoder stores ([CodingScales]) with factors f, in place, and
+// returns h.
+func CodingScalesOf(h []uint16, f []float32) []uint16 {
 	for j, b := range h {
 		if f != nil {
 			v := float32(float16.Frombits(b).Float32() * f[j])

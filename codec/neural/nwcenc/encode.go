@@ -68,6 +68,9 @@ type Encoder struct {
 	// wholeChoice makes the encoder choose its coding on the whole of a
 	// large matrix instead of a sample, for tests and comparisons.
 	wholeChoice bool
+	// loadWhole makes the encoder load a large matrix whole instead of
+	// streaming it (see encodeStreamed), for tests.
+	loadWhole bool
 }
 
 const (
@@ -122,6 +125,9 @@ func (c *Encoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 	}
 	if err := checkStep(step); err != nil {
 		return nil, err
+	}
+	if l, err := chunk.NewLayout(t.DType, t.Shape, opts.Transposed); err == nil && len(t.Data) == l.Len()*t.DType.Size() && c.streams(l, opts) {
+		return c.encodeStreamed(t, l, opts, step)
 	}
 	l, w, err := chunk.Load(t, opts.Transposed)
 	if err != nil {
@@ -375,16 +381,25 @@ const (
 
 // sample returns the pass over a sample of r's matrix, or false when r is
 // coded whole: with LDLQ, whose feedback runs across all columns, and on
-// matrices of up to twice sampleWeights. It takes every
-// (n/sampleWeights)-th column, but at least minSampleColumns, and of
-// them all rows if that is at most twice sampleWeights, else about
-// sampleWeights/columns rows in evenly spaced runs of sampleRunRows.
+// matrices of up to twice sampleWeights.
 func (r *pass) sample() (*pass, bool) {
-	const k = chunk.Rows
 	n := r.rows * r.cols
 	if r.hessian != nil || r.scales == nil || n <= 2*sampleWeights || r.c.wholeChoice {
 		return nil, false
 	}
+	s, _ := r.sampleFrom(func(_ []float32, r0, r1 int) ([]float32, error) { return r.w[r0*r.cols : r1*r.cols], nil })
+	return s, true
+}
+
+// sampleFrom returns the pass over a sample of r's matrix (r.scales set),
+// whose rows [r0, r1) read returns (in dst's storage, if it likes). It
+// takes every (n/sampleWeights)-th column, but at least
+// minSampleColumns, and of them all rows if that is at most twice
+// sampleWeights, else about sampleWeights/columns rows in evenly spaced
+// runs of sampleRunRows.
+func (r *pass) sampleFrom(read func(dst []float32, r0, r1 int) ([]float32, error)) (*pass, error) {
+	const k = chunk.Rows
+	n := r.rows * r.cols
 	colStride := max(1, min(n/sampleWeights, r.cols/minSampleColumns))
 	cols := (r.cols + colStride - 1) / colStride
 	// Runs of rows [r0, r1), each starting a trellis sequence; chunk rows
@@ -413,21 +428,31 @@ func (r *pass) sample() (*pass, bool) {
 		s.colLv[j], s.scales[j] = r.colLv[j*colStride], r.scales[j*colStride]
 	}
 	i := 0
+	var buf []float32
 	for _, run := range runs {
-		// Runs start at multiples of k rows and only the matrix's last
-		// chunk is ragged, so only the sample's last can be.
-		for row := run[0]; row < run[1]; row++ {
-			if row%k == 0 {
-				s.starts[i/k] = row == run[0] || r.starts[row/k]
+		// A run of all rows is read in slabs.
+		for a := run[0]; a < run[1]; a += sampleRunRows {
+			b := min(a+sampleRunRows, run[1])
+			m, err := read(buf, a, b)
+			if err != nil {
+				return nil, err
 			}
-			src, dst := r.w[row*r.cols:(row+1)*r.cols], s.w[i*cols:(i+1)*cols]
-			for j := range dst {
-				dst[j] = src[j*colStride]
+			buf = m
+			// Runs start at multiples of k rows and only the matrix's
+			// last chunk is ragged, so only the sample's last can be.
+			for row := a; row < b; row++ {
+				if row%k == 0 {
+					s.starts[i/k] = row == run[0] || r.starts[row/k]
+				}
+				src, dst := m[(row-a)*r.cols:(row-a+1)*r.cols], s.w[i*cols:(i+1)*cols]
+				for j := range dst {
+					dst[j] = src[j*colStride]
+				}
+				i++
 			}
-			i++
 		}
 	}
-	return s, true
+	return s, nil
 }
 
 func slicesAny(v []uint8) bool {
@@ -496,8 +521,19 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 // |x|/Δ_q falls short of |y|. Unimodal weights are denser toward zero
 // within each cell, so the centroid sits below the cell's middle.
 func centroidOffset(x []float32, y []int32, lv []uint8, p *neural.Params, scales []float32, rows, cols int, starts []bool) uint8 {
+	var o offsetSums
+	o.add(x, y, lv, p, scales, rows, cols, starts)
+	return o.offset()
+}
+
+// offsetSums are the sums centroidOffset divides, which slabs of whole
+// groups add in order.
+type offsetSums struct{ num, den float64 }
+
+// add adds the nonzero latents of a matrix (or of a slab of whole groups
+// of one) to the sums.
+func (o *offsetSums) add(x []float32, y []int32, lv []uint8, p *neural.Params, scales []float32, rows, cols int, starts []bool) {
 	const k = chunk.Rows
-	var num, den float64
 	seq := neural.NewChunkSeq(cols, starts)
 	for ci, q := range lv {
 		s := float64(p.Steps[q])
@@ -517,14 +553,18 @@ func centroidOffset(x []float32, y []int32, lv []uint8, p *neural.Params, scales
 			if v == 0 {
 				continue
 			}
-			num += w * (a - math.Abs(float64(x[ci*k+i]))/s)
-			den += w
+			o.num += w * (a - math.Abs(float64(x[ci*k+i]))/s)
+			o.den += w
 		}
 	}
-	if den == 0 {
+}
+
+// offset is the offset the sums give.
+func (o *offsetSums) offset() uint8 {
+	if o.den == 0 {
 		return 0
 	}
-	return uint8(math.Max(0, math.Min(neural.MaxOffset, math.RoundToEven(256*num/den))))
+	return uint8(math.Max(0, math.Min(neural.MaxOffset, math.RoundToEven(256*o.num/o.den))))
 }
 
 // quantizeAll returns the scalar quantizer's latents of the chunk-major

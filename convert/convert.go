@@ -11,6 +11,7 @@ import (
 	"math"
 	"path/filepath"
 	"regexp"
+	"time"
 
 	"github.com/nwcodec/nwc/calib"
 	"github.com/nwcodec/nwc/codec"
@@ -106,6 +107,10 @@ type Stats struct {
 	// SampledWeights the weights its samples encoded, summed over steps.
 	ModelBits      float64
 	SampledWeights uint64
+	// RateTime is the wall time rate control took (the rate model's
+	// sampling or the rate search's passes, and sequential guidance), and
+	// EncodeTime that of the final pass, which writes the file.
+	RateTime, EncodeTime time.Duration
 }
 
 // ToNWC converts the checkpoint src to a .nwc file at out. The file appears
@@ -117,6 +122,7 @@ func ToNWC(ctx context.Context, src safetensors.Source, out string, opts *Option
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	if err := c.controlRate(ctx); err != nil {
 		return nil, err
 	}
@@ -135,6 +141,8 @@ func ToNWC(ctx context.Context, src safetensors.Source, out string, opts *Option
 		return nil, err
 	}
 	defer f.Abort()
+	rateTime := time.Since(start)
+	start = time.Now()
 	st, err := c.write(ctx, f.Writer, PhaseEncode, 1, c.feedback())
 	if err != nil {
 		return nil, err
@@ -147,6 +155,7 @@ func ToNWC(ctx context.Context, src safetensors.Source, out string, opts *Option
 	st.Passes = c.passes + 1
 	st.ModelBits = c.modelBits
 	st.SampledWeights = c.sampled
+	st.RateTime, st.EncodeTime = rateTime, time.Since(start)
 	return st, nil
 }
 
@@ -196,6 +205,10 @@ type item struct {
 	model *rateModel
 	// plan is its entry in a plan being converted (part.go).
 	plan *PlanTensor
+	// colScales are the RMS of the matrix's columns as fp16 values, which
+	// the rate model's first pass over the whole tensor measures and its
+	// later passes, which read only the sampled rows, reuse.
+	colScales []float32
 }
 
 // readTensor returns the bytes to code for it.

@@ -11,6 +11,7 @@ import (
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/codec/chunk"
 	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/writer"
 )
 
@@ -572,20 +573,34 @@ func (c *conversion) sample(ctx context.Context, pass int, its []*item, xs func(
 // predicted size of the whole tensor at each, the skeleton of the last
 // encoding and the weights encoded.
 func (c *conversion) sampleTensor(it *item, xs []float64) ([]ratePoint, skeleton, uint64, error) {
-	data, err := c.readTensor(it)
-	if err != nil {
-		return nil, skeleton{}, 0, err
-	}
 	cd, err := codec.LookupEncoder(it.codec)
 	if err != nil {
 		return nil, skeleton{}, 0, err
 	}
-	t := &codec.Tensor{Name: it.info.Name, DType: it.info.DType, Shape: it.shape, Data: data}
-	o, err := c.options(it, t)
-	if err != nil {
-		return nil, skeleton{}, 0, err
+	var (
+		sub   *codec.Tensor
+		scale float64
+		ends  []uint64
+		view  [2]uint64
+		o     *codec.EncodeOptions
+	)
+	if c.readsRows(it) {
+		t := &codec.Tensor{Name: it.info.Name, DType: it.info.DType, Shape: it.shape}
+		if o, err = c.options(it, t); err != nil {
+			return nil, skeleton{}, 0, err
+		}
+		sub, scale, ends, view, err = c.subRows(it, o)
+	} else {
+		var data []byte
+		if data, err = c.readTensor(it); err != nil {
+			return nil, skeleton{}, 0, err
+		}
+		t := &codec.Tensor{Name: it.info.Name, DType: it.info.DType, Shape: it.shape, Data: data}
+		if o, err = c.options(it, t); err != nil {
+			return nil, skeleton{}, 0, err
+		}
+		sub, scale, ends, view, err = c.subTensor(it, t, o)
 	}
-	sub, scale, ends, view, err := c.subTensor(it, t, o)
 	if err != nil {
 		return nil, skeleton{}, 0, err
 	}
@@ -664,10 +679,18 @@ func (c *conversion) subTensor(it *item, t *codec.Tensor, o *codec.EncodeOptions
 		r1 := min(r0+chunk.Rows, rows)
 		sm = append(sm, m[r0*cols:r1*cols]...)
 	}
+	whole := chunk.ScaleValues(chunk.Scales(m, rows, cols))
+	return sampleOf(t.Name, lay, sm, whole, t.DType, o)
+}
+
+// sampleOf returns the rate model's sample of the matrix name of layout
+// lay from its sampled rows sm, given its columns' RMS (fp16 values)
+// whole, as subTensor does.
+func sampleOf(name string, lay chunk.Layout, sm, whole []float32, dt format.DType, o *codec.EncodeOptions) (sub *codec.Tensor, scale float64, ends []uint64, view [2]uint64, err error) {
+	rows, cols := lay.Rows, lay.Cols
 	srows := len(sm) / cols
 	// Scale every column as the whole matrix does: the sample's own RMS
 	// would move each column's step by its sampling error.
-	whole := chunk.ScaleValues(chunk.Scales(m, rows, cols))
 	part := chunk.ScaleValues(chunk.Scales(sm, srows, cols))
 	f := make([]float32, cols)
 	for j := range f {
@@ -683,7 +706,7 @@ func (c *conversion) subTensor(it *item, t *codec.Tensor, o *codec.EncodeOptions
 	}
 	o.ScaleFactors = f
 	o.Transposed = false
-	data, err := dtype.FromFloat32(nil, sm, t.DType)
+	data, err := dtype.FromFloat32(nil, sm, dt)
 	if err != nil {
 		return nil, 0, nil, view, err
 	}
@@ -697,8 +720,88 @@ func (c *conversion) subTensor(it *item, t *codec.Tensor, o *codec.EncodeOptions
 	if lay.Transposed {
 		ends = []uint64{uint64(lay.Len())}
 	}
-	sub = &codec.Tensor{Name: t.Name, DType: t.DType, Shape: []uint64{uint64(srows), uint64(cols)}, Data: data}
+	sub = &codec.Tensor{Name: name, DType: dt, Shape: []uint64{uint64(srows), uint64(cols)}, Data: data}
 	return sub, float64(rows) / float64(srows), ends, lay.View, nil
+}
+
+// readsRows reports whether the rate model samples it by reading rows
+// (subRows) rather than the whole tensor (subTensor): a lossy matrix of
+// the source, stored as it is coded, large enough to be sampled, and
+// coded without guidance, whose options may depend on all of its data.
+func (c *conversion) readsRows(it *item) bool {
+	return codec.Lossy(it.codec) && len(it.shape) >= 2 && it.data == nil && c.o.Guidance == nil &&
+		!c.transposed(it) && it.numel >= 2*minSampleWeights && it.info.DType.IsFloat() &&
+		sampleBlocks(int(it.shape[0]), int(it.numel/it.shape[0])) != nil
+}
+
+// subRows is subTensor for a matrix that readsRows, reading only what it
+// needs from the source: the first time, the whole tensor a block of rows
+// at a time for its columns' RMS (kept in it.colScales), and after that
+// the sampled rows alone.
+func (c *conversion) subRows(it *item, o *codec.EncodeOptions) (sub *codec.Tensor, scale float64, ends []uint64, view [2]uint64, err error) {
+	lay, err := chunk.NewLayout(it.info.DType, it.shape, false)
+	if err != nil {
+		return nil, 0, nil, view, err
+	}
+	rows, cols := lay.Rows, lay.Cols
+	size := it.info.DType.Size()
+	rowBytes := int64(cols * size)
+	r, err := c.src.Open(it.info.Name)
+	if err != nil {
+		return nil, 0, nil, view, err
+	}
+	if r.Size() != int64(lay.Len())*int64(size) {
+		return nil, 0, nil, view, fmt.Errorf("%w: tensor %q has %d bytes, want %d", chunk.ErrLayout, it.info.Name, r.Size(), lay.Len()*size)
+	}
+	pick := sampleBlocks(rows, cols)
+	var (
+		sm  []float32
+		buf []byte
+	)
+	// load converts rows [r0, r1) to float32, appending them to dst.
+	load := func(dst []float32, r0, r1 int) ([]float32, error) {
+		n := int64(r1-r0) * rowBytes
+		if int64(cap(buf)) < n {
+			buf = make([]byte, n)
+		}
+		b := buf[:n]
+		if _, err := r.ReadAt(b, int64(r0)*rowBytes); err != nil {
+			return nil, fmt.Errorf("reading tensor %q: %w", it.info.Name, err)
+		}
+		return dtype.ToFloat32(dst, b, it.info.DType)
+	}
+	if it.colScales == nil {
+		// Blocks of whole chunk rows of about 4 MiB, so that every
+		// sampled block lies in one.
+		per := max(1, (4<<20)/int(rowBytes)/chunk.Rows) * chunk.Rows
+		sums := make([]float64, cols)
+		var m []float32
+		next := 0
+		for r0 := 0; r0 < rows; r0 += per {
+			r1 := min(r0+per, rows)
+			if m, err = load(m[:0], r0, r1); err != nil {
+				return nil, 0, nil, view, err
+			}
+			for i, v := range m {
+				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+					return nil, 0, nil, view, fmt.Errorf("%w: tensor %q element %d is %v", chunk.ErrNonFinite, it.info.Name, r0*cols+i, v)
+				}
+			}
+			chunk.AddSquares(sums, m, cols)
+			for ; next < len(pick) && pick[next] < r1; next++ {
+				a, b := pick[next]-r0, min(pick[next]+chunk.Rows, rows)-r0
+				sm = append(sm, m[a*cols:b*cols]...)
+			}
+		}
+		it.colScales = chunk.ScaleValues(chunk.ScalesOfSums(sums, rows))
+	} else {
+		for _, r0 := range pick {
+			if sm, err = load(sm, r0, min(r0+chunk.Rows, rows)); err != nil {
+				return nil, 0, nil, view, err
+			}
+		}
+	}
+	return sampleOf(it.info.Name, lay, sm, it.colScales, it.info.DType, o)
 }
 
 // sampleBlocks returns the first rows of the chunk-row blocks a sample of

@@ -145,7 +145,7 @@ func convertCmd(name string, args []string, stdout, stderr io.Writer, loaded *lo
 		return err
 	}
 	if opts.Guidance == nil && os.Getenv("GOMEMLIMIT") == "" {
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(memoryLimit(src)))
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(memoryLimit(src, *codecID, len(opts.Transposed) > 0)))
 	}
 	opts.Encode.BlobRef = *codecRef
 	opts.Encode.Step = *step
@@ -194,6 +194,7 @@ func convertCmd(name string, args []string, stdout, stderr io.Writer, loaded *lo
 			"input": pos[0], "output": outPath, "codec": *codecID,
 			"tensors": st.Tensors, "lossy_tensors": st.Lossy, "input_bytes": st.InBytes, "output_bytes": st.OutBytes,
 			"ratio": ratio, "bits_per_weight": st.BitsPerWeight, "passes": st.Passes, "model_bits": st.ModelBits,
+			"rate_seconds": st.RateTime.Seconds(), "encode_seconds": st.EncodeTime.Seconds(),
 		})
 	}
 	fmt.Fprintf(stdout, "%s: %d tensors (%d lossy), %d → %d bytes (%.1f%%), %.4f bits per weight\n",
@@ -307,16 +308,23 @@ func convertProgress(pl *progress.Line, label string) func(convert.Progress) {
 }
 
 // memoryLimit is the soft limit of the Go heap while converting src
-// without guidance: two float32 copies of its largest tensor (what an
-// encoder holds at its peak; conversion runs the largest tensor alone)
-// plus 512 MiB for the rest. Encoders allocate and drop buffers the size
-// of a tensor faster than the collector's default pacing follows: on a
-// 1.1 B-parameter model the live heap stayed under 100 MB while the heap
-// grew to 1.9 GB between collections. GOMEMLIMIT overrides it.
-func memoryLimit(src safetensors.Source) int64 {
+// without guidance to codec id: one float32 copy of its largest tensor
+// for nwc, which streams large matrices (the source bytes and one-byte
+// latents, about 3 bytes a weight, at its peak; conversion runs the
+// largest tensor alone), two for the other codecs and for transposed
+// matrices, which encoders load whole, plus 512 MiB for the rest.
+// Encoders allocate and drop buffers the size of a tensor faster than the
+// collector's default pacing follows: on a 1.1 B-parameter model the live
+// heap stayed under 100 MB while the heap grew to 1.9 GB between
+// collections. GOMEMLIMIT overrides it.
+func memoryLimit(src safetensors.Source, id string, transposed bool) int64 {
 	var largest int64
 	for _, t := range src.Tensors() {
 		largest = max(largest, t.NumElements())
 	}
-	return min(largest, math.MaxInt64/16)*8 + 512<<20
+	perWeight := int64(8)
+	if id == "nwc" && !transposed {
+		perWeight = 4
+	}
+	return min(largest, math.MaxInt64/16)*perWeight + 512<<20
 }

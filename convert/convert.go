@@ -107,6 +107,11 @@ type Stats struct {
 	// SampledWeights the weights its samples encoded, summed over steps.
 	ModelBits      float64
 	SampledWeights uint64
+	// StepModelBits is the rate model's prediction of BitsPerWeight at
+	// the steps the final pass used, which feedback may have moved from
+	// the solved one: against BitsPerWeight, the model's own error (0
+	// without the model).
+	StepModelBits float64
 	// RateTime is the wall time rate control took (the rate model's
 	// sampling or the rate search's passes, and sequential guidance), and
 	// EncodeTime that of the final pass, which writes the file.
@@ -155,6 +160,9 @@ func ToNWC(ctx context.Context, src safetensors.Source, out string, opts *Option
 	st.Passes = c.passes + 1
 	st.ModelBits = c.modelBits
 	st.SampledWeights = c.sampled
+	if c.rate != nil {
+		st.StepModelBits = c.rate.atSteps()
+	}
 	st.RateTime, st.EncodeTime = rateTime, time.Since(start)
 	return st, nil
 }

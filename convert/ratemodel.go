@@ -322,6 +322,25 @@ func (c *conversion) modelRate(ctx context.Context, target float64) error {
 	return nil
 }
 
+// atSteps returns the bits per weight the models predict for the file at
+// every matrix's current step.
+func (p *ratePlan) atSteps() float64 {
+	var n float64
+	var elems uint64
+	for _, it := range p.c.items {
+		if len(it.shape) < 2 {
+			continue
+		}
+		elems += it.numel
+		x := 0.0
+		if stepped(it) {
+			x = math.Log2(it.step)
+		}
+		n += it.model.at(x)
+	}
+	return (n + p.overhead) * 8 / float64(elems)
+}
+
 // fixedX solves a --tensor-bits matrix's own model for its budget.
 func (p *ratePlan) fixedX(it *item) float64 {
 	budget := max(it.bits*float64(it.numel)/8, 1)

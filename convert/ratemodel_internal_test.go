@@ -52,7 +52,7 @@ func TestRateModelReport(t *testing.T) {
 						t.Fatal(err)
 					}
 					e := 100 * (st.BitsPerWeight - bits) / bits
-					t.Logf("%s %s %g bits feedback %v: %.4f (%+.2f%%; model %.4f), sampled %.3f of the weights", filepath.Base(in), id, bits, fb, st.BitsPerWeight, e, st.ModelBits, float64(st.SampledWeights)/float64(weightsOf(src)))
+					t.Logf("%s %s %g bits feedback %v: %.4f (%+.2f%%; model %.4f, at the steps used %.4f), sampled %.3f of the weights", filepath.Base(in), id, bits, fb, st.BitsPerWeight, e, st.ModelBits, st.StepModelBits, float64(st.SampledWeights)/float64(weightsOf(src)))
 					if fb && (e > 1 || e < -1) {
 						t.Errorf("%s %s at %g bits: %+.2f%%", filepath.Base(in), id, bits, e)
 					}

@@ -194,7 +194,8 @@ func convertCmd(name string, args []string, stdout, stderr io.Writer, loaded *lo
 			"input": pos[0], "output": outPath, "codec": *codecID,
 			"tensors": st.Tensors, "lossy_tensors": st.Lossy, "input_bytes": st.InBytes, "output_bytes": st.OutBytes,
 			"ratio": ratio, "bits_per_weight": st.BitsPerWeight, "passes": st.Passes, "model_bits": st.ModelBits,
-			"rate_seconds": st.RateTime.Seconds(), "encode_seconds": st.EncodeTime.Seconds(),
+			"step_model_bits": st.StepModelBits,
+			"rate_seconds":    st.RateTime.Seconds(), "encode_seconds": st.EncodeTime.Seconds(),
 		})
 	}
 	fmt.Fprintf(stdout, "%s: %d tensors (%d lossy), %d → %d bytes (%.1f%%), %.4f bits per weight\n",

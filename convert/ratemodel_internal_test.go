@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"path/filepath"
@@ -8,6 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/nwcodec/nwc/codec"
+	"github.com/nwcodec/nwc/internal/shareddata"
 	"github.com/nwcodec/nwc/safetensors"
 )
 
@@ -70,4 +75,76 @@ func weightsOf(src safetensors.Source) uint64 {
 		}
 	}
 	return n
+}
+
+// TestSubRowsMatchesSubTensor checks that the rate model's samples read
+// row by row from the source (subRows: the whole tensor streamed the
+// first time, the sampled rows alone after) are the samples it takes
+// from the loaded tensor (subTensor), with the same options.
+func TestSubRowsMatchesSubTensor(t *testing.T) {
+	src, err := safetensors.OpenPath(shareddata.Path(t, "stories15M", "stories15M.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	c, err := newConversion(context.Background(), src, &Options{Codec: "nwc", Bits: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, it := range c.items {
+		if !c.readsRows(it) {
+			continue
+		}
+		n++
+		data, err := c.readTensor(it)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn := &codec.Tensor{Name: it.info.Name, DType: it.info.DType, Shape: it.shape, Data: data}
+		o, err := c.options(it, tn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type sample struct {
+			Sub   *codec.Tensor
+			Scale float64
+			Ends  []uint64
+			View  [2]uint64
+			Opts  codec.EncodeOptions
+		}
+		var want sample
+		if want.Sub, want.Scale, want.Ends, want.View, err = c.subTensor(it, tn, o); err != nil {
+			t.Fatal(err)
+		}
+		want.Opts = *o
+		// cmp walks a byte slice element by element.
+		wantData := want.Sub.Data
+		ws := *want.Sub
+		ws.Data = nil
+		want.Sub = &ws
+		for pass := range 2 { // streaming, then the sampled rows alone
+			o, err := c.options(it, tn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got sample
+			if got.Sub, got.Scale, got.Ends, got.View, err = c.subRows(it, o); err != nil {
+				t.Fatal(err)
+			}
+			got.Opts = *o
+			if !bytes.Equal(got.Sub.Data, wantData) {
+				t.Errorf("%s, pass %d: subRows's sample data differs from subTensor's", it.info.Name, pass+1)
+			}
+			gs := *got.Sub
+			gs.Data = nil
+			got.Sub = &gs
+			if d := cmp.Diff(want, got); d != "" {
+				t.Errorf("%s, pass %d: subRows differs from subTensor (-subTensor +subRows):\n%s", it.info.Name, pass+1, d)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no tensor is sampled by rows")
+	}
 }

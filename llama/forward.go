@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/nwcodec/nwc/internal/gemm"
 )
 
 // ErrToken reports a token id outside the model's vocabulary.
@@ -348,34 +350,8 @@ func dot(a, b []float32) float32 {
 }
 
 // matmul sets out (rows×n) to x (rows×k) times the transpose of w (n×k),
-// the [out, in] layout. Four rows of x share each pass over a row of w.
+// the [out, in] layout, on every core (gemm.MulT: the same bits for any
+// number of them).
 func matmul(out, x, w []float32, rows, k, n int) {
-	t := 0
-	for ; t+4 <= rows; t += 4 {
-		x0 := x[t*k : (t+1)*k]
-		x1 := x[(t+1)*k : (t+2)*k]
-		x2 := x[(t+2)*k : (t+3)*k]
-		x3 := x[(t+3)*k : (t+4)*k]
-		for o := range n {
-			wr := w[o*k : (o+1)*k]
-			x0, x1, x2, x3 := x0[:len(wr)], x1[:len(wr)], x2[:len(wr)], x3[:len(wr)]
-			var s0, s1, s2, s3 float32
-			for i, wv := range wr {
-				s0 += x0[i] * wv
-				s1 += x1[i] * wv
-				s2 += x2[i] * wv
-				s3 += x3[i] * wv
-			}
-			out[t*n+o] = s0
-			out[(t+1)*n+o] = s1
-			out[(t+2)*n+o] = s2
-			out[(t+3)*n+o] = s3
-		}
-	}
-	for ; t < rows; t++ {
-		xr := x[t*k : (t+1)*k]
-		for o := range n {
-			out[t*n+o] = dot(xr, w[o*k:(o+1)*k])
-		}
-	}
+	gemm.MulT(out, x, w, rows, k, n)
 }

@@ -92,10 +92,15 @@ func (s *State) Forward(tokens []int) ([]float32, error) {
 // layer runs layer l on the residual stream x of n tokens at positions
 // s.pos onwards, in place, appending their keys and values to the cache.
 func (s *State) layer(l int, x []float32, n int) {
-	c, m := s.m.cfg, s.m
+	s.layerWith(l, l, &s.m.layers[l], x, n)
+}
+
+// layerWith runs the weights w as layer l (the name its inputs are
+// observed under), keeping its keys and values in cache slot slot.
+func (s *State) layerWith(l, slot int, w *layer, x []float32, n int) {
+	c := s.m.cfg
 	dim, kvDim, hidden := c.Dim, c.KVDim(), c.HiddenDim
 	xb := s.xb[:n*dim]
-	w := &m.layers[l]
 	rmsnormRows(xb, x, w.attnNorm, c.NormEps)
 	s.observeLayer(l, "attention.wq", xb, dim)
 	q, k, v := s.q[:n*dim], s.k[:n*kvDim], s.v[:n*kvDim]
@@ -104,11 +109,11 @@ func (s *State) layer(l int, x []float32, n int) {
 	matmul(v, xb, w.wv, n, dim, kvDim)
 	s.rope(q, n, dim)
 	s.rope(k, n, kvDim)
-	s.key[l] = append(s.key[l][:s.pos*kvDim], k...)
-	s.val[l] = append(s.val[l][:s.pos*kvDim], v...)
+	s.key[slot] = append(s.key[slot][:s.pos*kvDim], k...)
+	s.val[slot] = append(s.val[slot][:s.pos*kvDim], v...)
 
 	att := s.att[:n*dim]
-	s.attention(att, q, l, n)
+	s.attention(att, q, slot, n)
 	s.observeLayer(l, "attention.wo", att, dim)
 	matmul(xb, att, w.wo, n, dim, dim)
 	add(x, xb)

@@ -3,7 +3,8 @@ package convert
 import (
 	"context"
 	"fmt"
-	"slices"
+
+	"github.com/nwcodec/nwc/calib"
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/dtype"
@@ -11,12 +12,16 @@ import (
 	"github.com/nwcodec/nwc/llama"
 )
 
-// A Calibration is the model a checkpoint holds, loaded for running, and
-// calibration text: what measured bit allocation (Probe) and sequential
-// guidance run to see how compression moves the model's predictions.
+// A Calibration is the model a checkpoint holds, loaded for running or
+// read a layer at a time, and calibration text: what measured bit
+// allocation (Probe) and sequential guidance run to see how compression
+// moves the model's predictions.
 type Calibration struct {
-	Model *llama.Model // the original weights; changed during conversion and restored after
-	Docs  [][]int      // calibration documents (llama.LoadDocs)
+	// Model holds the original weights; when nil, Lazy reads them from
+	// the checkpoint a layer at a time, so memory holds one layer.
+	Model *llama.Model
+	Lazy  *llama.Lazy
+	Docs  [][]int // calibration documents (llama.LoadDocs)
 	// Window is the evaluation window; 0 selects the model's context
 	// length.
 	Window int
@@ -24,10 +29,48 @@ type Calibration struct {
 
 func (cal *Calibration) window() int {
 	if cal.Window == 0 {
-		return cal.Model.Config().SeqLen
+		return cal.model().Config().SeqLen
 	}
 	return cal.Window
 }
+
+// calibModel is what probing and sequential guidance read of the
+// original model, in llama2.c names and layouts: a layer at a time.
+type calibModel interface {
+	Config() llama.Config
+	Block(l int) (llama.Block, error)
+	Tensor(name string) ([]float32, error)
+	Classifier() ([]float32, error)
+	ModelName(ckpt string) (string, bool)
+	ModelLayout(name string, data []float32) []float32
+	HessianKey(name string) (string, bool)
+}
+
+func (cal *Calibration) model() calibModel {
+	if cal.Model != nil {
+		return heldModel{cal.Model}
+	}
+	return cal.Lazy
+}
+
+// heldModel is a calibModel over a model in memory; the blocks and
+// tensors it returns are the model's own storage, which callers only
+// read.
+type heldModel struct{ *llama.Model }
+
+func (h heldModel) Block(l int) (llama.Block, error) {
+	if l < 0 || l >= h.Config().NLayers {
+		return llama.Block{}, fmt.Errorf("%w: layer %d", llama.ErrNotFound, l)
+	}
+	return h.Model.Block(l), nil
+}
+
+func (h heldModel) Tensor(name string) ([]float32, error) {
+	d, _, err := h.Model.Tensor(name)
+	return d, err
+}
+
+func (h heldModel) Classifier() ([]float32, error) { return h.Model.Classifier(), nil }
 
 // A Probe configures measured bit allocation, the alternative to the
 // Hessian proxy. Each lossy matrix of layer l in turn is coded at Step and
@@ -85,7 +128,7 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 	if maxTokens == 0 {
 		maxTokens = DefaultProbeTokens
 	}
-	m := cal.Model
+	m := cal.model()
 	cfg := m.Config()
 	ws := llama.Windows(cal.Docs, cal.window(), maxTokens)
 	if len(ws) == 0 {
@@ -111,8 +154,19 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 	// rel holds each matrix's relative stream error; kl the divergences
 	// of classifier probes.
 	rel, kl := map[string]float64{}, map[string]float64{}
-	emb := m.Embedding()
+	emb, err := m.Tensor(llama.NameEmbedding)
+	if err != nil {
+		return nil, err
+	}
 	embQ := emb
+	allWindows := llama.Windows(cal.Docs, cal.window(), 0)
+	if it := byName[llama.NameEmbedding]; it != nil && cfg.TiedEmbeddings && it.hessian == nil && c.o.Guidance.hessianFor(it.info.Name, it.numel/it.shape[0], false) == nil {
+		// The tied embedding is also the classifier: it is guided by the
+		// classifier's input, which only a whole pass can give.
+		if it.hessian, err = classifierHessian(m, run, allWindows, emb); err != nil {
+			return nil, err
+		}
+	}
 	if it := byName[llama.NameEmbedding]; it != nil {
 		if embQ, err = c.probeCoded(m, it, llama.NameEmbedding, step); err != nil {
 			return nil, err
@@ -136,12 +190,38 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 		rel[llama.NameEmbedding] = embErr / embEnergy
 	}
 	ys := make([][]float32, len(ws))
+	xh, err := embed(allWindows, emb, cfg)
+	if err != nil {
+		return nil, err
+	}
 	y := make([]float32, 0)
 	for l := range cfg.NLayers {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		blk := m.Block(l)
+		blk, err := m.Block(l)
+		if err != nil {
+			return nil, err
+		}
+		// The layer's input Hessians give the probed matrices the column
+		// steps they will be coded with, as they would have from a
+		// calibration file.
+		keys := []string{llama.LayerName(l, "attention.wq"), llama.LayerName(l, "attention.wo"), llama.LayerName(l, "feed_forward.w1"), llama.LayerName(l, "feed_forward.w2")}
+		// They come from the whole calibration text, like the Hessians
+		// of a calibration file; the probes use the first maxTokens.
+		in := newCapture(keys, 1)
+		hs := map[string]*llama.Moments{}
+		for i := range xh {
+			if err := run.Run(l, &blk, xh[i], in); err != nil {
+				return nil, err
+			}
+			for _, k := range keys {
+				if hs[k] == nil {
+					hs[k] = newMoments(in.cols[k])
+				}
+				hs[k].AddSelf(in.x[k][0])
+			}
+		}
 		var energy float64
 		for i, x := range xs {
 			ys[i] = append(ys[i][:0], x...)
@@ -157,7 +237,17 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 			if it == nil {
 				continue
 			}
+			// The column factors this leaves in it.factors are kept for
+			// the rate control before sequential guidance.
+			key, ok := m.HessianKey(name)
+			own := it.hessian == nil && ok && hs[key] != nil
+			if own {
+				it.hessian = meanHessian(hs[key])
+			}
 			coded, err := c.probeCoded(m, it, name, step)
+			if own {
+				it.hessian = nil
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -184,7 +274,16 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 	}
 	// The classifier: the all-probed stream's divergence, and each probed
 	// classifier's on the original stream.
-	norm, cls := m.Norm(), m.Classifier()
+	norm, err := m.Tensor(llama.NameNorm)
+	if err != nil {
+		return nil, err
+	}
+	cls := emb
+	if !cfg.TiedEmbeddings {
+		if cls, err = m.Classifier(); err != nil {
+			return nil, err
+		}
+	}
 	clsName := llama.NameOutput
 	if cfg.TiedEmbeddings {
 		clsName = llama.NameEmbedding
@@ -243,13 +342,8 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 }
 
 // probeCoded returns the matrix it (m's tensor name) coded at the probe
-// step and decoded, in m's layout; m is left as it was.
-func (c *conversion) probeCoded(m *llama.Model, it *item, name string, step float64) ([]float32, error) {
-	orig, _, err := m.Tensor(name)
-	if err != nil {
-		return nil, err
-	}
-	saved := slices.Clone(orig)
+// step and decoded, in m's layout.
+func (c *conversion) probeCoded(m calibModel, it *item, name string, step float64) ([]float32, error) {
 	data, err := c.src.ReadTensor(it.info.Name)
 	if err != nil {
 		return nil, err
@@ -264,12 +358,16 @@ func (c *conversion) probeCoded(m *llama.Model, it *item, name string, step floa
 	if err != nil {
 		return nil, err
 	}
-	if err := m.SetCheckpointWeight(it.info.Name, coded); err != nil {
-		return nil, err
+	return m.ModelLayout(name, coded), nil
+}
+
+// meanHessian returns the mean of the self moments XX as a Hessian.
+func meanHessian(mo *llama.Moments) *calib.Hessian {
+	h := make([]float64, len(mo.XX))
+	for i, v := range mo.XX {
+		h[i] = v / float64(max(mo.Count, 1))
 	}
-	out := slices.Clone(orig)
-	copy(orig, saved)
-	return out, nil
+	return &calib.Hessian{N: mo.N, Data: h, Tokens: mo.Count}
 }
 
 // sqDiff returns Σ (a_i − b_i)², or Σ a_i² when b is nil, in float64.

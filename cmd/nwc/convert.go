@@ -115,6 +115,13 @@ func runConvert(args []string, stdout, stderr io.Writer) error {
 	// Ctrl-C stops calibration and conversion alike and leaves no file.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	for _, t := range src.Tensors() {
+		n := uint64(1)
+		for _, d := range t.Shape {
+			n *= uint64(d)
+		}
+		gf.weights += n
+	}
 	if opts.Guidance, err = guidance(ctx, pos[0], gf); err != nil {
 		return err
 	}

@@ -50,7 +50,7 @@ func TestLazyCalibration(t *testing.T) {
 			}
 			out := filepath.Join(t.TempDir(), "m.nwc")
 			_, err = convert.ToNWC(context.Background(), st, out, &convert.Options{Codec: "ecsq", Bits: 4, Guidance: &convert.Guidance{
-				ColumnSteps: true, LDLQ: true, Sequential: true, Allocate: true, Probe: &convert.Probe{MaxTokens: 300}, Calib: cal,
+				ColumnSteps: true, LDLQ: true, Sequential: true, Allocate: true, Probe: &convert.Probe{MaxTokens: 300, Local: true}, Calib: cal,
 			}})
 			st.Close()
 			if src != nil {

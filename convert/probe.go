@@ -97,6 +97,13 @@ type Probe struct {
 	// Step is the normalized step matrices are probed at; 0 selects
 	// DefaultProbeStep.
 	Step float64
+	// Local selects the layer-local probe described above even when the
+	// calibration model is held in memory. Without it such a model is
+	// probed by a whole-model KL pass per matrix (better on stories15M,
+	// see wholeModelSensitivities, but its cost grows with the number of
+	// matrices times the model's size); a lazy model is always probed
+	// locally.
+	Local bool
 }
 
 // DefaultProbeTokens is how much text the probe runs unless configured.
@@ -114,12 +121,90 @@ const DefaultProbeStep = 0.5
 // in the allocation, at a small sensitivity.
 const minDivergence = 1e-5
 
+// wholeModelSensitivities measures each lossy matrix's sensitivity by a
+// whole-model KL pass with that matrix alone coded at the probe step: one
+// forward pass of both models per matrix. It is what a model held in
+// memory gets (Probe.Local unset): on stories15M at 4 bits per weight,
+// calibrated on tinystories-dev.txt and judged on 8 k tokens of stories
+// sampled from the model, it gave a held-out nll of 1.2419 nats/token
+// against 1.2601 with the layer-local probe (the original: 1.1935).
+func (c *conversion) wholeModelSensitivities(ctx context.Context, cal *Calibration, p *Probe) ([]Sensitivity, error) {
+	window := cal.window()
+	step := p.Step
+	if step == 0 {
+		step = DefaultProbeStep
+	}
+	maxTokens := p.MaxTokens
+	if maxTokens == 0 {
+		maxTokens = DefaultProbeTokens
+	}
+	docs := cal.Docs
+	for i, n := 0, 0; i < len(docs); i++ {
+		if n += len(docs[i]); n >= maxTokens {
+			docs = docs[:i+1]
+			break
+		}
+	}
+	ref := cal.Model.Clone()
+	var out []Sensitivity
+	for _, it := range c.items {
+		if !codecLossyWithStep(it) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		name, ok := cal.Model.ModelName(it.info.Name)
+		if !ok {
+			continue // not a weight of the model
+		}
+		orig, _, err := cal.Model.Tensor(name)
+		if err != nil {
+			return nil, err
+		}
+		saved := append([]float32(nil), orig...)
+		data, err := c.src.ReadTensor(it.info.Name)
+		if err != nil {
+			return nil, err
+		}
+		t := &codec.Tensor{Name: it.info.Name, DType: it.info.DType, Shape: it.shape, Data: data}
+		o, err := c.options(it, t)
+		if err != nil {
+			return nil, err
+		}
+		o.Step, o.Hessian, o.Levels = step, nil, nil
+		coded, err := roundTrip(it.codec, t, o)
+		if err != nil {
+			return nil, err
+		}
+		if err := cal.Model.SetCheckpointWeight(it.info.Name, coded); err != nil {
+			return nil, err
+		}
+		kl, err := llama.EvalKL(ref, cal.Model, docs, window)
+		if rerr := cal.Model.SetWeight(name, saved); err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return nil, err
+		}
+		d := max(kl.Mean(), minDivergence)
+		out = append(out, Sensitivity{Name: it.info.Name, Elements: it.numel, Value: d / float64(it.numel)})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("convert: the probe model has none of the checkpoint's matrices")
+	}
+	return out, nil
+}
+
 // measuredSensitivities returns, for every lossy matrix the model has, its
 // probed divergence (see Probe) in nats per scored token over its number
 // of elements: at one normalized step every matrix sees about the same
 // normalized distortion, so this is the per-weight sensitivity StepFactors
 // wants.
 func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration, p *Probe) ([]Sensitivity, error) {
+	if !p.Local && cal.Model != nil {
+		return c.wholeModelSensitivities(ctx, cal, p)
+	}
 	step := p.Step
 	if step == 0 {
 		step = DefaultProbeStep

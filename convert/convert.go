@@ -297,7 +297,7 @@ func newConversion(ctx context.Context, src safetensors.Source, opts *Options) (
 			c.o.Encode.NoBlob = true
 		}
 	}
-	if g := c.o.Guidance; g != nil && (g.Probe != nil || g.Sequential) && (g.Calib == nil || g.Calib.Model == nil) {
+	if g := c.o.Guidance; g != nil && (g.Probe != nil || g.Sequential) && (g.Calib == nil || (g.Calib.Model == nil && g.Calib.Lazy == nil)) {
 		return nil, fmt.Errorf("convert: %w: measured allocation and sequential guidance need a calibration model", codec.ErrOptions)
 	}
 	if g := c.o.Guidance; g != nil && g.Allocate {

@@ -5,6 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
 
 	"gonum.org/v1/gonum/mat"
 
@@ -14,37 +19,42 @@ import (
 	"github.com/nwcodec/nwc/llama"
 )
 
-// sequential codes the matrices of cal.Model in the order a forward pass
-// reaches them and re-derives the guidance of each from the model as
-// compressed so far. For a linear layer whose compressed input is x̃ where
-// the original's was x, the output error to minimize is
+// sequential codes the matrices of the calibration model in the order a
+// forward pass reaches them and re-derives the guidance of each from the
+// model as compressed so far. For a linear layer whose compressed input is
+// x̃ where the original's was x, the output error to minimize is
 // E‖W x − Ŵ x̃‖², not E‖(W − Ŵ) x‖²: up to a constant it equals
 // E‖(W* − Ŵ) x̃‖² with H̃ = E[x̃ x̃ᵀ] and the target
 // W* = W E[x x̃ᵀ] H̃⁻¹, the layer that best maps what it will see to what
 // the original produced. So every matrix gets H̃ as its Hessian and W* as
 // the data to code, and the errors of earlier layers are partly undone by
 // later ones instead of piling up. The matrices are coded at their current
-// steps; the caller runs rate control again afterwards. The moments come
-// from llama.PairedStreams, which keeps both models' residual streams over
-// the calibration text: the cost is about five passes of each layer of
-// both models (one per group of matrices sharing an input, one to move
-// on), and memory holds both streams and a copy of every target matrix
-// until the file is written.
+// steps; the caller runs rate control again afterwards.
+//
+// The work streams through the layers: it holds one layer of the original
+// model (read from the checkpoint when the calibration model is lazy) and
+// of the compressed one, and both models' residual streams over the
+// calibration text. Each layer runs once for the original (recording the
+// inputs of its four groups of matrices sharing an input) and five times
+// for the compressed model (once per group, once to move on).
 func (c *conversion) sequential(ctx context.Context, cal *Calibration) error {
-	window := cal.window()
-	ref := cal.Model
-	m := ref.Clone()
+	bm := cal.model()
+	cfg := bm.Config()
+	ws := llama.Windows(cal.Docs, cal.window(), 0)
+	if len(ws) == 0 {
+		return fmt.Errorf("convert: %w: no calibration tokens", codec.ErrOptions)
+	}
 	groups := map[string][]*item{}
 	var first []*item // matrices read before any linear layer: the embedding
 	for _, it := range c.items {
 		if !codec.Lossy(it.codec) || len(it.shape) < 2 || c.transposed(it) {
 			continue
 		}
-		name, ok := ref.ModelName(it.info.Name)
+		name, ok := bm.ModelName(it.info.Name)
 		if !ok {
 			continue // not a weight of the model
 		}
-		key, ok := ref.HessianKey(name)
+		key, ok := bm.HessianKey(name)
 		switch {
 		case name == llama.NameEmbedding:
 			first = append(first, it)
@@ -52,21 +62,38 @@ func (c *conversion) sequential(ctx context.Context, cal *Calibration) error {
 			groups[key] = append(groups[key], it)
 		}
 	}
+	run, err := llama.NewBlockRunner(cfg)
+	if err != nil {
+		return err
+	}
+	emb, err := bm.Tensor(llama.NameEmbedding)
+	if err != nil {
+		return err
+	}
 	// The embedding comes first: with tied embeddings it is also the
 	// classifier, but every layer reads it, so its own guidance stays.
+	embQ := emb
 	for _, it := range first {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := c.codeInto(m, it); err != nil {
+		if cfg.TiedEmbeddings && it.hessian == nil && c.o.Guidance.hessianFor(it.info.Name, it.numel/it.shape[0], false) == nil {
+			if it.hessian, err = classifierHessian(bm, run, ws, emb); err != nil {
+				return err
+			}
+		}
+		coded, err := c.codeOnce(it)
+		if err != nil {
 			return err
 		}
+		embQ = bm.ModelLayout(llama.NameEmbedding, coded)
 	}
-	ps, err := llama.NewPairedStreams(ref, m, cal.Docs, window, 0)
+	xr, err := embed(ws, emb, cfg)
 	if err != nil {
 		return err
 	}
-	cfg := ref.Config()
+	xm, _ := embed(ws, embQ, cfg)
+	emb, embQ = nil, nil
 	var done, total int
 	var weights, totalWeights uint64
 	for _, its := range groups {
@@ -75,101 +102,214 @@ func (c *conversion) sequential(ctx context.Context, cal *Calibration) error {
 			totalWeights += it.numel
 		}
 	}
-	for l := 0; l <= cfg.NLayers; l++ {
+	report := func(its []*item) {
+		for _, it := range its {
+			done++
+			weights += it.numel
+			if c.o.Progress != nil {
+				c.o.Progress(Progress{Phase: PhaseSequential, Pass: 1, Tensors: done, TotalTensors: total,
+					Weights: weights, TotalWeights: totalWeights, Tensor: it.info.Name})
+			}
+		}
+	}
+	var y []float32
+	for l := range cfg.NLayers {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		keys := []string{llama.NameOutput}
-		if l < cfg.NLayers {
-			keys = []string{llama.LayerName(l, "attention.wq"), llama.LayerName(l, "attention.wo"), llama.LayerName(l, "feed_forward.w1"), llama.LayerName(l, "feed_forward.w2")}
+		ref, err := bm.Block(l)
+		if err != nil {
+			return err
+		}
+		cmp := ref
+		keys := []string{llama.LayerName(l, "attention.wq"), llama.LayerName(l, "attention.wo"), llama.LayerName(l, "feed_forward.w1"), llama.LayerName(l, "feed_forward.w2")}
+		// The original layer runs once: it records its inputs and moves
+		// its stream on.
+		refIn := newCapture(keys, len(ws))
+		for i := range ws {
+			refIn.win = i
+			if err := run.Run(l, &ref, xr[i], refIn); err != nil {
+				return err
+			}
 		}
 		for _, key := range keys {
-			if err := c.codeGroup(ps, m, key, groups[key]); err != nil {
-				return err
+			its := groups[key]
+			if len(its) == 0 {
+				continue
 			}
-			for _, it := range groups[key] {
-				done++
-				weights += it.numel
-				if c.o.Progress != nil {
-					c.o.Progress(Progress{Phase: PhaseSequential, Pass: 1, Tensors: done, TotalTensors: total,
-						Weights: weights, TotalWeights: totalWeights, Tensor: it.info.Name})
+			got := newCapture([]string{key}, len(ws))
+			mo := newMoments(refIn.cols[key])
+			for i := range ws {
+				got.win = i
+				y = append(y[:0], xm[i]...)
+				if err := run.Run(l, &cmp, y, got); err != nil {
+					return err
+				}
+				mo.Add(refIn.x[key][i], got.x[key][i])
+				got.x[key][i] = nil
+			}
+			set := func(name string, coded []float32) {
+				_, suffix, _ := strings.Cut(strings.TrimSuffix(name, ".weight"), "."+strconv.Itoa(l)+".")
+				if f := cmp.Field(suffix); f != nil {
+					*f = coded
 				}
 			}
+			if err := c.codeGroup(bm, mo, key, its, set); err != nil {
+				return err
+			}
+			report(its)
 		}
-		if l < cfg.NLayers {
-			if err := ps.Advance(); err != nil {
+		for i := range ws {
+			if err := run.Run(l, &cmp, xm[i], nil); err != nil {
 				return err
 			}
 		}
+	}
+	if its := groups[llama.NameOutput]; len(its) > 0 {
+		norm, err := bm.Tensor(llama.NameNorm)
+		if err != nil {
+			return err
+		}
+		mo := newMoments(cfg.Dim)
+		for i := range ws {
+			llama.RMSNormRows(xr[i], norm, cfg.NormEps)
+			llama.RMSNormRows(xm[i], norm, cfg.NormEps)
+			mo.Add(xr[i], xm[i])
+		}
+		if err := c.codeGroup(bm, mo, llama.NameOutput, its, func(string, []float32) {}); err != nil {
+			return err
+		}
+		report(its)
 	}
 	return nil
 }
 
-// codeGroup codes the matrices its that read the input recorded under key,
-// with the Hessian and targets of that input in ps, into m.
-func (c *conversion) codeGroup(ps *llama.PairedStreams, m *llama.Model, key string, its []*item) error {
-	if len(its) == 0 {
-		return nil
+// embed returns every window's rows of the embedding table emb.
+func embed(ws [][]int, emb []float32, cfg llama.Config) ([][]float32, error) {
+	dim := cfg.Dim
+	xs := make([][]float32, len(ws))
+	for i, w := range ws {
+		xs[i] = make([]float32, len(w)*dim)
+		for r, t := range w {
+			if t < 0 || t >= cfg.VocabSize {
+				return nil, fmt.Errorf("convert: %w: token %d, vocabulary %d", llama.ErrToken, t, cfg.VocabSize)
+			}
+			copy(xs[i][r*dim:(r+1)*dim], emb[t*dim:(t+1)*dim])
+		}
 	}
-	mo, err := ps.Moments(key)
+	return xs, nil
+}
+
+// classifierHessian runs the original model over ws and returns the
+// Hessian of the classifier's input, the final normalized stream.
+func classifierHessian(bm calibModel, run *llama.BlockRunner, ws [][]int, emb []float32) (*calib.Hessian, error) {
+	cfg := bm.Config()
+	xs, err := embed(ws, emb, cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	for l := range cfg.NLayers {
+		b, err := bm.Block(l)
+		if err != nil {
+			return nil, err
+		}
+		for _, x := range xs {
+			if err := run.Run(l, &b, x, nil); err != nil {
+				return nil, err
+			}
+		}
+	}
+	norm, err := bm.Tensor(llama.NameNorm)
+	if err != nil {
+		return nil, err
+	}
+	mo := newMoments(cfg.Dim)
+	for _, x := range xs {
+		llama.RMSNormRows(x, norm, cfg.NormEps)
+		mo.AddSelf(x)
+	}
+	return meanHessian(mo), nil
+}
+
+// capture keeps, per window, copies of the inputs recorded under some
+// keys.
+type capture struct {
+	win  int
+	x    map[string][][]float32
+	cols map[string]int
+}
+
+func newCapture(keys []string, windows int) *capture {
+	c := &capture{x: map[string][][]float32{}, cols: map[string]int{}}
+	for _, k := range keys {
+		c.x[k] = make([][]float32, windows)
+	}
+	return c
+}
+
+func (c *capture) Observe(name string, x []float32, cols int) {
+	if w, ok := c.x[name]; ok {
+		w[c.win] = append(w[c.win][:0], x...)
+		c.cols[name] = cols
+	}
+}
+
+// newMoments returns empty paired moments of an n-wide input.
+func newMoments(n int) *llama.Moments {
+	return &llama.Moments{N: n, XX: make([]float64, n*n), RX: make([]float64, n*n)}
+}
+
+// codeGroup codes the matrices its that read the input recorded under key,
+// with the Hessian and targets of the moments mo, handing set each one as
+// a reader would decode it, in the model's layout.
+func (c *conversion) codeGroup(bm calibModel, mo *llama.Moments, key string, its []*item, set func(name string, coded []float32)) error {
 	h, corr, err := targetMap(mo, SequentialDamp)
 	if errors.Is(err, errZeroInput) {
 		// The layer's output is zero whatever its weights: nothing to
 		// correct, so the matrices keep their own guidance.
-		for _, it := range its {
-			if err := c.codeInto(m, it); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err != nil {
+		corr = nil
+	} else if err != nil {
 		return fmt.Errorf("convert: sequential guidance for %s: %w", key, err)
 	}
 	for _, it := range its {
-		data, err := c.readTensor(it)
+		name, _ := bm.ModelName(it.info.Name)
+		if corr != nil && int(it.numel/it.shape[0]) == mo.N {
+			data, err := c.readTensor(it)
+			if err != nil {
+				return err
+			}
+			w, err := dtype.ToFloat32(nil, data, it.info.DType)
+			if err != nil {
+				return err
+			}
+			applyCorrection(w, corr, mo.N)
+			if it.data, err = dtype.FromFloat32(nil, w, it.info.DType); err != nil {
+				return err
+			}
+			it.hessian, it.factors = h, nil
+		}
+		coded, err := c.codeOnce(it)
 		if err != nil {
 			return err
 		}
-		w, err := dtype.ToFloat32(nil, data, it.info.DType)
-		if err != nil {
-			return err
-		}
-		if cols := int(it.numel / it.shape[0]); cols != mo.N {
-			continue
-		}
-		applyCorrection(w, corr, mo.N)
-		if it.data, err = dtype.FromFloat32(nil, w, it.info.DType); err != nil {
-			return err
-		}
-		it.hessian, it.factors = h, nil
-		if err := c.codeInto(m, it); err != nil {
-			return err
-		}
+		set(name, bm.ModelLayout(name, coded))
 	}
 	return nil
 }
 
-// codeInto codes one matrix at its current step and puts what a reader
-// would decode into m.
-func (c *conversion) codeInto(m *llama.Model, it *item) error {
+// codeOnce codes one matrix at its current step and returns what a
+// reader would decode, in the checkpoint's layout.
+func (c *conversion) codeOnce(it *item) ([]float32, error) {
 	data, err := c.readTensor(it)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	t := &codec.Tensor{Name: it.info.Name, DType: it.info.DType, Shape: it.shape, Data: data}
 	o, err := c.options(it, t)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	coded, err := roundTrip(it.codec, t, o)
-	if err != nil {
-		return err
-	}
-	return m.SetCheckpointWeight(it.info.Name, coded)
+	return roundTrip(it.codec, t, o)
 }
 
 // SequentialDamp is the ridge on the correction sequential guidance makes
@@ -242,22 +382,21 @@ func targetMap(mo *llama.Moments, damp float64) (*calib.Hessian, []float64, erro
 	return &calib.Hessian{N: n, Data: h, Tokens: mo.Count}, g, nil
 }
 
-// applyCorrection replaces w (rows×cols, row-major) by w + w·g.
+// applyCorrection replaces w (rows×cols, row-major) by w + w·g, the
+// product taken in float64 by a blocked multiplication whose order depends
+// only on the shapes.
 func applyCorrection(w []float32, g []float64, cols int) {
-	row := make([]float64, cols)
-	for r := 0; r+cols <= len(w); r += cols {
-		clear(row)
-		for i, wi := range w[r : r+cols] {
-			if wi == 0 {
-				continue
-			}
-			gi := g[i*cols : (i+1)*cols]
-			for j, v := range gi {
-				row[j] += float64(wi) * v
-			}
-		}
-		for j, v := range row {
-			w[r+j] += float32(v)
-		}
+	rows := len(w) / cols
+	if rows == 0 {
+		return
+	}
+	w64 := make([]float64, rows*cols)
+	for i, v := range w[:rows*cols] {
+		w64[i] = float64(v)
+	}
+	d := make([]float64, rows*cols)
+	blas64.Implementation().Dgemm(blas.NoTrans, blas.NoTrans, rows, cols, cols, 1, w64, cols, g, cols, 0, d, cols)
+	for i, v := range d {
+		w[i] += float32(v)
 	}
 }

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
 )
 
 // A Hessian is the accumulated second moment of one linear layer's input:
@@ -64,22 +67,16 @@ func (hs *Hessians) Observe(name string, x []float32, cols int) {
 		return
 	}
 	n := cols
-	row := make([]float64, n)
-	for r := 0; r < len(x); r += n {
-		for i, v := range x[r : r+n] {
-			row[i] = float64(v)
-		}
-		// Only the upper triangle is accumulated; it is mirrored below.
-		for i, xi := range row {
-			if xi == 0 {
-				continue
-			}
-			dst := h.Sum[i*n+i : (i+1)*n]
-			src := row[i:]
-			for j, xj := range src {
-				dst[j] += xi * xj
-			}
-		}
+	rows := len(x) / n
+	xs := make([]float64, len(x))
+	for i, v := range x {
+		xs[i] = float64(v)
+	}
+	// A blocked multiplication on every core, whose summation order
+	// depends only on the shapes; the upper triangle is mirrored below so
+	// the sum stays exactly symmetric.
+	if rows > 0 {
+		blas64.Implementation().Dgemm(blas.Trans, blas.NoTrans, n, n, rows, 1, xs, n, xs, n, 1, h.Sum, n)
 	}
 	for i := range n {
 		for j := i + 1; j < n; j++ {

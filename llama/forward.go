@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/nwcodec/nwc/internal/gemm"
 )
 
 // ErrToken reports a token id outside the model's vocabulary.
@@ -90,10 +92,15 @@ func (s *State) Forward(tokens []int) ([]float32, error) {
 // layer runs layer l on the residual stream x of n tokens at positions
 // s.pos onwards, in place, appending their keys and values to the cache.
 func (s *State) layer(l int, x []float32, n int) {
-	c, m := s.m.cfg, s.m
+	s.layerWith(l, l, &s.m.layers[l], x, n)
+}
+
+// layerWith runs the weights w as layer l (the name its inputs are
+// observed under), keeping its keys and values in cache slot slot.
+func (s *State) layerWith(l, slot int, w *layer, x []float32, n int) {
+	c := s.m.cfg
 	dim, kvDim, hidden := c.Dim, c.KVDim(), c.HiddenDim
 	xb := s.xb[:n*dim]
-	w := &m.layers[l]
 	rmsnormRows(xb, x, w.attnNorm, c.NormEps)
 	s.observeLayer(l, "attention.wq", xb, dim)
 	q, k, v := s.q[:n*dim], s.k[:n*kvDim], s.v[:n*kvDim]
@@ -102,11 +109,11 @@ func (s *State) layer(l int, x []float32, n int) {
 	matmul(v, xb, w.wv, n, dim, kvDim)
 	s.rope(q, n, dim)
 	s.rope(k, n, kvDim)
-	s.key[l] = append(s.key[l][:s.pos*kvDim], k...)
-	s.val[l] = append(s.val[l][:s.pos*kvDim], v...)
+	s.key[slot] = append(s.key[slot][:s.pos*kvDim], k...)
+	s.val[slot] = append(s.val[slot][:s.pos*kvDim], v...)
 
 	att := s.att[:n*dim]
-	s.attention(att, q, l, n)
+	s.attention(att, q, slot, n)
 	s.observeLayer(l, "attention.wo", att, dim)
 	matmul(xb, att, w.wo, n, dim, dim)
 	add(x, xb)
@@ -348,34 +355,8 @@ func dot(a, b []float32) float32 {
 }
 
 // matmul sets out (rows×n) to x (rows×k) times the transpose of w (n×k),
-// the [out, in] layout. Four rows of x share each pass over a row of w.
+// the [out, in] layout, on every core (gemm.MulT: the same bits for any
+// number of them).
 func matmul(out, x, w []float32, rows, k, n int) {
-	t := 0
-	for ; t+4 <= rows; t += 4 {
-		x0 := x[t*k : (t+1)*k]
-		x1 := x[(t+1)*k : (t+2)*k]
-		x2 := x[(t+2)*k : (t+3)*k]
-		x3 := x[(t+3)*k : (t+4)*k]
-		for o := range n {
-			wr := w[o*k : (o+1)*k]
-			x0, x1, x2, x3 := x0[:len(wr)], x1[:len(wr)], x2[:len(wr)], x3[:len(wr)]
-			var s0, s1, s2, s3 float32
-			for i, wv := range wr {
-				s0 += x0[i] * wv
-				s1 += x1[i] * wv
-				s2 += x2[i] * wv
-				s3 += x3[i] * wv
-			}
-			out[t*n+o] = s0
-			out[(t+1)*n+o] = s1
-			out[(t+2)*n+o] = s2
-			out[(t+3)*n+o] = s3
-		}
-	}
-	for ; t < rows; t++ {
-		xr := x[t*k : (t+1)*k]
-		for o := range n {
-			out[t*n+o] = dot(xr, w[o*k:(o+1)*k])
-		}
-	}
+	gemm.MulT(out, x, w, rows, k, n)
 }

@@ -136,7 +136,7 @@ func TestMatmul(t *testing.T) {
 		matmul(out, x, w, rows, k, n)
 		for r := range rows {
 			for o := range n {
-				var want float32
+				var want float32 // small integers: exact in float32 in any order
 				for i := range k {
 					want += x[r*k+i] * w[o*k+i]
 				}

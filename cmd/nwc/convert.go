@@ -141,6 +141,13 @@ func convertCmd(name string, args []string, stdout, stderr io.Writer, loaded *lo
 	// An interrupt stops calibration and conversion alike and leaves no
 	// file.
 	ctx := commandContext()
+	for _, t := range src.Tensors() {
+		n := uint64(1)
+		for _, d := range t.Shape {
+			n *= uint64(d)
+		}
+		gf.weights += n
+	}
 	if opts.Guidance, err = guidance(ctx, pos[0], gf); err != nil {
 		return err
 	}

@@ -16,7 +16,16 @@ type guideFlags struct {
 	ldlqBlock, calibTokens                   int
 	noLDLQ, noColumnSteps, levels, allocate  bool
 	noSequential                             bool
+	weights                                  uint64 // in the checkpoint
 }
+
+// lazyMinWeights is the checkpoint size above which --calib reads the
+// model a layer at a time instead of loading it (4 bytes a weight) and
+// its Hessians whole. Below it the whole-model path stays: on stories260K
+// it gave a KL divergence from the original of 0.046 nats/token at 4 bits
+// against 0.084 for the layer-streaming one, whose first rate control and
+// allocation probe see no full-text Hessians of the later layers' inputs.
+const lazyMinWeights = 256 << 20
 
 // guidance builds the output-guided options of convert from its flags:
 // Hessians from a file or computed on calibration text; per-column steps
@@ -61,6 +70,19 @@ func guidance(ctx context.Context, in string, f guideFlags) (*convert.Guidance, 
 		g.Hessians, err = calib.ReadHessians(hessians)
 	case importance != "":
 		g.Hessians, err = calib.ReadHessians(importance)
+	case !f.noSequential && f.weights > lazyMinWeights:
+		// Sequential guidance derives every matrix's Hessian itself, a
+		// layer at a time from the checkpoint: nothing is loaded whole.
+		var docs [][]int
+		var z *llama.Lazy
+		if z, docs, err = lazyCalibration(in, calibText, tokPath, f.calibTokens); err != nil {
+			return nil, err
+		}
+		g.Calib = &convert.Calibration{Lazy: z, Docs: docs}
+		g.Sequential = true
+		if allocate {
+			g.Probe = &convert.Probe{}
+		}
 	default:
 		var m *llama.Model
 		var docs [][]int
@@ -77,6 +99,25 @@ func guidance(ctx context.Context, in string, f guideFlags) (*convert.Guidance, 
 		return nil, err
 	}
 	return g, nil
+}
+
+// lazyCalibration opens the model at path for reading a layer at a time
+// and tokenizes the calibration text. The checkpoint stays open until the
+// program exits: the conversion reads it to the end.
+func lazyCalibration(path, text, tokPath string, maxTokens int) (*llama.Lazy, [][]int, error) {
+	z, _, err := llama.OpenLazy(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--calib: opening %s as a Llama model: %w", path, err)
+	}
+	tok, err := tokenizer.Load(tokPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	docs, err := llama.LoadDocs(text, tok)
+	if err != nil {
+		return nil, nil, err
+	}
+	return z, capTokens(docs, maxTokens), nil
 }
 
 // calibrate runs the model at path on a text and collects the Hessians of

@@ -1,0 +1,87 @@
+#include "textflag.h"
+
+// func mulAVX2(x unsafe.Pointer, ldx uintptr, y unsafe.Pointer, ldy uintptr, w unsafe.Pointer, kBytes, rows uintptr)
+//
+// Registers: SI input rows, DX/CX input stride ×1/×3, BX output rows, R11
+// output stride, R8 panel, R9 end of its weights, R10 rows left, AX/R13
+// the running input and weight pointers of the k loop. Y0–Y7 accumulate
+// rows 0–3 × columns 0–7, 8–15; Y8/Y9 hold a weight row, Y10–Y13 the
+// broadcast inputs. Each accumulator receives its products in increasing
+// k, one fused multiply-add each.
+TEXT ·mulAVX2(SB), NOSPLIT, $0-56
+	MOVQ x+0(FP), SI
+	MOVQ ldx+8(FP), DX
+	LEAQ (DX)(DX*2), CX
+	MOVQ y+16(FP), BX
+	MOVQ ldy+24(FP), R11
+	MOVQ w+32(FP), R8
+	MOVQ kBytes+40(FP), R9
+	ADDQ R8, R9
+	MOVQ rows+48(FP), R10
+
+row:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	MOVQ   SI, AX
+	MOVQ   R8, R13
+
+k:
+	VMOVUPS      0(R13), Y8
+	VMOVUPS      32(R13), Y9
+	VBROADCASTSS (AX), Y10
+	VBROADCASTSS (AX)(DX*1), Y11
+	VBROADCASTSS (AX)(DX*2), Y12
+	VBROADCASTSS (AX)(CX*1), Y13
+	VFMADD231PS  Y8, Y10, Y0
+	VFMADD231PS  Y9, Y10, Y1
+	VFMADD231PS  Y8, Y11, Y2
+	VFMADD231PS  Y9, Y11, Y3
+	VFMADD231PS  Y8, Y12, Y4
+	VFMADD231PS  Y9, Y12, Y5
+	VFMADD231PS  Y8, Y13, Y6
+	VFMADD231PS  Y9, Y13, Y7
+	ADDQ         $4, AX
+	ADDQ         $64, R13
+	CMPQ         R13, R9
+	JNE          k
+
+	VMOVUPS Y0, 0(BX)
+	VMOVUPS Y1, 32(BX)
+	VMOVUPS Y2, (BX)(R11*1)
+	VMOVUPS Y3, 32(BX)(R11*1)
+	VMOVUPS Y4, (BX)(R11*2)
+	VMOVUPS Y5, 32(BX)(R11*2)
+	LEAQ    (BX)(R11*2), AX
+	VMOVUPS Y6, (AX)(R11*1)
+	VMOVUPS Y7, 32(AX)(R11*1)
+	LEAQ    (SI)(DX*4), SI
+	LEAQ    (BX)(R11*4), BX
+	SUBQ    $4, R10
+	JNZ     row
+	VZEROUPPER
+	RET
+
+// func cpuid(leaf, sub uint32) (a, b, c, d uint32)
+TEXT ·cpuid(SB), NOSPLIT, $0-24
+	MOVL leaf+0(FP), AX
+	MOVL sub+4(FP), CX
+	CPUID
+	MOVL AX, a+8(FP)
+	MOVL BX, b+12(FP)
+	MOVL CX, c+16(FP)
+	MOVL DX, d+20(FP)
+	RET
+
+// func xgetbv0() (a, d uint32)
+TEXT ·xgetbv0(SB), NOSPLIT, $0-8
+	MOVL $0, CX
+	XGETBV
+	MOVL AX, a+0(FP)
+	MOVL DX, d+4(FP)
+	RET

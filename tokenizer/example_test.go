@@ -26,25 +26,25 @@ func Example() {
 	// "hello the q"
 }
 
-// A Hugging Face tokenizer.json is read by the same Load; this one is
-// tok512.bin converted by WriteHF.
+// A Hugging Face tokenizer.json is read by the same Load; this small
+// hand-written one has a Metaspace pre-tokenizer, BPE merges and added
+// tokens.
 func Example_tokenizerJSON() {
-	tok, err := tokenizer.Load("testdata/tok512.json")
+	tok, err := tokenizer.Load("testdata/hf-features.json")
 	if err != nil {
 		log.Fatal(err)
 	}
-	ids := tok.EncodeSpecial("Lily saw a dog.")
+	ids := tok.EncodeSpecial("abc ab d")
 	for _, id := range ids {
 		fmt.Printf("%d %q\n", id, tok.Piece(id))
 	}
 	fmt.Printf("%q\n", tok.DecodeAll(ids))
 	// Output:
 	// 1 "<s>"
-	// 317 "▁Lily"
-	// 394 "▁saw"
-	// 261 "▁a"
-	// 400 "▁do"
-	// 428 "g"
-	// 426 "."
-	// "Lily saw a dog."
+	// 10 "▁ab"
+	// 6 "c"
+	// 10 "▁ab"
+	// 13 "▁d"
+	// 2 "</s>"
+	// "abc ab d"
 }

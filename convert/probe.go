@@ -163,17 +163,7 @@ func (c *conversion) wholeModelSensitivities(ctx context.Context, cal *Calibrati
 			return nil, err
 		}
 		saved := append([]float32(nil), orig...)
-		data, err := c.src.ReadTensor(it.info.Name)
-		if err != nil {
-			return nil, err
-		}
-		t := &codec.Tensor{Name: it.info.Name, DType: it.info.DType, Shape: it.shape, Data: data}
-		o, err := c.options(it, t)
-		if err != nil {
-			return nil, err
-		}
-		o.Step, o.Hessian, o.Levels = step, nil, nil
-		coded, err := roundTrip(it.codec, t, o)
+		coded, err := c.probeRoundTrip(it, step)
 		if err != nil {
 			return nil, err
 		}
@@ -429,6 +419,16 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 // probeCoded returns the matrix it (m's tensor name) coded at the probe
 // step and decoded, in m's layout.
 func (c *conversion) probeCoded(m calibModel, it *item, name string, step float64) ([]float32, error) {
+	coded, err := c.probeRoundTrip(it, step)
+	if err != nil {
+		return nil, err
+	}
+	return m.ModelLayout(name, coded), nil
+}
+
+// probeRoundTrip returns the matrix it coded at the probe step (no
+// Hessian, no levels) and decoded, in the checkpoint's layout.
+func (c *conversion) probeRoundTrip(it *item, step float64) ([]float32, error) {
 	data, err := c.src.ReadTensor(it.info.Name)
 	if err != nil {
 		return nil, err
@@ -439,11 +439,7 @@ func (c *conversion) probeCoded(m calibModel, it *item, name string, step float6
 		return nil, err
 	}
 	o.Step, o.Hessian, o.Levels = step, nil, nil
-	coded, err := roundTrip(it.codec, t, o)
-	if err != nil {
-		return nil, err
-	}
-	return m.ModelLayout(name, coded), nil
+	return roundTrip(it.codec, t, o)
 }
 
 // meanHessian returns the mean of the self moments XX as a Hessian.

@@ -188,36 +188,7 @@ func LoadDocs(path string, tok *tokenizer.Tokenizer) ([][]int, error) {
 // run.c it stops early after producing BOS, which llama2.c models emit
 // between stories, or when the context is full.
 func Greedy(m *Model, prompt []int, n int) ([]int, error) {
-	if len(prompt) == 0 {
-		return nil, fmt.Errorf("%w: empty prompt", ErrToken)
-	}
-	if len(prompt) > m.cfg.SeqLen {
-		return nil, fmt.Errorf("%w: prompt of %d tokens, context %d", ErrContext, len(prompt), m.cfg.SeqLen)
-	}
-	s := m.NewState()
-	out := append([]int(nil), prompt...)
-	logits, err := s.Forward(prompt)
-	if err != nil {
-		return nil, err
-	}
-	v := m.cfg.VocabSize
-	last := logits[len(logits)-v:]
-	for range n {
-		best := 0
-		for i, l := range last {
-			if l > last[best] {
-				best = i
-			}
-		}
-		out = append(out, best)
-		if best == tokenizer.BOS || s.Pos() >= m.cfg.SeqLen {
-			break
-		}
-		if last, err = s.Forward(out[len(out)-1:]); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return Sample(m, prompt, n, SampleOptions{Stop: []int{tokenizer.BOS}}, nil)
 }
 
 // Generate encodes prompt after BOS, extends it greedily by up to n

@@ -482,23 +482,5 @@ func (m *Model) HessianKey(name string) (string, bool) {
 	if _, ok := m.weights[name]; !ok {
 		return "", false
 	}
-	switch {
-	case name == NameOutput:
-		return name, true
-	case name == NameEmbedding:
-		if m.cfg.TiedEmbeddings {
-			return name, true
-		}
-		return "", false
-	case strings.HasSuffix(name, ".attention.wq.weight"),
-		strings.HasSuffix(name, ".attention.wo.weight"),
-		strings.HasSuffix(name, ".feed_forward.w1.weight"),
-		strings.HasSuffix(name, ".feed_forward.w2.weight"):
-		return name, true
-	case strings.HasSuffix(name, ".attention.wk.weight"), strings.HasSuffix(name, ".attention.wv.weight"):
-		return name[:len(name)-len("wk.weight")] + "wq.weight", true
-	case strings.HasSuffix(name, ".feed_forward.w3.weight"):
-		return name[:len(name)-len("w3.weight")] + "w1.weight", true
-	}
-	return "", false
+	return hessianKey(m.cfg, name)
 }

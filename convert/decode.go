@@ -2,12 +2,12 @@ package convert
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"runtime"
 	"slices"
-	"sync/atomic"
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/format"
@@ -89,36 +89,12 @@ func Decode(ctx context.Context, r *reader.Reader, out string, opts *DecodeOptio
 		return err
 	}
 	infos := w.Tensors()
-	var total, done uint64
+	var total uint64
 	for _, t := range ts {
 		total += t.NumElements()
 	}
-	for k, ti := range infos {
-		t, err := r.Tensor(ti.Name)
-		if err != nil {
-			return err
-		}
-		n, err := decodeGroups(ctx, t, ti.DType, o.Jobs, func(b []byte, e0 uint64) error {
-			_, err := f.WriteAt(b, ti.Offset+int64(e0)*int64(ti.DType.Size()))
-			return err
-		}, func(n uint64) {
-			done += n
-			if o.Progress != nil {
-				o.Progress(k, len(infos), done, total)
-			}
-		})
-		if err != nil {
-			return err
-		}
-		if n != ti.Length {
-			return fmt.Errorf("convert: tensor %q decoded to %d bytes, want %d", ti.Name, n, ti.Length)
-		}
-		if err := w.SkipTensor(ti.Name); err != nil {
-			return err
-		}
-	}
-	if o.Progress != nil {
-		o.Progress(len(infos), len(infos), done, total)
+	if err := decodeAll(ctx, r, w, f, infos, o.Jobs, total, o.Progress); err != nil {
+		return err
 	}
 	if err := w.Close(); err != nil {
 		return err
@@ -126,36 +102,111 @@ func Decode(ctx context.Context, r *reader.Reader, out string, opts *DecodeOptio
 	return f.Commit()
 }
 
-// decodeGroups decodes t's groups on jobs goroutines as dtype want (the
-// reader converts, rounding once) and passes each with its first element to write, on the goroutine that
-// decoded it; then, in group order, it calls done with the group's number
-// of elements. It returns the bytes written.
-func decodeGroups(ctx context.Context, t *reader.Tensor, want format.DType, jobs int,
-	write func(b []byte, e0 uint64) error, done func(n uint64)) (int64, error) {
-	wsize := want.Size()
-	elems := func(i int64) (uint64, int) {
-		e0, e1 := t.GroupElements(int(i))
-		return e0, int(e1 - e0)
+// decodeAll decodes the chunk groups of every tensor in infos as one
+// numbered sequence on jobs goroutines, each writing its group at its
+// offset in f. One sequence rather than one per tensor keeps every core
+// busy across tensor boundaries: a run per tensor waits for each tensor's
+// last group alone, and a checkpoint's many small tensors (norms, biases)
+// have a single group each. Groups are handed on in order, so w is told of
+// each tensor's end, and progress reported, in file order.
+func decodeAll(ctx context.Context, r *reader.Reader, w *safetensors.Writer, f io.WriterAt,
+	infos []safetensors.TensorInfo, jobs int, total uint64, progress func(int, int, uint64, uint64)) error {
+	type span struct {
+		t       *reader.Tensor
+		g0      int64 // number of the tensor's first group in the sequence
+		written int64
 	}
-	size := func(i int64) int {
-		_, m := elems(i)
-		return m * wsize
-	}
-	var written atomic.Int64
-	fill := func(i int64, buf []byte) error {
-		e0, _ := elems(i)
-		if err := t.DecodeGroupInto(ctx, int(i), buf, want); err != nil {
+	spans := make([]span, len(infos))
+	var groups int64
+	for k, ti := range infos {
+		t, err := r.Tensor(ti.Name)
+		if err != nil {
 			return err
 		}
-		written.Add(int64(len(buf)))
-		return write(buf, e0)
+		spans[k] = span{t: t, g0: groups}
+		groups += int64(t.NumGroups())
 	}
-	err := ordered.Run(ctx, int64(t.NumGroups()), jobs, size, fill, func(i int64, _ []byte) error {
-		_, m := elems(i)
-		done(uint64(m))
+	// locate finds the tensor of group i of the sequence and the group's
+	// number in it.
+	locate := func(i int64) (int, int) {
+		k, found := slices.BinarySearchFunc(spans, i, func(s span, i int64) int { return cmp.Compare(s.g0, i) })
+		if !found {
+			k--
+		}
+		for k+1 < len(spans) && spans[k+1].g0 == i { // skip tensors without groups
+			k++
+		}
+		return k, int(i - spans[k].g0)
+	}
+	elems := func(i int64) (int, uint64, int) {
+		k, g := locate(i)
+		e0, e1 := spans[k].t.GroupElements(g)
+		return k, e0, int(e1 - e0)
+	}
+	var done uint64
+	next := 0 // the first tensor w has not yet been told the end of
+	finish := func(through int) error {
+		for ; next <= through; next++ {
+			ti := infos[next]
+			if n := spans[next].written; n != ti.Length {
+				return fmt.Errorf("convert: tensor %q decoded to %d bytes, want %d", ti.Name, n, ti.Length)
+			}
+			if err := w.SkipTensor(ti.Name); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// finishEmpty tells w of the tensors without groups that come next.
+	finishEmpty := func() error {
+		k := next
+		for k < len(spans) && spans[k].t.NumGroups() == 0 {
+			k++
+		}
+		return finish(k - 1)
+	}
+	if err := finishEmpty(); err != nil {
+		return err
+	}
+	err := ordered.Run(ctx, groups, jobs, func(i int64) int {
+		k, _, m := elems(i)
+		return m * infos[k].DType.Size()
+	}, func(i int64, buf []byte) error {
+		k, e0, _ := elems(i)
+		_, g := locate(i)
+		ti := infos[k]
+		if err := spans[k].t.DecodeGroupInto(ctx, g, buf, ti.DType); err != nil {
+			return err
+		}
+		_, err := f.WriteAt(buf, ti.Offset+int64(e0)*int64(ti.DType.Size()))
+		return err
+	}, func(i int64, buf []byte) error {
+		k, g := locate(i)
+		spans[k].written += int64(len(buf))
+		done += uint64(len(buf) / infos[k].DType.Size())
+		if g == spans[k].t.NumGroups()-1 {
+			if err := finish(k); err != nil {
+				return err
+			}
+			if err := finishEmpty(); err != nil {
+				return err
+			}
+		}
+		if progress != nil {
+			progress(next, len(infos), done, total)
+		}
 		return nil
 	})
-	return written.Load(), err
+	if err != nil {
+		return err
+	}
+	if next != len(infos) {
+		return fmt.Errorf("convert: decoded %d of %d tensors", next, len(infos))
+	}
+	if progress != nil {
+		progress(len(infos), len(infos), done, total)
+	}
+	return nil
 }
 
 func targetDType(dt string) (format.DType, error) {

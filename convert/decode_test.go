@@ -159,3 +159,71 @@ func TestDecodeCancel(t *testing.T) {
 		t.Errorf("left %s behind", e.Name())
 	}
 }
+
+// TestDecodeEmptyTensors: tensors without elements, first, between and
+// last, have no chunk groups; the decode still writes every tensor in
+// order and gives the input back byte for byte.
+func TestDecodeEmptyTensors(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.safetensors")
+	h := &safetensors.Header{Tensors: []safetensors.TensorInfo{
+		{Name: "a", DType: format.F32, Shape: []int64{0}},
+		{Name: "b", DType: format.F32, Shape: []int64{3, 4}},
+		{Name: "c", DType: format.BF16, Shape: []int64{0, 5}},
+		{Name: "d", DType: format.F32, Shape: []int64{2}},
+		{Name: "e", DType: format.F16, Shape: []int64{4, 0}},
+	}}
+	err := safetensors.WriteFile(in, h, func(name string) ([]byte, error) {
+		for _, ti := range h.Tensors {
+			if ti.Name == name {
+				n := ti.DType.Size()
+				for _, d := range ti.Shape {
+					n *= int(d)
+				}
+				b := make([]byte, n)
+				for i := range b {
+					b[i] = byte(i*7 + len(name))
+				}
+				return b, nil
+			}
+		}
+		return nil, os.ErrNotExist
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := safetensors.OpenPath(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	nwc := filepath.Join(dir, "m.nwc")
+	if _, err := convert.ToNWC(context.Background(), src, nwc, &convert.Options{Codec: "lossless"}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := reader.Open(nwc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	empty := 0
+	for _, x := range r.Tensors() {
+		if x.NumGroups() == 0 {
+			empty++
+		}
+	}
+	if empty != 3 {
+		t.Fatalf("%d tensors without groups, want 3: the test no longer covers them", empty)
+	}
+	for _, jobs := range []int{1, 3} {
+		out := filepath.Join(dir, "out.safetensors")
+		if err := convert.Decode(context.Background(), r.Reader, out, &convert.DecodeOptions{Jobs: jobs}); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := os.ReadFile(out)
+		want, _ := os.ReadFile(in)
+		if !bytes.Equal(got, want) {
+			t.Errorf("jobs %d: decoded file differs from the input", jobs)
+		}
+	}
+}

@@ -21,6 +21,11 @@ import (
 // steps.
 func TestMeasuredAllocation(t *testing.T) {
 	in, docs := storiesText(t)
+	probeTokens := 512
+	if raceEnabled {
+		t.Log("race detector on: probing 64 tokens")
+		probeTokens = 64
+	}
 	m, err := llama.Load(in)
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +38,7 @@ func TestMeasuredAllocation(t *testing.T) {
 	defer src.Close()
 	out := filepath.Join(t.TempDir(), "m.nwc")
 	st, err := convert.ToNWC(context.Background(), src, out, &convert.Options{Codec: "ecsq", Bits: 4, Guidance: &convert.Guidance{
-		Allocate: true, Probe: &convert.Probe{MaxTokens: 512}, Calib: &convert.Calibration{Model: m, Docs: docs},
+		Allocate: true, Probe: &convert.Probe{MaxTokens: probeTokens}, Calib: &convert.Calibration{Model: m, Docs: docs},
 	}})
 	if err != nil {
 		t.Fatal(err)

@@ -112,11 +112,13 @@ func Decode(ctx context.Context, r *reader.Reader, out string, opts *DecodeOptio
 func decodeAll(ctx context.Context, r *reader.Reader, w *safetensors.Writer, f io.WriterAt,
 	infos []safetensors.TensorInfo, jobs int, total uint64, progress func(int, int, uint64, uint64)) error {
 	type span struct {
-		t       *reader.Tensor
-		g0      int64 // number of the tensor's first group in the sequence
-		written int64
+		t  *reader.Tensor
+		g0 int64 // number of the tensor's first group in the sequence
 	}
 	spans := make([]span, len(infos))
+	// written is apart from spans, which the workers read: only the
+	// emitting goroutine touches it.
+	written := make([]int64, len(infos))
 	var groups int64
 	for k, ti := range infos {
 		t, err := r.Tensor(ti.Name)
@@ -148,7 +150,7 @@ func decodeAll(ctx context.Context, r *reader.Reader, w *safetensors.Writer, f i
 	finish := func(through int) error {
 		for ; next <= through; next++ {
 			ti := infos[next]
-			if n := spans[next].written; n != ti.Length {
+			if n := written[next]; n != ti.Length {
 				return fmt.Errorf("convert: tensor %q decoded to %d bytes, want %d", ti.Name, n, ti.Length)
 			}
 			if err := w.SkipTensor(ti.Name); err != nil {
@@ -182,7 +184,7 @@ func decodeAll(ctx context.Context, r *reader.Reader, w *safetensors.Writer, f i
 		return err
 	}, func(i int64, buf []byte) error {
 		k, g := locate(i)
-		spans[k].written += int64(len(buf))
+		written[k] += int64(len(buf))
 		done += uint64(len(buf) / infos[k].DType.Size())
 		if g == spans[k].t.NumGroups()-1 {
 			if err := finish(k); err != nil {

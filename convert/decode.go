@@ -102,6 +102,11 @@ func Decode(ctx context.Context, r *reader.Reader, out string, opts *DecodeOptio
 	return f.Commit()
 }
 
+// writebackBytes is how much finished output Decode lets accumulate
+// before asking the system to write it out: large enough for few calls,
+// small next to the page cache.
+const writebackBytes = 64 << 20
+
 // decodeAll decodes the chunk groups of every tensor in infos as one
 // numbered sequence on jobs goroutines, each writing its group at its
 // offset in f. One sequence rather than one per tensor keeps every core
@@ -146,6 +151,11 @@ func decodeAll(ctx context.Context, r *reader.Reader, w *safetensors.Writer, f i
 		return k, e0, int(e1 - e0)
 	}
 	var done uint64
+	// Every group up to the one emitted is in the file, so the file's
+	// first flushed bytes are final; past writebackBytes more they are
+	// handed to the disk while the decode goes on.
+	wb, _ := f.(interface{ StartWriteback(off, n int64) })
+	var flushed int64
 	next := 0 // the first tensor w has not yet been told the end of
 	finish := func(through int) error {
 		for ; next <= through; next++ {
@@ -186,6 +196,10 @@ func decodeAll(ctx context.Context, r *reader.Reader, w *safetensors.Writer, f i
 		k, g := locate(i)
 		written[k] += int64(len(buf))
 		done += uint64(len(buf) / infos[k].DType.Size())
+		if end := infos[k].Offset + written[k]; wb != nil && end-flushed >= writebackBytes {
+			wb.StartWriteback(flushed, end-flushed)
+			flushed = end
+		}
 		if g == spans[k].t.NumGroups()-1 {
 			if err := finish(k); err != nil {
 				return err

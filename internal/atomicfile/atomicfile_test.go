@@ -1,6 +1,7 @@
 package atomicfile
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -218,5 +219,37 @@ func TestCommitContext(t *testing.T) {
 	}
 	if got := entries(t, dir); len(got) != 1 {
 		t.Errorf("directory holds %v, want only the target", got)
+	}
+}
+
+// TestStartWriteback: the writeback hint, over written ranges, empty ones
+// and ones past the end, changes nothing of what Commit leaves.
+func TestStartWriteback(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out")
+	f, err := Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Repeat([]byte("nwc writeback "), 100_000)
+	half := int64(len(want) / 2)
+	if _, err := f.WriteAt(want[half:], half); err != nil {
+		t.Fatal(err)
+	}
+	f.StartWriteback(half, int64(len(want))-half)
+	if _, err := f.WriteAt(want[:half], 0); err != nil {
+		t.Fatal(err)
+	}
+	f.StartWriteback(0, half)
+	f.StartWriteback(0, 0)
+	f.StartWriteback(int64(len(want)), 1<<30)
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("file differs from what was written")
 	}
 }

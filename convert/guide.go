@@ -60,19 +60,13 @@ func (g *Guidance) hessianFor(name string, cols uint64, transposed bool) *calib.
 	return h
 }
 
-// apply adds the Hessian and levels of one tensor to its options.
-func (g *Guidance) apply(it *item, o *codec.EncodeOptions, t *codec.Tensor) error {
-	if len(it.shape) < 2 {
+// apply adds the guidance of one matrix with Hessian h (nil: none) to
+// its options.
+func (g *Guidance) apply(it *item, h *calib.Hessian, o *codec.EncodeOptions, t *codec.Tensor) error {
+	if h == nil {
 		return nil
 	}
 	cols := it.numel / it.shape[0]
-	h := it.hessian
-	if h == nil {
-		h = g.hessianFor(it.info.Name, cols, o.Transposed)
-	}
-	if h == nil {
-		return nil
-	}
 	var colSq []float64
 	if g.Importance || (g.ColumnSteps && it.factors == nil) {
 		var err error

@@ -77,7 +77,7 @@ func (c *conversion) sequential(ctx context.Context, cal *Calibration) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if cfg.TiedEmbeddings && it.hessian == nil && c.o.Guidance.hessianFor(it.info.Name, it.numel/it.shape[0], false) == nil {
+		if cfg.TiedEmbeddings && !hasOwnHessian(it) && c.o.Guidance.hessianFor(it.info.Name, it.numel/it.shape[0], false) == nil {
 			if it.hessian, err = classifierHessian(bm, run, ws, emb); err != nil {
 				return err
 			}
@@ -294,7 +294,7 @@ func (c *conversion) codeGroup(bm calibModel, mo *llama.Moments, key string, its
 		}
 		set(name, bm.ModelLayout(name, coded))
 	}
-	return nil
+	return c.spillGuidance(its, h)
 }
 
 // codeOnce codes one matrix at its current step and returns what a

@@ -123,30 +123,37 @@ type Stats struct {
 // which is checked between tensors and once more just before the
 // rename, leaves nothing behind.
 //
-// Sequential guidance keeps what it derives for each matrix in a temporary
-// file next to out (see spill), removed before ToNWC returns.
+// Sequential guidance and layer Hessians keep what they derive for each
+// matrix in a temporary file next to out (see spill), removed before ToNWC
+// returns.
 func ToNWC(ctx context.Context, src safetensors.Source, out string, opts *Options) (*Stats, error) {
 	return toNWC(ctx, src, out, opts, true)
 }
 
-// toNWC is ToNWC, holding sequential guidance's targets and Hessians in
-// memory instead of a spill file unless spill is set.
+// toNWC is ToNWC, holding guidance's targets and Hessians in memory
+// instead of a spill file unless spill is set.
 func toNWC(ctx context.Context, src safetensors.Source, out string, opts *Options, spill bool) (*Stats, error) {
 	c, err := newConversion(ctx, src, opts)
 	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
+	g := c.o.Guidance
+	if spill && g != nil && (g.Sequential || g.LayerHessians) {
+		if c.spill, err = newSpill(ctx, out); err != nil {
+			return nil, err
+		}
+		defer c.spill.remove()
+	}
+	if g != nil && g.LayerHessians {
+		if err := c.streamHessians(ctx, g.Calib); err != nil {
+			return nil, err
+		}
+	}
 	if err := c.controlRate(ctx); err != nil {
 		return nil, err
 	}
-	if g := c.o.Guidance; g != nil && g.Sequential {
-		if spill {
-			if c.spill, err = newSpill(ctx, out); err != nil {
-				return nil, err
-			}
-			defer c.spill.remove()
-		}
+	if g != nil && g.Sequential {
 		// The targets and Hessians depend on the steps, and change
 		// the file's size a little: control the rate again.
 		if err := c.sequential(ctx, g.Calib); err != nil {
@@ -370,8 +377,8 @@ func newConversion(ctx context.Context, src safetensors.Source, opts *Options) (
 			c.o.Encode.NoBlob = true
 		}
 	}
-	if g := c.o.Guidance; g != nil && (g.Probe != nil || g.Sequential) && (g.Calib == nil || (g.Calib.Model == nil && g.Calib.Lazy == nil)) {
-		return nil, fmt.Errorf("convert: %w: measured allocation and sequential guidance need a calibration model", codec.ErrOptions)
+	if g := c.o.Guidance; g != nil && (g.Probe != nil || g.Sequential || g.LayerHessians) && (g.Calib == nil || (g.Calib.Model == nil && g.Calib.Lazy == nil)) {
+		return nil, fmt.Errorf("convert: %w: measured allocation, sequential guidance and layer Hessians need a calibration model", codec.ErrOptions)
 	}
 	if g := c.o.Guidance; g != nil && g.Allocate {
 		var sens []Sensitivity

@@ -41,8 +41,14 @@ type Guidance struct {
 	// each with a Hessian and target taken from Calib's model as
 	// compressed so far (see conversion.sequential).
 	Sequential bool
-	// Calib is the model and text the Hessians came from, needed by Probe
-	// and Sequential.
+	// LayerHessians derives every matrix's input Hessian on the original
+	// model from Calib a layer at a time, instead of taking it from
+	// Hessians (which it overrides): what a model too large to load whole
+	// gets without sequential guidance. Like sequential guidance it holds
+	// one layer in memory and the Hessians in a temporary file (ToNWC).
+	LayerHessians bool
+	// Calib is the model and text the Hessians came from, needed by
+	// Probe, Sequential and LayerHessians.
 	Calib *Calibration
 }
 

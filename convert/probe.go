@@ -292,7 +292,7 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 			}
 			for _, k := range keys {
 				if hs[k] == nil {
-					hs[k] = newMoments(in.cols[k])
+					hs[k] = newSelfMoments(in.cols[k])
 				}
 				hs[k].AddSelf(in.x[k][0])
 			}

@@ -4,21 +4,23 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/nwcodec/nwc/calib"
+	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/internal/shareddata"
 	"github.com/nwcodec/nwc/llama"
 	"github.com/nwcodec/nwc/safetensors"
 	"github.com/nwcodec/nwc/tokenizer"
 )
 
-// TestSpillSameFile converts stories260K with sequential guidance and
-// measured allocation, the model held in memory and read a layer at a
-// time, once holding the targets and Hessians in memory and once through
+// TestSpillSameFile converts stories260K with sequential guidance (the
+// model held in memory and read a layer at a time) or layer Hessians, and
+// measured allocation, once holding the targets and Hessians in memory and once through
 // the spill: the files must be byte for byte the same. While the final
 // pass runs the spill must sit next to the output holding at least every
 // layer's Hessians, and once the conversion is over only the output may
@@ -34,7 +36,8 @@ func TestSpillSameFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	docs = docs[:3]
-	for _, lazy := range []bool{false, true} {
+	for _, mode := range []struct{ lazy, layerHessians bool }{{false, false}, {true, false}, {true, true}} {
+		lazy := mode.lazy
 		var files [][]byte
 		for _, spill := range []bool{false, true} {
 			cal := &Calibration{Docs: docs}
@@ -59,8 +62,8 @@ func TestSpillSameFile(t *testing.T) {
 			out := filepath.Join(dir, "m.nwc")
 			var largest int64
 			opts := &Options{Codec: "nwc", Bits: 4, Guidance: &Guidance{
-				ColumnSteps: true, LDLQ: true, Sequential: true, Allocate: true,
-				Probe: &Probe{MaxTokens: 300, Local: true}, Calib: cal,
+				ColumnSteps: true, LDLQ: true, Sequential: !mode.layerHessians, LayerHessians: mode.layerHessians,
+				Allocate: true, Probe: &Probe{MaxTokens: 300, Local: true}, Calib: cal,
 			}, Progress: func(p Progress) {
 				if p.Phase != PhaseEncode || p.Tensors != 1 {
 					return
@@ -84,13 +87,13 @@ func TestSpillSameFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			if spill && largest < hessianBytes {
-				t.Errorf("lazy %v: largest temporary file next to the output %d bytes during the final pass, want a spill of at least the Hessians' %d", lazy, largest, hessianBytes)
+				t.Errorf("%+v: largest temporary file next to the output %d bytes during the final pass, want a spill of at least the Hessians' %d", mode, largest, hessianBytes)
 			}
 			if !spill && largest >= hessianBytes {
-				t.Errorf("lazy %v: a temporary file of %d bytes next to the output without spilling", lazy, largest)
+				t.Errorf("%+v: a temporary file of %d bytes next to the output without spilling", mode, largest)
 			}
 			if left := temporaries(t, dir); len(left) != 0 {
-				t.Errorf("lazy %v, spill %v: %q left next to the output", lazy, spill, left)
+				t.Errorf("%+v, spill %v: %q left next to the output", mode, spill, left)
 			}
 			b, err := os.ReadFile(out)
 			if err != nil {
@@ -99,7 +102,7 @@ func TestSpillSameFile(t *testing.T) {
 			files = append(files, b)
 		}
 		if !bytes.Equal(files[0], files[1]) {
-			t.Errorf("lazy %v: the spilled conversion wrote another file (%d bytes) than the one in memory (%d)", lazy, len(files[1]), len(files[0]))
+			t.Errorf("%+v: the spilled conversion wrote another file (%d bytes) than the one in memory (%d)", mode, len(files[1]), len(files[0]))
 		}
 	}
 }
@@ -216,5 +219,94 @@ func TestSpillHessianRoundTrip(t *testing.T) {
 	}
 	if err := s.remove(); err != nil {
 		t.Errorf("second remove: %v", err)
+	}
+}
+
+// TestLayerHessians checks the Hessians streamHessians derives a layer at
+// a time from the lazily read stories260K against those llama.Calibrate
+// collects on the model in memory (calib.FromLlama): the same up to
+// rounding, for every lossy matrix, the classifier included.
+func TestLayerHessians(t *testing.T) {
+	in := shareddata.Path(t, "stories260K", "stories260K.safetensors")
+	tok, err := tokenizer.Load(shareddata.Path(t, "stories260K", "tok512.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := llama.LoadDocs(shareddata.Path(t, "text", "tinystories-dev.txt"), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs = docs[:3]
+	m, err := llama.Load(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := llama.Calibrate(context.Background(), m, docs, m.Config().SeqLen, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := calib.FromLlama(m, hs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, zsrc, err := llama.OpenLazy(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zsrc.Close()
+	src, err := safetensors.OpenPath(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	c, err := newConversion(context.Background(), src, &Options{Codec: "ecsq", Bits: 4, Guidance: &Guidance{
+		LayerHessians: true, Calib: &Calibration{Lazy: z, Docs: docs},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.spill, err = newSpill(context.Background(), filepath.Join(t.TempDir(), "m.nwc")); err != nil {
+		t.Fatal(err)
+	}
+	defer c.spill.remove()
+	if err := c.streamHessians(context.Background(), c.o.Guidance.Calib); err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, it := range c.items {
+		if !codec.Lossy(it.codec) {
+			continue
+		}
+		w, ok := want.Hessian(it.info.Name)
+		if !ok {
+			t.Errorf("%s: coded lossy but llama.Calibrate has no Hessian for it", it.info.Name)
+			continue
+		}
+		if it.hessian != nil || it.hessianAt == nil {
+			t.Errorf("%s: Hessian not in the spill", it.info.Name)
+			continue
+		}
+		got, err := c.hessianOf(it, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.N != w.N || got.Tokens != w.Tokens {
+			t.Errorf("%s: %d×%d over %d tokens, want %d×%d over %d", it.info.Name, got.N, got.N, got.Tokens, w.N, w.N, w.Tokens)
+			continue
+		}
+		var scale float64
+		for i := range w.N {
+			scale = max(scale, w.Data[i*w.N+i])
+		}
+		for i, v := range w.Data {
+			if d := math.Abs(got.Data[i] - v); d > 1e-5*scale {
+				t.Errorf("%s: value %d is %v, want %v", it.info.Name, i, got.Data[i], v)
+				break
+			}
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatal("no lossy matrix checked")
 	}
 }

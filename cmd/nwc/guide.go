@@ -70,16 +70,18 @@ func guidance(ctx context.Context, in string, f guideFlags) (*convert.Guidance, 
 		g.Hessians, err = calib.ReadHessians(hessians)
 	case importance != "":
 		g.Hessians, err = calib.ReadHessians(importance)
-	case !f.noSequential && f.weights > lazyMinWeights:
-		// Sequential guidance derives every matrix's Hessian itself, a
-		// layer at a time from the checkpoint: nothing is loaded whole.
+	case f.weights > lazyMinWeights:
+		// Sequential guidance, or without it layer Hessians, derives
+		// every matrix's Hessian itself, a layer at a time from the
+		// checkpoint: nothing is loaded whole.
 		var docs [][]int
 		var z *llama.Lazy
 		if z, docs, err = lazyCalibration(in, calibText, tokPath, f.calibTokens); err != nil {
 			return nil, err
 		}
 		g.Calib = &convert.Calibration{Lazy: z, Docs: docs}
-		g.Sequential = true
+		g.Sequential = !f.noSequential
+		g.LayerHessians = f.noSequential
 		if allocate {
 			g.Probe = &convert.Probe{}
 		}

@@ -149,6 +149,7 @@ func convertCmd(name string, args []string, stdout, stderr io.Writer, loaded *lo
 		}
 		gf.weights += n
 	}
+	gf.whole = name == "convert" && loaded == nil
 	if opts.Guidance, err = guidance(ctx, pos[0], gf); err != nil {
 		return err
 	}

@@ -17,6 +17,9 @@ type guideFlags struct {
 	noLDLQ, noColumnSteps, levels, allocate  bool
 	noSequential                             bool
 	weights                                  uint64 // in the checkpoint
+	// whole: the conversion runs in this process (not nwc plan or a
+	// part), so guidance may read the model a layer at a time.
+	whole bool
 }
 
 // lazyMinWeights is the checkpoint size above which --calib reads the
@@ -70,10 +73,10 @@ func guidance(ctx context.Context, in string, f guideFlags) (*convert.Guidance, 
 		g.Hessians, err = calib.ReadHessians(hessians)
 	case importance != "":
 		g.Hessians, err = calib.ReadHessians(importance)
-	case f.weights > lazyMinWeights:
-		// Sequential guidance, or without it layer Hessians, derives
-		// every matrix's Hessian itself, a layer at a time from the
-		// checkpoint: nothing is loaded whole.
+	case f.weights > lazyMinWeights && (!f.noSequential || f.whole):
+		// Sequential guidance, or without it layer Hessians (which a
+		// plan cannot use), derives every matrix's Hessian itself, a
+		// layer at a time from the checkpoint: nothing is loaded whole.
 		var docs [][]int
 		var z *llama.Lazy
 		if z, docs, err = lazyCalibration(in, calibText, tokPath, f.calibTokens); err != nil {

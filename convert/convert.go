@@ -122,16 +122,38 @@ type Stats struct {
 // under its name only when complete: an error or the cancellation of ctx,
 // which is checked between tensors and once more just before the
 // rename, leaves nothing behind.
+//
+// Sequential guidance and layer Hessians keep what they derive for each
+// matrix in a temporary file next to out (see spill), removed before ToNWC
+// returns.
 func ToNWC(ctx context.Context, src safetensors.Source, out string, opts *Options) (*Stats, error) {
+	return toNWC(ctx, src, out, opts, true)
+}
+
+// toNWC is ToNWC, holding guidance's targets and Hessians in memory
+// instead of a spill file unless spill is set.
+func toNWC(ctx context.Context, src safetensors.Source, out string, opts *Options, spill bool) (*Stats, error) {
 	c, err := newConversion(ctx, src, opts)
 	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
+	g := c.o.Guidance
+	if spill && g != nil && (g.Sequential || g.LayerHessians) {
+		if c.spill, err = newSpill(ctx, out); err != nil {
+			return nil, err
+		}
+		defer c.spill.remove()
+	}
+	if g != nil && g.LayerHessians {
+		if err := c.streamHessians(ctx, g.Calib); err != nil {
+			return nil, err
+		}
+	}
 	if err := c.controlRate(ctx); err != nil {
 		return nil, err
 	}
-	if g := c.o.Guidance; g != nil && g.Sequential {
+	if g != nil && g.Sequential {
 		// The targets and Hessians depend on the steps, and change
 		// the file's size a little: control the rate again.
 		if err := c.sequential(ctx, g.Calib); err != nil {
@@ -151,6 +173,11 @@ func ToNWC(ctx context.Context, src safetensors.Source, out string, opts *Option
 	st, err := c.write(ctx, f.Writer, PhaseEncode, 1, c.feedback())
 	if err != nil {
 		return nil, err
+	}
+	// The spill goes before the file appears, so that a failure to
+	// remove it leaves no file either.
+	if err := c.spill.remove(); err != nil {
+		return nil, fmt.Errorf("convert: spill file: %w", err)
 	}
 	if err := f.Close(); err != nil {
 		return nil, err
@@ -188,6 +215,9 @@ type conversion struct {
 	planMeta map[string]string
 	// meta is the file's metadata (checkpointMetadata).
 	meta map[string]string
+	// spill, when set, holds the targets and Hessians guidance derives
+	// (spill.go).
+	spill *spill
 }
 
 // item is one tensor's plan.
@@ -203,9 +233,12 @@ type item struct {
 	target float64 // byte budget of this pass
 	stored uint64  // unaligned bytes of its sections in the last pass
 	// data and hessian, when set, replace the tensor's source bytes and
-	// its Hessian (sequential guidance).
-	data    []byte
-	hessian *calib.Hessian
+	// its Hessian (sequential guidance); dataAt and hessianAt do so from
+	// the conversion's spill.
+	data      []byte
+	hessian   *calib.Hessian
+	dataAt    *span
+	hessianAt *spilledHessian
 	// factors caches the column scale factors of ColumnSteps, which
 	// depend on the data and the Hessian only.
 	factors []float32
@@ -221,10 +254,57 @@ type item struct {
 
 // readTensor returns the bytes to code for it.
 func (c *conversion) readTensor(it *item) ([]byte, error) {
-	if it.data != nil {
+	switch {
+	case it.data != nil:
 		return it.data, nil
+	case it.dataAt != nil:
+		return c.spill.get(*it.dataAt)
 	}
 	return c.src.ReadTensor(it.info.Name)
+}
+
+// hessianOf returns the Hessian guiding it, whose view is transposed or
+// not, or nil when it has none.
+func (c *conversion) hessianOf(it *item, transposed bool) (*calib.Hessian, error) {
+	switch {
+	case it.hessian != nil:
+		return it.hessian, nil
+	case it.hessianAt != nil:
+		return c.spill.hessian(it.hessianAt)
+	}
+	return c.o.Guidance.hessianFor(it.info.Name, it.numel/it.shape[0], transposed), nil
+}
+
+// hasOwnHessian reports whether guidance gave it a Hessian of its own,
+// replacing any from Guidance.Hessians.
+func hasOwnHessian(it *item) bool { return it.hessian != nil || it.hessianAt != nil }
+
+// spillGuidance moves the targets of its and the Hessian h they share to
+// the spill, when the conversion has one.
+func (c *conversion) spillGuidance(its []*item, h *calib.Hessian) error {
+	if c.spill == nil {
+		return nil
+	}
+	var hr *spilledHessian
+	for _, it := range its {
+		if it.data != nil {
+			at, err := c.spill.put(it.data)
+			if err != nil {
+				return err
+			}
+			it.data, it.dataAt = nil, &at
+		}
+		if h != nil && it.hessian == h {
+			if hr == nil {
+				var err error
+				if hr, err = c.spill.putHessian(h); err != nil {
+					return err
+				}
+			}
+			it.hessian, it.hessianAt = nil, hr
+		}
+	}
+	return nil
 }
 
 func newConversion(ctx context.Context, src safetensors.Source, opts *Options) (*conversion, error) {
@@ -297,8 +377,8 @@ func newConversion(ctx context.Context, src safetensors.Source, opts *Options) (
 			c.o.Encode.NoBlob = true
 		}
 	}
-	if g := c.o.Guidance; g != nil && (g.Probe != nil || g.Sequential) && (g.Calib == nil || (g.Calib.Model == nil && g.Calib.Lazy == nil)) {
-		return nil, fmt.Errorf("convert: %w: measured allocation and sequential guidance need a calibration model", codec.ErrOptions)
+	if g := c.o.Guidance; g != nil && (g.Probe != nil || g.Sequential || g.LayerHessians) && (g.Calib == nil || (g.Calib.Model == nil && g.Calib.Lazy == nil)) {
+		return nil, fmt.Errorf("convert: %w: measured allocation, sequential guidance and layer Hessians need a calibration model", codec.ErrOptions)
 	}
 	if g := c.o.Guidance; g != nil && g.Allocate {
 		var sens []Sensitivity
@@ -356,8 +436,12 @@ func (c *conversion) options(it *item, t *codec.Tensor) (*codec.EncodeOptions, e
 		o.Bits = rtnBits(c.o.Bits, o.Group)
 	}
 	o.Transposed = c.transposed(it)
-	if c.o.Guidance != nil {
-		if err := c.o.Guidance.apply(it, &o, t); err != nil {
+	if c.o.Guidance != nil && len(it.shape) >= 2 {
+		h, err := c.hessianOf(it, o.Transposed)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.o.Guidance.apply(it, h, &o, t); err != nil {
 			return nil, err
 		}
 	}

@@ -41,8 +41,14 @@ type Guidance struct {
 	// each with a Hessian and target taken from Calib's model as
 	// compressed so far (see conversion.sequential).
 	Sequential bool
-	// Calib is the model and text the Hessians came from, needed by Probe
-	// and Sequential.
+	// LayerHessians derives every matrix's input Hessian on the original
+	// model from Calib a layer at a time, instead of taking it from
+	// Hessians (which it overrides): what a model too large to load whole
+	// gets without sequential guidance. Like sequential guidance it holds
+	// one layer in memory and the Hessians in a temporary file (ToNWC).
+	LayerHessians bool
+	// Calib is the model and text the Hessians came from, needed by
+	// Probe, Sequential and LayerHessians.
 	Calib *Calibration
 }
 
@@ -60,19 +66,13 @@ func (g *Guidance) hessianFor(name string, cols uint64, transposed bool) *calib.
 	return h
 }
 
-// apply adds the Hessian and levels of one tensor to its options.
-func (g *Guidance) apply(it *item, o *codec.EncodeOptions, t *codec.Tensor) error {
-	if len(it.shape) < 2 {
+// apply adds the guidance of one matrix with Hessian h (nil: none) to
+// its options.
+func (g *Guidance) apply(it *item, h *calib.Hessian, o *codec.EncodeOptions, t *codec.Tensor) error {
+	if h == nil {
 		return nil
 	}
 	cols := it.numel / it.shape[0]
-	h := it.hessian
-	if h == nil {
-		h = g.hessianFor(it.info.Name, cols, o.Transposed)
-	}
-	if h == nil {
-		return nil
-	}
 	var colSq []float64
 	if g.Importance || (g.ColumnSteps && it.factors == nil) {
 		var err error

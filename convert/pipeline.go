@@ -34,6 +34,9 @@ type Phase string
 
 // The phases of a conversion, in the order they run.
 const (
+	// PhaseCalibrate derives the matrices' Hessians a layer at a time
+	// (Guidance.LayerHessians).
+	PhaseCalibrate Phase = "calibrate"
 	// PhaseRateModel encodes row samples of the matrices at a few steps
 	// to model each one's size (see controlRate).
 	PhaseRateModel Phase = "rate model"

@@ -243,12 +243,12 @@ var planHashPlaceholder = func() string {
 
 // MakePlan decides how src is converted with opts and splits its tensors
 // into parts contiguous parts of about equal weight count (opts.Jobs and
-// opts.Progress apply to the rate control it runs). Sequential guidance
-// and measured bit allocation cannot be planned: they run the model as
-// compressed so far, which needs every tensor in one process.
+// opts.Progress apply to the rate control it runs). Sequential guidance,
+// measured bit allocation and layer Hessians cannot be planned: they run
+// the model, which needs every tensor in one process.
 func MakePlan(ctx context.Context, src safetensors.Source, parts int, opts *Options) (*Plan, error) {
-	if opts != nil && opts.Guidance != nil && (opts.Guidance.Sequential || opts.Guidance.Probe != nil) {
-		return nil, fmt.Errorf("convert: %w: sequential guidance and measured allocation cannot be planned (they need every tensor in one process)", codec.ErrOptions)
+	if opts != nil && opts.Guidance != nil && (opts.Guidance.Sequential || opts.Guidance.Probe != nil || opts.Guidance.LayerHessians) {
+		return nil, fmt.Errorf("convert: %w: sequential guidance, measured allocation and layer Hessians cannot be planned (they need every tensor in one process)", codec.ErrOptions)
 	}
 	in, err := inputOf(src, optsSourceName(opts))
 	if err != nil {

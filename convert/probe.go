@@ -235,7 +235,7 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 	}
 	embQ := emb
 	allWindows := llama.Windows(cal.Docs, cal.window(), 0)
-	if it := byName[llama.NameEmbedding]; it != nil && cfg.TiedEmbeddings && it.hessian == nil && c.o.Guidance.hessianFor(it.info.Name, it.numel/it.shape[0], false) == nil {
+	if it := byName[llama.NameEmbedding]; it != nil && cfg.TiedEmbeddings && !hasOwnHessian(it) && c.o.Guidance.hessianFor(it.info.Name, it.numel/it.shape[0], false) == nil {
 		// The tied embedding is also the classifier: it is guided by the
 		// classifier's input, which only a whole pass can give.
 		if it.hessian, err = classifierHessian(m, run, allWindows, emb); err != nil {
@@ -292,7 +292,7 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 			}
 			for _, k := range keys {
 				if hs[k] == nil {
-					hs[k] = newMoments(in.cols[k])
+					hs[k] = newSelfMoments(in.cols[k])
 				}
 				hs[k].AddSelf(in.x[k][0])
 			}
@@ -315,7 +315,7 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 			// The column factors this leaves in it.factors are kept for
 			// the rate control before sequential guidance.
 			key, ok := m.HessianKey(name)
-			own := it.hessian == nil && ok && hs[key] != nil
+			own := !hasOwnHessian(it) && ok && hs[key] != nil
 			if own {
 				it.hessian = meanHessian(hs[key])
 			}

@@ -77,7 +77,7 @@ func (c *conversion) sequential(ctx context.Context, cal *Calibration) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if cfg.TiedEmbeddings && it.hessian == nil && c.o.Guidance.hessianFor(it.info.Name, it.numel/it.shape[0], false) == nil {
+		if cfg.TiedEmbeddings && !hasOwnHessian(it) && c.o.Guidance.hessianFor(it.info.Name, it.numel/it.shape[0], false) == nil {
 			if it.hessian, err = classifierHessian(bm, run, ws, emb); err != nil {
 				return err
 			}
@@ -223,7 +223,7 @@ func classifierHessian(bm calibModel, run *llama.BlockRunner, ws [][]int, emb []
 	if err != nil {
 		return nil, err
 	}
-	mo := newMoments(cfg.Dim)
+	mo := newSelfMoments(cfg.Dim)
 	for _, x := range xs {
 		llama.RMSNormRows(x, norm, cfg.NormEps)
 		mo.AddSelf(x)
@@ -257,6 +257,12 @@ func (c *capture) Observe(name string, x []float32, cols int) {
 // newMoments returns empty paired moments of an n-wide input.
 func newMoments(n int) *llama.Moments {
 	return &llama.Moments{N: n, XX: make([]float64, n*n), RX: make([]float64, n*n)}
+}
+
+// newSelfMoments returns empty moments of an n-wide input for AddSelf,
+// which needs no cross moments.
+func newSelfMoments(n int) *llama.Moments {
+	return &llama.Moments{N: n, XX: make([]float64, n*n)}
 }
 
 // codeGroup codes the matrices its that read the input recorded under key,
@@ -294,7 +300,7 @@ func (c *conversion) codeGroup(bm calibModel, mo *llama.Moments, key string, its
 		}
 		set(name, bm.ModelLayout(name, coded))
 	}
-	return nil
+	return c.spillGuidance(its, h)
 }
 
 // codeOnce codes one matrix at its current step and returns what a
@@ -330,11 +336,15 @@ var errZeroInput = errors.New("input is zero on every token")
 // N×N map G with W* = W + W·G: G = (E[x x̃ᵀ] − H̃)(H̃ + δI)⁻¹, δ being
 // damp times the mean of H̃'s diagonal. Writing the target as
 // a correction of W means the damping only shrinks the correction, never W.
+// It works in mo's sums, which it leaves nil: for a feed-forward layer's
+// down projection each N×N matrix is a quarter of a gigabyte on the
+// 1.1 B Llama shape, and one layer's worth is what memory should hold.
 func targetMap(mo *llama.Moments, damp float64) (*calib.Hessian, []float64, error) {
 	n := mo.N
 	inv := 1 / float64(mo.Count)
-	h := make([]float64, n*n)
-	for i, v := range mo.XX {
+	h, rx := mo.XX, mo.RX
+	mo.XX, mo.RX = nil, nil
+	for i, v := range h {
 		h[i] = v * inv
 	}
 	var mean float64
@@ -363,40 +373,62 @@ func targetMap(mo *llama.Moments, damp float64) (*calib.Hessian, []float64, erro
 		return nil, nil, fmt.Errorf("input Hessian is not positive definite")
 	}
 	// G = D·Hd⁻¹ with D = E[x x̃ᵀ] − H̃, so Gᵀ = Hd⁻¹·Dᵀ.
-	dt := mat.NewDense(n, n, nil)
-	for i := range n {
-		for j := range n {
-			dt.Set(j, i, mo.RX[i*n+j]*inv-h[i*n+j])
-		}
+	for i, v := range rx {
+		rx[i] = v*inv - h[i]
 	}
+	transposeSquare(rx, n)
 	var gt mat.Dense
-	if err := ch.SolveTo(&gt, dt); err != nil {
+	if err := ch.SolveTo(&gt, mat.NewDense(n, n, rx)); err != nil {
 		return nil, nil, err
 	}
-	g := make([]float64, n*n)
-	for i := range n {
-		for j := range n {
-			g[i*n+j] = gt.At(j, i)
+	raw := gt.RawMatrix()
+	g := raw.Data
+	if raw.Stride != n {
+		g = make([]float64, n*n)
+		for i := range n {
+			copy(g[i*n:(i+1)*n], raw.Data[i*raw.Stride:])
 		}
 	}
+	transposeSquare(g, n)
 	return &calib.Hessian{N: n, Data: h, Tokens: mo.Count}, g, nil
+}
+
+// transposeSquare transposes the n×n row-major matrix a in place.
+func transposeSquare(a []float64, n int) {
+	for i := range n {
+		for j := i + 1; j < n; j++ {
+			a[i*n+j], a[j*n+i] = a[j*n+i], a[i*n+j]
+		}
+	}
 }
 
 // applyCorrection replaces w (rows×cols, row-major) by w + w·g, the
 // product taken in float64 by a blocked multiplication whose order depends
-// only on the shapes.
+// only on the shapes. It goes through correctionRows rows at a time: every
+// element's sum runs over the columns in the same order whatever the rows
+// multiplied at once, and the float64 copies of a classifier's 65 M
+// weights would take a gigabyte.
 func applyCorrection(w []float32, g []float64, cols int) {
 	rows := len(w) / cols
 	if rows == 0 {
 		return
 	}
-	w64 := make([]float64, rows*cols)
-	for i, v := range w[:rows*cols] {
-		w64[i] = float64(v)
-	}
-	d := make([]float64, rows*cols)
-	blas64.Implementation().Dgemm(blas.NoTrans, blas.NoTrans, rows, cols, cols, 1, w64, cols, g, cols, 0, d, cols)
-	for i, v := range d {
-		w[i] += float32(v)
+	step := min(rows, correctionRows)
+	w64 := make([]float64, step*cols)
+	d := make([]float64, step*cols)
+	for r0 := 0; r0 < rows; r0 += step {
+		r1 := min(r0+step, rows)
+		m := r1 - r0
+		ws := w[r0*cols : r1*cols]
+		for i, v := range ws {
+			w64[i] = float64(v)
+		}
+		blas64.Implementation().Dgemm(blas.NoTrans, blas.NoTrans, m, cols, cols, 1, w64[:m*cols], cols, g, cols, 0, d[:m*cols], cols)
+		for i, v := range d[:m*cols] {
+			ws[i] += float32(v)
+		}
 	}
 }
+
+// correctionRows is how many rows applyCorrection multiplies at once.
+const correctionRows = 512

@@ -4,7 +4,11 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
 
 	"github.com/nwcodec/nwc/llama"
 )
@@ -70,7 +74,9 @@ func TestTargetMap(t *testing.T) {
 	for _, tc := range []struct {
 		damp, max float64
 	}{{1e-9, 1e-9}, {SequentialDamp, base / 4}} {
-		h, g, err := targetMap(mo, tc.damp)
+		// targetMap takes over the sums it is given.
+		own := &llama.Moments{N: n, XX: slices.Clone(mo.XX), RX: slices.Clone(mo.RX), Count: mo.Count}
+		h, g, err := targetMap(own, tc.damp)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,5 +95,37 @@ func TestTargetMap(t *testing.T) {
 	nan := []float64{math.NaN(), 0, 0, 1}
 	if _, _, err := targetMap(&llama.Moments{N: 2, XX: nan, RX: make([]float64, 4), Count: 1}, SequentialDamp); err == nil || errors.Is(err, errZeroInput) {
 		t.Errorf("NaN input: %v, want an error", err)
+	}
+}
+
+// TestApplyCorrectionRows checks that applying the correction a block of
+// rows at a time gives bit for bit the product of the whole matrix at
+// once, for row counts around the block size.
+func TestApplyCorrectionRows(t *testing.T) {
+	const cols = 70
+	rng := rand.New(rand.NewPCG(3, 4))
+	g := make([]float64, cols*cols)
+	for i := range g {
+		g[i] = 0.1 * rng.NormFloat64()
+	}
+	for _, rows := range []int{1, correctionRows - 1, correctionRows, correctionRows + 1, 2*correctionRows + 37} {
+		w := make([]float32, rows*cols)
+		for i := range w {
+			w[i] = float32(rng.NormFloat64())
+		}
+		w64 := make([]float64, len(w))
+		for i, v := range w {
+			w64[i] = float64(v)
+		}
+		d := make([]float64, len(w))
+		blas64.Implementation().Dgemm(blas.NoTrans, blas.NoTrans, rows, cols, cols, 1, w64, cols, g, cols, 0, d, cols)
+		want := slices.Clone(w)
+		for i, v := range d {
+			want[i] += float32(v)
+		}
+		applyCorrection(w, g, cols)
+		if !slices.Equal(w, want) {
+			t.Errorf("%d rows: blocked correction differs from the whole product", rows)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nwcodec/nwc/convert"
 	"github.com/nwcodec/nwc/format"
 	"github.com/nwcodec/nwc/internal/progress"
+	"github.com/nwcodec/nwc/llama"
 	"github.com/nwcodec/nwc/safetensors"
 )
 
@@ -148,11 +149,17 @@ func convertCmd(name string, args []string, stdout, stderr io.Writer, loaded *lo
 		}
 		gf.weights += n
 	}
+	gf.whole = name == "convert" && loaded == nil
 	if opts.Guidance, err = guidance(ctx, pos[0], gf); err != nil {
 		return err
 	}
-	if opts.Guidance == nil && os.Getenv("GOMEMLIMIT") == "" {
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(memoryLimit(src, *codecID, len(opts.Transposed) > 0)))
+	if os.Getenv("GOMEMLIMIT") == "" {
+		switch g := opts.Guidance; {
+		case g == nil:
+			defer debug.SetMemoryLimit(debug.SetMemoryLimit(memoryLimit(src, *codecID, len(opts.Transposed) > 0)))
+		case g.Calib != nil && g.Calib.Lazy != nil:
+			defer debug.SetMemoryLimit(debug.SetMemoryLimit(streamingMemoryLimit(src, g.Calib.Lazy.Config())))
+		}
 	}
 	opts.Encode.BlobRef = *codecRef
 	opts.Encode.Step = *step
@@ -313,6 +320,27 @@ func convertProgress(pl *progress.Line, label string) func(convert.Progress) {
 		}
 		pl.Set(p.Tensors, int64(p.Weights))
 	}
+}
+
+// streamingMemoryLimit is the soft limit of the Go heap while converting
+// src with guidance from a model of configuration cfg read a layer at a
+// time, whose memory is bounded by one layer: four float64 matrices as
+// wide as the widest input (sequential guidance's moments and target map
+// for the down projection), two float32 copies of a layer (original and
+// compressed), 16 bytes a weight of the largest tensor (coding it with
+// LDLQ and decoding it, the classifier's correction) and 512 MiB for the
+// rest. Without it the collector's pacing let the 1.1 B Llama shape's
+// heap pass 4 GiB at the classifier after a layer's worth of garbage.
+// GOMEMLIMIT overrides it.
+func streamingMemoryLimit(src safetensors.Source, cfg llama.Config) int64 {
+	var largest int64
+	for _, t := range src.Tensors() {
+		largest = max(largest, t.NumElements())
+	}
+	wide := int64(max(cfg.Dim, cfg.HiddenDim))
+	dim, kv, hidden := int64(cfg.Dim), int64(cfg.KVDim()), int64(cfg.HiddenDim)
+	layer := 2*dim*dim + 2*dim*kv + 3*dim*hidden
+	return 4*8*wide*wide + 2*4*layer + 16*min(largest, math.MaxInt64/32) + 512<<20
 }
 
 // memoryLimit is the soft limit of the Go heap while converting src

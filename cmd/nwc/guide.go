@@ -17,6 +17,9 @@ type guideFlags struct {
 	noLDLQ, noColumnSteps, levels, allocate  bool
 	noSequential                             bool
 	weights                                  uint64 // in the checkpoint
+	// whole: the conversion runs in this process (not nwc plan or a
+	// part), so guidance may read the model a layer at a time.
+	whole bool
 }
 
 // lazyMinWeights is the checkpoint size above which --calib reads the
@@ -70,8 +73,9 @@ func guidance(ctx context.Context, in string, f guideFlags) (*convert.Guidance, 
 		g.Hessians, err = calib.ReadHessians(hessians)
 	case importance != "":
 		g.Hessians, err = calib.ReadHessians(importance)
-	case !f.noSequential && f.weights > lazyMinWeights:
-		// Sequential guidance derives every matrix's Hessian itself, a
+	case f.weights > lazyMinWeights && (!f.noSequential || f.whole):
+		// Sequential guidance, or without it layer Hessians (which a
+		// plan cannot use), derives every matrix's Hessian itself, a
 		// layer at a time from the checkpoint: nothing is loaded whole.
 		var docs [][]int
 		var z *llama.Lazy
@@ -79,7 +83,8 @@ func guidance(ctx context.Context, in string, f guideFlags) (*convert.Guidance, 
 			return nil, err
 		}
 		g.Calib = &convert.Calibration{Lazy: z, Docs: docs}
-		g.Sequential = true
+		g.Sequential = !f.noSequential
+		g.LayerHessians = f.noSequential
 		if allocate {
 			g.Probe = &convert.Probe{}
 		}

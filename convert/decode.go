@@ -1,7 +1,7 @@
 package convert
 
 import (
-	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -51,10 +51,11 @@ func ToSafetensors(r *reader.Reader, out string, dt string) error {
 }
 
 // Decode decodes every tensor of r into a safetensors file at out,
-// streaming: the header goes first (every offset follows from the index),
-// then each tensor's chunk groups are decoded on opts.Jobs goroutines, each
-// writing its group at its offset, so memory holds a few groups, never a
-// whole tensor, and copying into the file is spread over the cores too.
+// streaming: every offset follows from the index, so the chunk groups of
+// all tensors are decoded on opts.Jobs goroutines, each writing its group
+// at its offset, and the header is written once they are all in place.
+// Memory holds a few groups, never a whole tensor, and copying into the
+// file is spread over the cores too.
 // With the original dtypes, a file converted from a single safetensors file
 // comes back byte for byte: its verbatim header is stored in the .nwc. The
 // output appears at out only when complete; on an error or when ctx is
@@ -76,16 +77,17 @@ func Decode(ctx context.Context, r *reader.Reader, out string, opts *DecodeOptio
 		return err
 	}
 	defer f.Abort()
-	bw := bufio.NewWriter(f)
 	ts, err := o.tensors(r)
 	if err != nil {
 		return err
 	}
-	w, err := newSafetensorsWriter(r, ts, o.Source, bw, target)
+	// The header is written last: until then the file begins with a
+	// zero header length, so a decode killed half way leaves a file no
+	// safetensors reader takes for a whole one, whichever groups the
+	// workers had written ahead of the others.
+	var hdr bytes.Buffer
+	w, err := newSafetensorsWriter(r, ts, o.Source, &hdr, target)
 	if err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
 		return err
 	}
 	infos := w.Tensors()
@@ -97,6 +99,9 @@ func Decode(ctx context.Context, r *reader.Reader, out string, opts *DecodeOptio
 		return err
 	}
 	if err := w.Close(); err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(hdr.Bytes(), 0); err != nil {
 		return err
 	}
 	return f.Commit()

@@ -150,10 +150,12 @@ func decodeAll(ctx context.Context, r *reader.Reader, w *safetensors.Writer, f i
 		}
 		return k, int(i - spans[k].g0)
 	}
-	elems := func(i int64) (int, uint64, int) {
-		k, g := locate(i)
+	// elems returns the tensor of group i, the group's number in it, its
+	// first element and its number of elements.
+	elems := func(i int64) (k, g int, e0 uint64, n int) {
+		k, g = locate(i)
 		e0, e1 := spans[k].t.GroupElements(g)
-		return k, e0, int(e1 - e0)
+		return k, g, e0, int(e1 - e0)
 	}
 	var done uint64
 	// Every group up to the one emitted is in the file, so the file's
@@ -186,11 +188,10 @@ func decodeAll(ctx context.Context, r *reader.Reader, w *safetensors.Writer, f i
 		return err
 	}
 	err := ordered.Run(ctx, groups, jobs, func(i int64) int {
-		k, _, m := elems(i)
-		return m * infos[k].DType.Size()
+		k, _, _, n := elems(i)
+		return n * infos[k].DType.Size()
 	}, func(i int64, buf []byte) error {
-		k, e0, _ := elems(i)
-		_, g := locate(i)
+		k, g, e0, _ := elems(i)
 		ti := infos[k]
 		if err := spans[k].t.DecodeGroupInto(ctx, g, buf, ti.DType); err != nil {
 			return err

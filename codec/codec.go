@@ -98,6 +98,15 @@ type EncodeOptions struct {
 	// memory at its peak. The caller must not use t.Data afterwards.
 	// Encoders that do not honour it leave Data alone.
 	ReleaseInput bool
+	// Choice, when not nil, is the Encoded.Choice of an earlier encoding
+	// of the same tensor, or of a sample of it, with the same options but
+	// perhaps another step: the encoder then codes the way it chose
+	// there instead of choosing again, which for nwc saves coding a
+	// sample five to seven times. Rate control sets it when it encodes
+	// samples of one matrix at several steps. A Choice the encoder cannot
+	// use (of another codec, or one the other options rule out) is
+	// ignored.
+	Choice []byte
 }
 
 // ErrOptions reports encode or conversion options that cannot be used:
@@ -165,6 +174,9 @@ type Encoded struct {
 	Groups []EncodedGroup
 	Aux    []NamedBytes // names unique; the writer sorts them
 	Blob   *BlobData    // nil if the codec needs none
+	// Choice records, for EncodeOptions.Choice, the choices the encoder
+	// made for this tensor; nil if it made none. Files do not store it.
+	Choice []byte
 }
 
 // An Env gives a decoder lazy access to the rest of its tensor's data. The

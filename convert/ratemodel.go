@@ -31,7 +31,10 @@ import (
 //     with its rows, while its side information (scales, tables,
 //     levels) is counted once, as the whole matrix stores it once.
 //     Tensors coded losslessly are encoded whole when small and sampled
-//     the same way otherwise.
+//     the same way otherwise. The codec chooses its coding (for nwc:
+//     rounding, the trellis or the learned transform) on the first of
+//     the two samples and codes the second the same way
+//     (codec.EncodeOptions.Choice).
 //  2. The file's step is solved from the models (piecewise linear in
 //     log2 step through the sampled points), together with the index,
 //     blob and padding, which a writer fed with placeholder sections of
@@ -39,7 +42,10 @@ import (
 //  3. Every matrix is sampled once more, localSpread either side of its
 //     solved step, and the step is solved again through the four points
 //     (and sampled at the new solution, if it moved outside that
-//     segment, up to maxExtraSamples times).
+//     segment, up to maxExtraSamples times). The codec chooses its
+//     coding afresh on the first of these samples, near the final step;
+//     the later samples and the final encoding reuse that choice, so
+//     that the file is coded as the samples that predicted it were.
 //  4. One final pass writes the file. Each free matrix's step is fixed
 //     just before it is encoded from the bytes the tensors before it
 //     actually took: tensor k sees only tensors below k − feedbackLag,
@@ -53,7 +59,8 @@ import (
 //     of the file is encoded once more at a secant step (in practice
 //     only a matrix holding a large share of a small model).
 //
-// Sampling costs about 4/sampleDivisor of a full encode. Matrices with a
+// Sampling costs about 4/sampleDivisor of a full encode plus two choices
+// per matrix, which the final encoding then skips. Matrices with a
 // --tensor-bits budget are solved alone against their budget and, if
 // their final encode misses it by more than budgetTolerance, encoded
 // once more at a secant step.
@@ -140,6 +147,12 @@ type rateModel struct {
 	// slope is the least fall in bytes per unit of x used to extrapolate
 	// and to keep the model falling.
 	slope float64
+	// choice is the codec's choice of coding (codec.Encoded.Choice) on
+	// the first sample of the latest pass that chose, which the other
+	// samples and the final encoding reuse: they then code once each
+	// instead of choosing again, and the final encoding codes as the
+	// samples that predicted its size did.
+	choice []byte
 }
 
 // A skeleton is what an encoding looks like to the index: everything but
@@ -253,7 +266,7 @@ func (c *conversion) modelRate(ctx context.Context, target float64) error {
 		}
 		return []float64{x - sampleSpread, x + sampleSpread}
 	}
-	if err := c.sample(ctx, 1, c.items, first); err != nil {
+	if err := c.sample(ctx, 1, c.items, first, true); err != nil {
 		return err
 	}
 	if err := p.solve(); err != nil {
@@ -272,7 +285,7 @@ func (c *conversion) modelRate(ctx context.Context, target float64) error {
 		}
 		return []float64{x - localSpread, x + localSpread}
 	}
-	if err := c.sample(ctx, 2, again, second); err != nil {
+	if err := c.sample(ctx, 2, again, second, true); err != nil {
 		return err
 	}
 	lo, hi := p.x-localSpread, p.x+localSpread
@@ -288,7 +301,7 @@ func (c *conversion) modelRate(ctx context.Context, target float64) error {
 			}
 			return []float64{ownX(it, p.x)}
 		}
-		if err := c.sample(ctx, pass, again, at); err != nil {
+		if err := c.sample(ctx, pass, again, at, false); err != nil {
 			return err
 		}
 		lo, hi = min(lo, p.x), max(hi, p.x)
@@ -552,22 +565,29 @@ func (c *conversion) encodeBudget(cd codec.Encoder, t *codec.Tensor, o *codec.En
 }
 
 // sample builds or extends the rate models of its, encoding each
-// stepped matrix's sample at the steps xs gives.
-func (c *conversion) sample(ctx context.Context, pass int, its []*item, xs func(*item) []float64) error {
+// stepped matrix's sample at the steps xs gives. With choose, the codec
+// chooses its coding afresh on the first sample, else it reuses the
+// choice of the samples before.
+func (c *conversion) sample(ctx context.Context, pass int, its []*item, xs func(*item) []float64, choose bool) error {
 	pr := c.progress(PhaseRateModel, pass, its)
 	type result struct {
 		pts     []ratePoint
 		skel    skeleton
 		weights uint64
+		choice  []byte
 	}
 	return runOrdered(ctx, len(its), c.jobs(), -1, nil, 0, nil,
 		func(k int) (result, error) {
 			it := its[k]
-			pts, sk, n, err := c.sampleTensor(it, xs(it))
+			var choice []byte
+			if it.model != nil && !choose {
+				choice = it.model.choice
+			}
+			pts, sk, n, choice, err := c.sampleTensor(it, xs(it), choice)
 			if err != nil {
 				return result{}, fmt.Errorf("convert: rate model of %q: %w", it.info.Name, err)
 			}
-			return result{pts, sk, n}, nil
+			return result{pts, sk, n, choice}, nil
 		},
 		func(k int, r result) error {
 			it := its[k]
@@ -581,6 +601,7 @@ func (c *conversion) sample(ctx context.Context, pass int, its []*item, xs func(
 				it.model.add(p)
 			}
 			it.model.skel = r.skel
+			it.model.choice = r.choice
 			c.sampled += r.weights
 			pr(k)
 			return nil
@@ -590,11 +611,13 @@ func (c *conversion) sample(ctx context.Context, pass int, its []*item, xs func(
 // sampleTensor encodes a tensor's sample at each log2 step of xs (once
 // without a step for tensors rate control does not step) and returns the
 // predicted size of the whole tensor at each, the skeleton of the last
-// encoding and the weights encoded.
-func (c *conversion) sampleTensor(it *item, xs []float64) ([]ratePoint, skeleton, uint64, error) {
+// encoding, the weights encoded and the codec's choice of coding. Given
+// a choice (from an earlier call), the codec reuses it; otherwise the
+// first encoding chooses and the others reuse that.
+func (c *conversion) sampleTensor(it *item, xs []float64, choice []byte) ([]ratePoint, skeleton, uint64, []byte, error) {
 	cd, err := codec.LookupEncoder(it.codec)
 	if err != nil {
-		return nil, skeleton{}, 0, err
+		return nil, skeleton{}, 0, nil, err
 	}
 	var (
 		sub   *codec.Tensor
@@ -606,22 +629,22 @@ func (c *conversion) sampleTensor(it *item, xs []float64) ([]ratePoint, skeleton
 	if c.readsRows(it) {
 		t := &codec.Tensor{Name: it.info.Name, DType: it.info.DType, Shape: it.shape}
 		if o, err = c.options(it, t); err != nil {
-			return nil, skeleton{}, 0, err
+			return nil, skeleton{}, 0, nil, err
 		}
 		sub, scale, ends, view, err = c.subRows(it, o)
 	} else {
 		var data []byte
 		if data, err = c.readTensor(it); err != nil {
-			return nil, skeleton{}, 0, err
+			return nil, skeleton{}, 0, nil, err
 		}
 		t := &codec.Tensor{Name: it.info.Name, DType: it.info.DType, Shape: it.shape, Data: data}
 		if o, err = c.options(it, t); err != nil {
-			return nil, skeleton{}, 0, err
+			return nil, skeleton{}, 0, nil, err
 		}
 		sub, scale, ends, view, err = c.subTensor(it, t, o)
 	}
 	if err != nil {
-		return nil, skeleton{}, 0, err
+		return nil, skeleton{}, 0, nil, err
 	}
 	if xs == nil {
 		xs = []float64{0}
@@ -633,9 +656,13 @@ func (c *conversion) sampleTensor(it *item, xs []float64) ([]ratePoint, skeleton
 		if stepped(it) {
 			o.Step = math.Exp2(x)
 		}
+		o.Choice = choice
 		enc, err := cd.Encode(sub, o)
 		if err != nil {
-			return nil, skeleton{}, 0, err
+			return nil, skeleton{}, 0, nil, err
+		}
+		if choice == nil {
+			choice = enc.Choice
 		}
 		n += sub.NumElements()
 		var payload float64
@@ -651,7 +678,7 @@ func (c *conversion) sampleTensor(it *item, xs []float64) ([]ratePoint, skeleton
 		}
 		pts = append(pts, ratePoint{x: x, bytes: payload*scale + sk.auxBytes()})
 	}
-	return pts, sk, n, nil
+	return pts, sk, n, choice, nil
 }
 
 // subTensor returns the part of t to encode for its rate model, the
@@ -801,12 +828,9 @@ func (c *conversion) subRows(it *item, o *codec.EncodeOptions) (sub *codec.Tenso
 			if m, err = load(m[:0], r0, r1); err != nil {
 				return nil, 0, nil, view, err
 			}
-			for i, v := range m {
-				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-					return nil, 0, nil, view, fmt.Errorf("%w: tensor %q element %d is %v", chunk.ErrNonFinite, it.info.Name, r0*cols+i, v)
-				}
+			if i := chunk.AddSquaresFinite(sums, m, cols); i >= 0 {
+				return nil, 0, nil, view, fmt.Errorf("%w: tensor %q element %d is %v", chunk.ErrNonFinite, it.info.Name, r0*cols+i, m[i])
 			}
-			chunk.AddSquares(sums, m, cols)
 			for ; next < len(pick) && pick[next] < r1; next++ {
 				a, b := pick[next]-r0, min(pick[next]+chunk.Rows, rows)-r0
 				sm = append(sm, m[a*cols:b*cols]...)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/x448/float16"
 
@@ -59,6 +60,24 @@ func AddSquares(sums []float64, m []float32, cols int) {
 			sums[j] += float64(float64(v) * float64(v))
 		}
 	}
+}
+
+// AddSquaresFinite is AddSquares for sums that are all finite, which also
+// returns the index in m of its first NaN or infinity, or -1 (the sums are
+// then no longer finite). The squares of float32 values cannot overflow a
+// float64 sum, so only a NaN or an infinity in m makes a sum non-finite:
+// checking the sums costs a pass over the columns instead of one over the
+// elements.
+func AddSquaresFinite(sums []float64, m []float32, cols int) int {
+	AddSquares(sums, m, cols)
+	for _, s := range sums {
+		if math.IsNaN(s) || math.IsInf(s, 0) {
+			return slices.IndexFunc(m, func(v float32) bool {
+				return math.IsNaN(float64(v)) || math.IsInf(float64(v), 0)
+			})
+		}
+	}
+	return -1
 }
 
 // ScalesOfSums returns the scales ([Scales]) of the columns of a matrix of

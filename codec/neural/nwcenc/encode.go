@@ -179,19 +179,28 @@ func (c *Encoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 		tables   [neural.NumLevels]*rans.Table
 		tableAux []byte
 	)
-	if smp, ok := run.sample(); ok {
-		// Choose on the sample, then code the whole matrix once the
-		// chosen way, at the chosen step (and, for the trellis, with the
-		// offset fitted to the sample, the trellis pass that fits it being
-		// as costly as the coding).
-		pick, _, err := c.decide(smp, step, base, noBlob)
-		if err != nil {
-			return nil, err
+	// A large matrix is chosen for on a sample, then coded whole once the
+	// chosen way, at the chosen step (and, for the trellis, with the
+	// offset fitted to the sample, the trellis pass that fits it being as
+	// costly as the coding); a choice made before is coded at once.
+	pick, picked := c.reuse(opts.Choice, step, base, noBlob)
+	if !picked {
+		if smp, ok := run.sample(); ok {
+			cd, _, err := c.decide(smp, step, base, noBlob)
+			if err != nil {
+				return nil, err
+			}
+			pick, picked = cd.p, true
 		}
-		// Normalize the whole matrix once and let its float32 weights
-		// go, so that they and the latents are never held together.
-		run.x, run.w = run.normalize(), nil
-		switch p := pick.p; {
+	}
+	if picked {
+		if run.hessian == nil {
+			// Normalize the whole matrix once and let its float32
+			// weights go, so that they and the latents are never held
+			// together.
+			run.x, run.w = run.normalize(), nil
+		}
+		switch p := pick; {
 		case !p.Plain:
 			chosen, err = run.code(p, true)
 		case p.Trellis:
@@ -219,6 +228,7 @@ func (c *Encoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 
 	p = chosen.p
 	enc.Params = p.Marshal()
+	enc.Choice = choiceOf(p, step).marshal()
 	if p.Plain {
 		// The scalar quantizer needs no decoder: a file whose tensors all
 		// fall back carries no blob.

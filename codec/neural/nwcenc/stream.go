@@ -130,12 +130,9 @@ func (c *Encoder) encodeStreamed(t *codec.Tensor, l chunk.Layout, opts *codec.En
 		if m, err = src.read(m, r0, r1); err != nil {
 			return nil, err
 		}
-		for i, v := range m {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return nil, fmt.Errorf("%w: tensor %q element %d is %v", chunk.ErrNonFinite, t.Name, r0*cols+i, v)
-			}
+		if i := chunk.AddSquaresFinite(sums, m, cols); i >= 0 {
+			return nil, fmt.Errorf("%w: tensor %q element %d is %v", chunk.ErrNonFinite, t.Name, r0*cols+i, m[i])
 		}
-		chunk.AddSquares(sums, m, cols)
 	}
 	h := chunk.CodingScalesOf(chunk.ScalesOfSums(sums, rows), opts.ScaleFactors)
 	scales := chunk.ScaleValues(h)
@@ -148,16 +145,20 @@ func (c *Encoder) encodeStreamed(t *codec.Tensor, l chunk.Layout, opts *codec.En
 	}
 	starts := neural.GroupStarts(rows, ends)
 	whole := pass{c: c, rows: rows, cols: cols, colLv: colLv, factors: opts.ScaleFactors, starts: starts, jobs: opts.Jobs, scales: h, auxWeight: 1}
-	smp, err := whole.sampleFrom(func(dst []float32, r0, r1 int) ([]float32, error) { return src.read(dst, r0, r1) })
-	if err != nil {
-		return nil, err
-	}
 	noBlob := opts.NoBlob && c.force != forceLearned
-	pick, _, err := c.decide(smp, step, p, noBlob)
-	if err != nil {
-		return nil, err
+	if pick, ok := c.reuse(opts.Choice, step, p, noBlob); ok {
+		p = pick
+	} else {
+		smp, err := whole.sampleFrom(func(dst []float32, r0, r1 int) ([]float32, error) { return src.read(dst, r0, r1) })
+		if err != nil {
+			return nil, err
+		}
+		cd, _, err := c.decide(smp, step, p, noBlob)
+		if err != nil {
+			return nil, err
+		}
+		p = cd.p
 	}
-	p = pick.p
 	rounding := p.Plain && !p.Trellis
 	if rounding {
 		// The centroid offset is fitted to the whole matrix below; the
@@ -252,6 +253,7 @@ func (c *Encoder) encodeStreamed(t *codec.Tensor, l chunk.Layout, opts *codec.En
 	}
 
 	enc.Params = p.Marshal()
+	enc.Choice = choiceOf(p, step).marshal()
 	if p.Plain {
 		enc.Blob = nil
 	} else if opts.BlobRef {

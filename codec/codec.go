@@ -107,6 +107,14 @@ type EncodeOptions struct {
 	// use (of another codec, or one the other options rule out) is
 	// ignored.
 	Choice []byte
+	// Estimate says that only the size of the encoding matters, not its
+	// quality: rate control's first, coarse look at a matrix. A codec
+	// that chooses between codings may then skip choosing and code the
+	// cheapest way whose size is close to what its choice would take (nwc
+	// rounds: it codes the trellis and the learned transform at the step
+	// where they cost what rounding does). Such an encoding records no
+	// Choice.
+	Estimate bool
 }
 
 // ErrOptions reports encode or conversion options that cannot be used:

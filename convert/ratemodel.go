@@ -31,10 +31,11 @@ import (
 //     with its rows, while its side information (scales, tables,
 //     levels) is counted once, as the whole matrix stores it once.
 //     Tensors coded losslessly are encoded whole when small and sampled
-//     the same way otherwise. The codec chooses its coding (for nwc:
-//     rounding, the trellis or the learned transform) on the first of
-//     the two samples and codes the second the same way
-//     (codec.EncodeOptions.Choice).
+//     the same way otherwise. The samples are coded as estimates
+//     (codec.EncodeOptions.Estimate): nwc rounds them instead of choosing
+//     between rounding, the trellis and the learned transform, which
+//     codes a sample five to seven times; its choices cost about what
+//     rounding does at the same step.
 //  2. The file's step is solved from the models (piecewise linear in
 //     log2 step through the sampled points), together with the index,
 //     blob and padding, which a writer fed with placeholder sections of
@@ -43,9 +44,10 @@ import (
 //     solved step, and the step is solved again through the four points
 //     (and sampled at the new solution, if it moved outside that
 //     segment, up to maxExtraSamples times). The codec chooses its
-//     coding afresh on the first of these samples, near the final step;
-//     the later samples and the final encoding reuse that choice, so
-//     that the file is coded as the samples that predicted it were.
+//     coding on the first of these samples, near the final step, and the
+//     later samples and the final encoding reuse that choice
+//     (codec.EncodeOptions.Choice), so that the file is coded as the
+//     samples that predicted it were.
 //  4. One final pass writes the file. Each free matrix's step is fixed
 //     just before it is encoded from the bytes the tensors before it
 //     actually took: tensor k sees only tensors below k − feedbackLag,
@@ -59,7 +61,7 @@ import (
 //     of the file is encoded once more at a secant step (in practice
 //     only a matrix holding a large share of a small model).
 //
-// Sampling costs about 4/sampleDivisor of a full encode plus two choices
+// Sampling costs about 4/sampleDivisor of a full encode plus one choice
 // per matrix, which the final encoding then skips. Matrices with a
 // --tensor-bits budget are solved alone against their budget and, if
 // their final encode misses it by more than budgetTolerance, encoded
@@ -90,7 +92,7 @@ const ExactRateMaxWeights = 1 << 22
 const (
 	// sampleDivisor: a sample holds about 1/sampleDivisor of a matrix's
 	// chunk rows.
-	sampleDivisor = 16
+	sampleDivisor = 32
 	// minSampleWeights is the smallest sample; a matrix not at least
 	// twice as large is encoded whole.
 	minSampleWeights = 1 << 15
@@ -266,7 +268,7 @@ func (c *conversion) modelRate(ctx context.Context, target float64) error {
 		}
 		return []float64{x - sampleSpread, x + sampleSpread}
 	}
-	if err := c.sample(ctx, 1, c.items, first, true); err != nil {
+	if err := c.sample(ctx, 1, c.items, first, estimate); err != nil {
 		return err
 	}
 	if err := p.solve(); err != nil {
@@ -285,7 +287,7 @@ func (c *conversion) modelRate(ctx context.Context, target float64) error {
 		}
 		return []float64{x - localSpread, x + localSpread}
 	}
-	if err := c.sample(ctx, 2, again, second, true); err != nil {
+	if err := c.sample(ctx, 2, again, second, choose); err != nil {
 		return err
 	}
 	lo, hi := p.x-localSpread, p.x+localSpread
@@ -301,7 +303,7 @@ func (c *conversion) modelRate(ctx context.Context, target float64) error {
 			}
 			return []float64{ownX(it, p.x)}
 		}
-		if err := c.sample(ctx, pass, again, at, false); err != nil {
+		if err := c.sample(ctx, pass, again, at, reuse); err != nil {
 			return err
 		}
 		lo, hi = min(lo, p.x), max(hi, p.x)
@@ -564,11 +566,20 @@ func (c *conversion) encodeBudget(cd codec.Encoder, t *codec.Tensor, o *codec.En
 	return enc, err
 }
 
+// How a pass of the rate model has the codec code its samples: as a size
+// estimate (codec.EncodeOptions.Estimate), choosing its coding afresh on
+// the first sample, or reusing the choice of the samples before.
+type sampling int
+
+const (
+	estimate sampling = iota
+	choose
+	reuse
+)
+
 // sample builds or extends the rate models of its, encoding each
-// stepped matrix's sample at the steps xs gives. With choose, the codec
-// chooses its coding afresh on the first sample, else it reuses the
-// choice of the samples before.
-func (c *conversion) sample(ctx context.Context, pass int, its []*item, xs func(*item) []float64, choose bool) error {
+// stepped matrix's sample at the steps xs gives, as how says.
+func (c *conversion) sample(ctx context.Context, pass int, its []*item, xs func(*item) []float64, how sampling) error {
 	pr := c.progress(PhaseRateModel, pass, its)
 	type result struct {
 		pts     []ratePoint
@@ -580,10 +591,10 @@ func (c *conversion) sample(ctx context.Context, pass int, its []*item, xs func(
 		func(k int) (result, error) {
 			it := its[k]
 			var choice []byte
-			if it.model != nil && !choose {
+			if it.model != nil && how == reuse {
 				choice = it.model.choice
 			}
-			pts, sk, n, choice, err := c.sampleTensor(it, xs(it), choice)
+			pts, sk, n, choice, err := c.sampleTensor(it, xs(it), choice, how == estimate)
 			if err != nil {
 				return result{}, fmt.Errorf("convert: rate model of %q: %w", it.info.Name, err)
 			}
@@ -613,8 +624,9 @@ func (c *conversion) sample(ctx context.Context, pass int, its []*item, xs func(
 // predicted size of the whole tensor at each, the skeleton of the last
 // encoding, the weights encoded and the codec's choice of coding. Given
 // a choice (from an earlier call), the codec reuses it; otherwise the
-// first encoding chooses and the others reuse that.
-func (c *conversion) sampleTensor(it *item, xs []float64, choice []byte) ([]ratePoint, skeleton, uint64, []byte, error) {
+// first encoding chooses and the others reuse that, unless the samples
+// are coded as estimates, which make no choice.
+func (c *conversion) sampleTensor(it *item, xs []float64, choice []byte, estimate bool) ([]ratePoint, skeleton, uint64, []byte, error) {
 	cd, err := codec.LookupEncoder(it.codec)
 	if err != nil {
 		return nil, skeleton{}, 0, nil, err
@@ -656,7 +668,7 @@ func (c *conversion) sampleTensor(it *item, xs []float64, choice []byte) ([]rate
 		if stepped(it) {
 			o.Step = math.Exp2(x)
 		}
-		o.Choice = choice
+		o.Choice, o.Estimate = choice, estimate
 		enc, err := cd.Encode(sub, o)
 		if err != nil {
 			return nil, skeleton{}, 0, nil, err

@@ -75,9 +75,14 @@ func parseChoice(b []byte) (choice, bool) {
 // base parameters the encoder would start from, or false if there is no
 // usable choice: none given, a learned one when the file has no blob,
 // one that contradicts the encoder's forced path, or one whose step is
-// out of range.
-func (c *Encoder) reuse(b []byte, step float64, base neural.Params, noBlob bool) (neural.Params, bool) {
+// out of range. Without a choice, an estimate (codec.EncodeOptions) is
+// coded with rounding unless the encoder is forced to the learned
+// transform.
+func (c *Encoder) reuse(b []byte, estimate bool, step float64, base neural.Params, noBlob bool) (neural.Params, bool) {
 	ch, ok := parseChoice(b)
+	if !ok && estimate && c.force != forceLearned {
+		ch, ok = choice{kind: kindRound}, true
+	}
 	switch {
 	case !ok,
 		ch.kind == kindLearned && (noBlob || c.force == forcePlain),

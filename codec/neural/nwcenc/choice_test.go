@@ -125,7 +125,7 @@ func TestChoiceIgnored(t *testing.T) {
 		})
 	}
 	// A step the shift would push below what float32 holds.
-	if _, ok := c.reuse(choice{kind: kindRound, shift: -1}.marshal(), 1e-45, neural.Params{}, false); ok {
+	if _, ok := c.reuse(choice{kind: kindRound, shift: -1}.marshal(), false, 1e-45, neural.Params{}, false); ok {
 		t.Error("a choice shifted to a step too small for float32 was used")
 	}
 }

@@ -183,7 +183,7 @@ func (c *Encoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 	// chosen way, at the chosen step (and, for the trellis, with the
 	// offset fitted to the sample, the trellis pass that fits it being as
 	// costly as the coding); a choice made before is coded at once.
-	pick, picked := c.reuse(opts.Choice, step, base, noBlob)
+	pick, picked := c.reuse(opts.Choice, opts.Estimate, step, base, noBlob)
 	if !picked {
 		if smp, ok := run.sample(); ok {
 			cd, _, err := c.decide(smp, step, base, noBlob)
@@ -228,7 +228,9 @@ func (c *Encoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 
 	p = chosen.p
 	enc.Params = p.Marshal()
-	enc.Choice = choiceOf(p, step).marshal()
+	if !opts.Estimate {
+		enc.Choice = choiceOf(p, step).marshal()
+	}
 	if p.Plain {
 		// The scalar quantizer needs no decoder: a file whose tensors all
 		// fall back carries no blob.

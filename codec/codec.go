@@ -98,22 +98,13 @@ type EncodeOptions struct {
 	// memory at its peak. The caller must not use t.Data afterwards.
 	// Encoders that do not honour it leave Data alone.
 	ReleaseInput bool
-	// Choice, when not nil, is the Encoded.Choice of an earlier encoding
-	// of the same tensor, or of a sample of it, with the same options but
-	// perhaps another step: the encoder then codes the way it chose
-	// there instead of choosing again, which for nwc saves coding a
-	// sample five to seven times. Rate control sets it when it encodes
-	// samples of one matrix at several steps. A Choice the encoder cannot
-	// use (of another codec, or one the other options rule out) is
-	// ignored.
-	Choice []byte
 	// Estimate says that only the size of the encoding matters, not its
 	// quality: rate control's first, coarse look at a matrix. A codec
 	// that chooses between codings may then skip choosing and code the
 	// cheapest way whose size is close to what its choice would take (nwc
 	// rounds: it codes the trellis and the learned transform at the step
-	// where they cost what rounding does). Such an encoding records no
-	// Choice.
+	// where they cost what rounding does, and its choice between them
+	// is made on a sample five to seven times over).
 	Estimate bool
 }
 
@@ -182,9 +173,6 @@ type Encoded struct {
 	Groups []EncodedGroup
 	Aux    []NamedBytes // names unique; the writer sorts them
 	Blob   *BlobData    // nil if the codec needs none
-	// Choice records, for EncodeOptions.Choice, the choices the encoder
-	// made for this tensor; nil if it made none. Files do not store it.
-	Choice []byte
 }
 
 // An Env gives a decoder lazy access to the rest of its tensor's data. The

@@ -556,14 +556,6 @@ func (c *conversion) encode(it *item, t *codec.Tensor) (*codec.Encoded, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Code as rate control's samples were coded, which predicted the
-	// tensor's size.
-	switch {
-	case it.plan != nil:
-		o.Choice = it.plan.Choice
-	case c.rate != nil && it.model != nil:
-		o.Choice = it.model.choice
-	}
 	var enc *codec.Encoded
 	switch {
 	case it.target <= 0 || it.step == 0:

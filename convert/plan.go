@@ -113,10 +113,6 @@ type PlanTensor struct {
 	Target    float64 `json:"target,omitempty"`
 	Tolerance float64 `json:"tolerance,omitempty"`
 	Slope     float64 `json:"slope,omitempty"`
-	// Choice is the codec's choice of coding made on the rate model's
-	// samples (codec.Encoded.Choice), which the part reuses so that it
-	// codes the tensor as the single-process conversion does.
-	Choice []byte `json:"choice,omitempty"`
 }
 
 // Hash returns the hex SHA-256 of the plan file's bytes, which every file
@@ -334,7 +330,6 @@ func (c *conversion) plannedTensor(k int) PlanTensor {
 	}
 	const h = 0.05
 	pt.Slope = min((it.model.at(x+h)-it.model.at(x-h))/(2*h), -it.model.slope)
-	pt.Choice = it.model.choice
 	return pt
 }
 

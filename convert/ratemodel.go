@@ -31,11 +31,11 @@ import (
 //     with its rows, while its side information (scales, tables,
 //     levels) is counted once, as the whole matrix stores it once.
 //     Tensors coded losslessly are encoded whole when small and sampled
-//     the same way otherwise. The samples are coded as estimates
-//     (codec.EncodeOptions.Estimate): nwc rounds them instead of choosing
+//     the same way otherwise. Every sample is coded as an estimate
+//     (codec.EncodeOptions.Estimate): nwc rounds it instead of choosing
 //     between rounding, the trellis and the learned transform, which
-//     codes a sample five to seven times; its choices cost about what
-//     rounding does at the same step.
+//     codes a sample five to seven times; whichever it chooses in the
+//     final pass costs about what rounding does at the same step.
 //  2. The file's step is solved from the models (piecewise linear in
 //     log2 step through the sampled points), together with the index,
 //     blob and padding, which a writer fed with placeholder sections of
@@ -43,11 +43,7 @@ import (
 //  3. Every matrix is sampled once more, localSpread either side of its
 //     solved step, and the step is solved again through the four points
 //     (and sampled at the new solution, if it moved outside that
-//     segment, up to maxExtraSamples times). The codec chooses its
-//     coding on the first of these samples, near the final step, and the
-//     later samples and the final encoding reuse that choice
-//     (codec.EncodeOptions.Choice), so that the file is coded as the
-//     samples that predicted it were.
+//     segment, up to maxExtraSamples times).
 //  4. One final pass writes the file. Each free matrix's step is fixed
 //     just before it is encoded from the bytes the tensors before it
 //     actually took: tensor k sees only tensors below k − feedbackLag,
@@ -61,8 +57,8 @@ import (
 //     of the file is encoded once more at a secant step (in practice
 //     only a matrix holding a large share of a small model).
 //
-// Sampling costs about 4/sampleDivisor of a full encode plus one choice
-// per matrix, which the final encoding then skips. Matrices with a
+// Sampling costs well under 4/sampleDivisor of a full encode, rounding
+// being the cheapest coding. Matrices with a
 // --tensor-bits budget are solved alone against their budget and, if
 // their final encode misses it by more than budgetTolerance, encoded
 // once more at a secant step.
@@ -149,12 +145,6 @@ type rateModel struct {
 	// slope is the least fall in bytes per unit of x used to extrapolate
 	// and to keep the model falling.
 	slope float64
-	// choice is the codec's choice of coding (codec.Encoded.Choice) on
-	// the first sample of the latest pass that chose, which the other
-	// samples and the final encoding reuse: they then code once each
-	// instead of choosing again, and the final encoding codes as the
-	// samples that predicted its size did.
-	choice []byte
 }
 
 // A skeleton is what an encoding looks like to the index: everything but
@@ -268,7 +258,7 @@ func (c *conversion) modelRate(ctx context.Context, target float64) error {
 		}
 		return []float64{x - sampleSpread, x + sampleSpread}
 	}
-	if err := c.sample(ctx, 1, c.items, first, estimate); err != nil {
+	if err := c.sample(ctx, 1, c.items, first); err != nil {
 		return err
 	}
 	if err := p.solve(); err != nil {
@@ -287,7 +277,7 @@ func (c *conversion) modelRate(ctx context.Context, target float64) error {
 		}
 		return []float64{x - localSpread, x + localSpread}
 	}
-	if err := c.sample(ctx, 2, again, second, choose); err != nil {
+	if err := c.sample(ctx, 2, again, second); err != nil {
 		return err
 	}
 	lo, hi := p.x-localSpread, p.x+localSpread
@@ -303,7 +293,7 @@ func (c *conversion) modelRate(ctx context.Context, target float64) error {
 			}
 			return []float64{ownX(it, p.x)}
 		}
-		if err := c.sample(ctx, pass, again, at, reuse); err != nil {
+		if err := c.sample(ctx, pass, again, at); err != nil {
 			return err
 		}
 		lo, hi = min(lo, p.x), max(hi, p.x)
@@ -566,39 +556,23 @@ func (c *conversion) encodeBudget(cd codec.Encoder, t *codec.Tensor, o *codec.En
 	return enc, err
 }
 
-// How a pass of the rate model has the codec code its samples: as a size
-// estimate (codec.EncodeOptions.Estimate), choosing its coding afresh on
-// the first sample, or reusing the choice of the samples before.
-type sampling int
-
-const (
-	estimate sampling = iota
-	choose
-	reuse
-)
-
 // sample builds or extends the rate models of its, encoding each
-// stepped matrix's sample at the steps xs gives, as how says.
-func (c *conversion) sample(ctx context.Context, pass int, its []*item, xs func(*item) []float64, how sampling) error {
+// stepped matrix's sample at the steps xs gives.
+func (c *conversion) sample(ctx context.Context, pass int, its []*item, xs func(*item) []float64) error {
 	pr := c.progress(PhaseRateModel, pass, its)
 	type result struct {
 		pts     []ratePoint
 		skel    skeleton
 		weights uint64
-		choice  []byte
 	}
 	return runOrdered(ctx, len(its), c.jobs(), -1, nil, 0, nil,
 		func(k int) (result, error) {
 			it := its[k]
-			var choice []byte
-			if it.model != nil && how == reuse {
-				choice = it.model.choice
-			}
-			pts, sk, n, choice, err := c.sampleTensor(it, xs(it), choice, how == estimate)
+			pts, sk, n, err := c.sampleTensor(it, xs(it))
 			if err != nil {
 				return result{}, fmt.Errorf("convert: rate model of %q: %w", it.info.Name, err)
 			}
-			return result{pts, sk, n, choice}, nil
+			return result{pts, sk, n}, nil
 		},
 		func(k int, r result) error {
 			it := its[k]
@@ -612,7 +586,6 @@ func (c *conversion) sample(ctx context.Context, pass int, its []*item, xs func(
 				it.model.add(p)
 			}
 			it.model.skel = r.skel
-			it.model.choice = r.choice
 			c.sampled += r.weights
 			pr(k)
 			return nil
@@ -622,14 +595,12 @@ func (c *conversion) sample(ctx context.Context, pass int, its []*item, xs func(
 // sampleTensor encodes a tensor's sample at each log2 step of xs (once
 // without a step for tensors rate control does not step) and returns the
 // predicted size of the whole tensor at each, the skeleton of the last
-// encoding, the weights encoded and the codec's choice of coding. Given
-// a choice (from an earlier call), the codec reuses it; otherwise the
-// first encoding chooses and the others reuse that, unless the samples
-// are coded as estimates, which make no choice.
-func (c *conversion) sampleTensor(it *item, xs []float64, choice []byte, estimate bool) ([]ratePoint, skeleton, uint64, []byte, error) {
+// encoding and the weights encoded. The samples are coded as estimates
+// (codec.EncodeOptions.Estimate).
+func (c *conversion) sampleTensor(it *item, xs []float64) ([]ratePoint, skeleton, uint64, error) {
 	cd, err := codec.LookupEncoder(it.codec)
 	if err != nil {
-		return nil, skeleton{}, 0, nil, err
+		return nil, skeleton{}, 0, err
 	}
 	var (
 		sub   *codec.Tensor
@@ -641,22 +612,22 @@ func (c *conversion) sampleTensor(it *item, xs []float64, choice []byte, estimat
 	if c.readsRows(it) {
 		t := &codec.Tensor{Name: it.info.Name, DType: it.info.DType, Shape: it.shape}
 		if o, err = c.options(it, t); err != nil {
-			return nil, skeleton{}, 0, nil, err
+			return nil, skeleton{}, 0, err
 		}
 		sub, scale, ends, view, err = c.subRows(it, o)
 	} else {
 		var data []byte
 		if data, err = c.readTensor(it); err != nil {
-			return nil, skeleton{}, 0, nil, err
+			return nil, skeleton{}, 0, err
 		}
 		t := &codec.Tensor{Name: it.info.Name, DType: it.info.DType, Shape: it.shape, Data: data}
 		if o, err = c.options(it, t); err != nil {
-			return nil, skeleton{}, 0, nil, err
+			return nil, skeleton{}, 0, err
 		}
 		sub, scale, ends, view, err = c.subTensor(it, t, o)
 	}
 	if err != nil {
-		return nil, skeleton{}, 0, nil, err
+		return nil, skeleton{}, 0, err
 	}
 	if xs == nil {
 		xs = []float64{0}
@@ -668,13 +639,10 @@ func (c *conversion) sampleTensor(it *item, xs []float64, choice []byte, estimat
 		if stepped(it) {
 			o.Step = math.Exp2(x)
 		}
-		o.Choice, o.Estimate = choice, estimate
+		o.Estimate = true
 		enc, err := cd.Encode(sub, o)
 		if err != nil {
-			return nil, skeleton{}, 0, nil, err
-		}
-		if choice == nil {
-			choice = enc.Choice
+			return nil, skeleton{}, 0, err
 		}
 		n += sub.NumElements()
 		var payload float64
@@ -690,7 +658,7 @@ func (c *conversion) sampleTensor(it *item, xs []float64, choice []byte, estimat
 		}
 		pts = append(pts, ratePoint{x: x, bytes: payload*scale + sk.auxBytes()})
 	}
-	return pts, sk, n, choice, nil
+	return pts, sk, n, nil
 }
 
 // subTensor returns the part of t to encode for its rate model, the

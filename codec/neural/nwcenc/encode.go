@@ -182,8 +182,8 @@ func (c *Encoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 	// A large matrix is chosen for on a sample, then coded whole once the
 	// chosen way, at the chosen step (and, for the trellis, with the
 	// offset fitted to the sample, the trellis pass that fits it being as
-	// costly as the coding); a choice made before is coded at once.
-	pick, picked := c.reuse(opts.Choice, opts.Estimate, step, base, noBlob)
+	// costly as the coding); an estimate is rounded at once.
+	pick, picked := c.estimate(opts, base)
 	if !picked {
 		if smp, ok := run.sample(); ok {
 			cd, _, err := c.decide(smp, step, base, noBlob)
@@ -228,9 +228,6 @@ func (c *Encoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 
 	p = chosen.p
 	enc.Params = p.Marshal()
-	if !opts.Estimate {
-		enc.Choice = choiceOf(p, step).marshal()
-	}
 	if p.Plain {
 		// The scalar quantizer needs no decoder: a file whose tensors all
 		// fall back carries no blob.
@@ -266,6 +263,19 @@ func (c *Encoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 	}
 	enc.Aux = sortedAux(enc.Aux)
 	return enc, nil
+}
+
+// estimate returns the parameters an estimate (codec.EncodeOptions) is
+// coded with, base's with rounding, or false if opts asks for none or the
+// encoder is forced to the learned transform. Rounding is the cheapest
+// coding, and decide keeps the trellis or the learned transform at the
+// step where they cost about what rounding does at base's.
+func (c *Encoder) estimate(opts *codec.EncodeOptions, base neural.Params) (neural.Params, bool) {
+	if !opts.Estimate || c.force == forceLearned {
+		return neural.Params{}, false
+	}
+	base.Plain = true
+	return base, true
 }
 
 // decide codes run's matrix every way and returns the coding it keeps,

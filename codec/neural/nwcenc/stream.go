@@ -146,7 +146,7 @@ func (c *Encoder) encodeStreamed(t *codec.Tensor, l chunk.Layout, opts *codec.En
 	starts := neural.GroupStarts(rows, ends)
 	whole := pass{c: c, rows: rows, cols: cols, colLv: colLv, factors: opts.ScaleFactors, starts: starts, jobs: opts.Jobs, scales: h, auxWeight: 1}
 	noBlob := opts.NoBlob && c.force != forceLearned
-	if pick, ok := c.reuse(opts.Choice, opts.Estimate, step, p, noBlob); ok {
+	if pick, ok := c.estimate(opts, p); ok {
 		p = pick
 	} else {
 		smp, err := whole.sampleFrom(func(dst []float32, r0, r1 int) ([]float32, error) { return src.read(dst, r0, r1) })
@@ -253,9 +253,6 @@ func (c *Encoder) encodeStreamed(t *codec.Tensor, l chunk.Layout, opts *codec.En
 	}
 
 	enc.Params = p.Marshal()
-	if !opts.Estimate {
-		enc.Choice = choiceOf(p, step).marshal()
-	}
 	if p.Plain {
 		enc.Blob = nil
 	} else if opts.BlobRef {

@@ -117,6 +117,12 @@ const DefaultProbeTokens = 2048
 // 4 bits per weight, and 0.25, better at 4, was worse at 3 and 5.
 const DefaultProbeStep = 0.5
 
+// probeLogitBytes bounds the original model's logits that the
+// whole-model probe keeps, so that each matrix's probe runs only the
+// model with that matrix coded: at most 2048 probe tokens of a 32 k
+// vocabulary take 250 MiB, and such probes are for models held in memory.
+const probeLogitBytes = 512 << 20
+
 // minDivergence keeps matrices whose probe did not move the predictions
 // in the allocation, at a small sensitivity.
 const minDivergence = 1e-5
@@ -145,7 +151,10 @@ func (c *conversion) wholeModelSensitivities(ctx context.Context, cal *Calibrati
 			break
 		}
 	}
-	ref := cal.Model.Clone()
+	ref, err := llama.NewKLReference(cal.Model.Clone(), docs, window, probeLogitBytes)
+	if err != nil {
+		return nil, err
+	}
 	var out []Sensitivity
 	for _, it := range c.items {
 		if !codecLossyWithStep(it) {
@@ -170,7 +179,7 @@ func (c *conversion) wholeModelSensitivities(ctx context.Context, cal *Calibrati
 		if err := cal.Model.SetCheckpointWeight(it.info.Name, coded); err != nil {
 			return nil, err
 		}
-		kl, err := llama.EvalKL(ref, cal.Model, docs, window)
+		kl, err := ref.EvalKL(cal.Model)
 		if rerr := cal.Model.SetWeight(name, saved); err == nil {
 			err = rerr
 		}

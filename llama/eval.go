@@ -79,9 +79,9 @@ func EvalNLL(m *Model, docs [][]int, window int) (Result, error) {
 	if err := checkWindow(m, window); err != nil {
 		return Result{}, err
 	}
-	tokens, total, err := sumWindows(docs, window, func() func([]int) (float64, error) {
+	tokens, total, err := sumWindows(docs, window, func() func(int, []int) (float64, error) {
 		s := m.NewState()
-		return func(w []int) (float64, error) {
+		return func(_ int, w []int) (float64, error) {
 			s.Reset()
 			return windowNLL(s, w)
 		}
@@ -94,12 +94,18 @@ func EvalNLL(m *Model, docs [][]int, window int) (Result, error) {
 // goroutine, so a worker may keep its own model state) and returns the
 // number of scored positions and the sum of what the workers returned,
 // added in window order so that the result does not depend on the number
-// of CPUs.
-func sumWindows(docs [][]int, window int, newWorker func() func(w []int) (float64, error)) (int, float64, error) {
+// of CPUs. A worker is given each window's number j in that order, and
+// the window.
+func sumWindows(docs [][]int, window int, newWorker func() func(j int, w []int) (float64, error)) (int, float64, error) {
 	var jobs [][]int
 	for _, d := range docs {
 		jobs = append(jobs, windows(d, window)...)
 	}
+	return sumJobs(jobs, newWorker)
+}
+
+// sumJobs is sumWindows for the windows jobs.
+func sumJobs(jobs [][]int, newWorker func() func(j int, w []int) (float64, error)) (int, float64, error) {
 	vals := make([]float64, len(jobs))
 	errs := make([]error, len(jobs))
 	next := make(chan int)
@@ -110,7 +116,7 @@ func sumWindows(docs [][]int, window int, newWorker func() func(w []int) (float6
 			defer wg.Done()
 			work := newWorker()
 			for j := range next {
-				vals[j], errs[j] = work(jobs[j])
+				vals[j], errs[j] = work(j, jobs[j])
 			}
 		}()
 	}

@@ -28,55 +28,130 @@ func (r KLResult) Mean() float64 {
 // it is never negative, has no first-order term, and does not depend on
 // how well either model predicts the text. Both models run on each window
 // in turn, so no logits are kept beyond one window. Windows run
-// concurrently; the result does not depend on the number of CPUs.
+// concurrently; the result does not depend on the number of CPUs. To
+// measure many models against one reference, use a KLReference.
 func EvalKL(ref, m *Model, docs [][]int, window int) (KLResult, error) {
-	if ref.cfg != m.cfg {
-		return KLResult{}, fmt.Errorf("%w: models of different configurations", ErrShape)
-	}
-	if err := checkWindow(m, window); err != nil {
+	r, err := NewKLReference(ref, docs, window, 0)
+	if err != nil {
 		return KLResult{}, err
 	}
-	tokens, total, err := sumWindows(docs, window, func() func([]int) (float64, error) {
-		sr, sm := ref.NewState(), m.NewState()
-		return func(w []int) (float64, error) {
-			sr.Reset()
+	return r.EvalKL(m)
+}
+
+// A KLReference is a reference model and a text, against which
+// KLReference.EvalKL measures models: it keeps the reference's logits of
+// as many windows as fit in the memory it was given, so that measuring a
+// model runs only that model on them, and runs the reference again on
+// the others. The results are EvalKL's, bit for bit, whatever it keeps.
+type KLReference struct {
+	ref    *Model
+	docs   [][]int
+	window int
+	// logits holds the reference's logits of the first windows, in the
+	// order sumWindows numbers them.
+	logits [][]float32
+}
+
+// NewKLReference returns the reference of ref on docs, cut into windows
+// of window tokens, keeping the logits of the first windows while they
+// take at most maxBytes together (none with maxBytes 0).
+func NewKLReference(ref *Model, docs [][]int, window int, maxBytes int64) (*KLReference, error) {
+	if err := checkWindow(ref, window); err != nil {
+		return nil, err
+	}
+	r := &KLReference{ref: ref, docs: docs, window: window}
+	v := int64(ref.cfg.VocabSize)
+	var keep [][]int
+	for _, d := range docs {
+		for _, w := range windows(d, window) {
+			if maxBytes -= 4 * v * int64(len(w)); maxBytes < 0 {
+				break
+			}
+			keep = append(keep, w)
+		}
+	}
+	r.logits = make([][]float32, len(keep))
+	_, _, err := sumJobs(keep, func() func(int, []int) (float64, error) {
+		s := ref.NewState()
+		return func(j int, w []int) (float64, error) {
+			s.Reset()
+			l, err := s.Forward(w)
+			r.logits[j] = append([]float32(nil), l[:len(w)*int(v)]...)
+			return 0, err
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// EvalKL returns EvalKL(ref, m, docs, window) for the reference r holds.
+func (r *KLReference) EvalKL(m *Model) (KLResult, error) {
+	if r.ref.cfg != m.cfg {
+		return KLResult{}, fmt.Errorf("%w: models of different configurations", ErrShape)
+	}
+	if err := checkWindow(m, r.window); err != nil {
+		return KLResult{}, err
+	}
+	tokens, total, err := sumWindows(r.docs, r.window, func() func(int, []int) (float64, error) {
+		var sr *State
+		sm := m.NewState()
+		return func(j int, w []int) (float64, error) {
 			sm.Reset()
-			return windowKL(sr, sm, w)
+			lm, err := sm.Forward(w)
+			if err != nil {
+				return 0, err
+			}
+			var lr []float32
+			if j < len(r.logits) {
+				lr = r.logits[j]
+			} else {
+				if sr == nil {
+					sr = r.ref.NewState()
+				}
+				sr.Reset()
+				if lr, err = sr.Forward(w); err != nil {
+					return 0, err
+				}
+			}
+			return windowKL(lr, lm, len(w), m.cfg.VocabSize), nil
 		}
 	})
 	return KLResult{Tokens: tokens, TotalKL: total}, err
 }
 
-// windowKL runs w through both states and returns the summed divergence
-// of the predictions at every position but the last.
-func windowKL(sr, sm *State, w []int) (float64, error) {
-	lr, err := sr.Forward(w)
-	if err != nil {
-		return 0, err
-	}
-	lm, err := sm.Forward(w)
-	if err != nil {
-		return 0, err
-	}
-	v := sr.m.cfg.VocabSize
+// windowKL returns the summed divergence of the predictions lm from lr
+// (logits of a window of n tokens, vocabulary v) at every position but
+// the last.
+func windowKL(lr, lm []float32, n, v int) float64 {
 	var total float64
-	for p := 0; p+1 < len(w); p++ {
+	for p := 0; p+1 < n; p++ {
 		total += klLogits(lr[p*v:(p+1)*v], lm[p*v:(p+1)*v])
 	}
-	return total, nil
+	return total
 }
 
-// klLogits returns KL(softmax(a) ‖ softmax(b)) in float64.
+// klLogits returns KL(softmax(a) ‖ softmax(b)) in float64. With p =
+// softmax(a) and Z the partition functions it is
+// Σ p_i (a_i − b_i) − log Z_a + log Z_b, so one pass with two
+// exponentials per logit gives it: the probe calls it for every position
+// of every probe, and the exponentials were most of its time.
 func klLogits(a, b []float32) float64 {
-	za, ma := logSumExp(a)
-	zb, mb := logSumExp(b)
-	var kl float64
-	for i := range a {
-		la := float64(a[i]) - ma - za
-		lb := float64(b[i]) - mb - zb
-		kl += math.Exp(la) * (la - lb)
+	b = b[:len(a)]
+	ma, mb := float64(a[0]), float64(b[0])
+	for i, v := range a {
+		ma, mb = max(ma, float64(v)), max(mb, float64(b[i]))
 	}
-	return max(kl, 0)
+	var sa, sb, t float64
+	for i, v := range a {
+		av, bv := float64(v), float64(b[i])
+		ea := math.Exp(av - ma)
+		sa += ea
+		t += ea * (av - bv)
+		sb += math.Exp(bv - mb)
+	}
+	return max(t/sa-(ma+math.Log(sa))+(mb+math.Log(sb)), 0)
 }
 
 // logSumExp returns log Σ exp(x_i − m) and m = max x_i.

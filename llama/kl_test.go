@@ -3,6 +3,7 @@ package llama
 import (
 	"errors"
 	"math"
+	"math/rand/v2"
 	"runtime"
 	"testing"
 )
@@ -16,6 +17,22 @@ func TestKLLogits(t *testing.T) {
 	// Shifting logits changes nothing.
 	if got := klLogits([]float32{1, 2, 3}, []float32{101, 102, 103}); got > 1e-12 {
 		t.Errorf("KL of shifted logits = %v, want 0", got)
+	}
+	// A vocabulary's worth of logits, the second set a perturbed and
+	// shifted copy of the first, against the log-softmax definition.
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, k := range []struct{ scale, noise, shift float64 }{{3, 0.05, 0}, {10, 0.5, 40}, {1, 1e-3, -7}} {
+		a, b := make([]float32, 32000), make([]float32, 32000)
+		a64, b64 := make([]float64, len(a)), make([]float64, len(b))
+		for i := range a {
+			a[i] = float32(k.scale * r.NormFloat64())
+			b[i] = float32(float64(a[i]) + k.noise*r.NormFloat64() + k.shift)
+			a64[i], b64[i] = float64(a[i]), float64(b[i])
+		}
+		got, want := klLogits(a, b), refKL(a64, b64)
+		if math.Abs(got-want) > 1e-9*max(want, 1e-3) {
+			t.Errorf("%+v: klLogits = %.12g, want %.12g", k, got, want)
+		}
 	}
 }
 
@@ -76,6 +93,43 @@ func TestEvalKLErrors(t *testing.T) {
 	}
 	if kl, err := EvalKL(ref, ref, nil, 4); err != nil || kl.Tokens != 0 || !math.IsNaN(kl.Mean()) {
 		t.Errorf("no docs: %+v, %v; want 0 tokens and NaN mean", kl, err)
+	}
+}
+
+// TestKLReference checks that a KLReference gives EvalKL's result bit
+// for bit whether it keeps the reference's logits of no window, some or
+// all, for several models in turn.
+func TestKLReference(t *testing.T) {
+	ref := randomModel(t, tinyConfig, 11)
+	docs := [][]int{
+		{1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 2, 3, 4, 5, 9, 9, 9},
+		{1},
+		{1, 7, 2, 2, 5},
+	}
+	const window = 8
+	perToken := int64(4 * tinyConfig.VocabSize)
+	for _, seed := range []uint64{12, 13} {
+		m := randomModel(t, tinyConfig, seed)
+		want, err := EvalKL(ref, m, docs, window)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, keep := range []int64{0, 8 * perToken, 15 * perToken, 1 << 30} {
+			r, err := NewKLReference(ref, docs, window, keep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := r.EvalKL(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Errorf("seed %d, keeping %d bytes: %+v, want %+v", seed, keep, got, want)
+			}
+		}
+	}
+	if _, err := NewKLReference(ref, docs, 1, 1<<20); err == nil {
+		t.Error("a window of one token was accepted")
 	}
 }
 

@@ -199,7 +199,10 @@ func stress(t *testing.T, path string, opts *reader.Options, d time.Duration) {
 	if fds1 != fds0 {
 		t.Errorf("open file descriptors: %d before, %d after closing the reader", fds0, fds1)
 	}
-	if gor1 != gor0 {
+	// Fewer goroutines after is no leak: one that another test left
+	// running (the previous subtest's reader winding down) may end
+	// meanwhile.
+	if gor1 > gor0 {
 		buf := make([]byte, 1<<16)
 		t.Errorf("goroutines: %d before, %d after\n%s", gor0, gor1, buf[:runtime.Stack(buf, true)])
 	}

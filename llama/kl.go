@@ -39,45 +39,51 @@ func EvalKL(ref, m *Model, docs [][]int, window int) (KLResult, error) {
 }
 
 // A KLReference is a reference model and a text, against which
-// KLReference.EvalKL measures models: it keeps the reference's logits of
-// as many windows as fit in the memory it was given, so that measuring a
-// model runs only that model on them, and runs the reference again on
-// the others. The results are EvalKL's, bit for bit, whatever it keeps.
+// KLReference.EvalKL measures models: it keeps the reference's
+// predictions of as many windows as fit in the memory it was given, so
+// that measuring a model runs only that model on them, and runs the
+// reference again on the others. The results are EvalKL's, bit for bit,
+// whatever it keeps.
 type KLReference struct {
 	ref    *Model
 	docs   [][]int
 	window int
-	// logits holds the reference's logits of the first windows, in the
-	// order sumWindows numbers them.
-	logits [][]float32
+	// preds holds the reference's predictions of the first windows, in
+	// the order sumWindows numbers them.
+	preds []*prediction
 }
 
 // NewKLReference returns the reference of ref on docs, cut into windows
-// of window tokens, keeping the logits of the first windows while they
-// take at most maxBytes together (none with maxBytes 0).
+// of window tokens, keeping the predictions of the first windows while
+// they take at most maxBytes together (about 4 bytes per token and
+// vocabulary entry; none with maxBytes 0).
 func NewKLReference(ref *Model, docs [][]int, window int, maxBytes int64) (*KLReference, error) {
 	if err := checkWindow(ref, window); err != nil {
 		return nil, err
 	}
 	r := &KLReference{ref: ref, docs: docs, window: window}
-	v := int64(ref.cfg.VocabSize)
+	v := ref.cfg.VocabSize
 	var keep [][]int
 	for _, d := range docs {
 		for _, w := range windows(d, window) {
-			if maxBytes -= 4 * v * int64(len(w)); maxBytes < 0 {
+			if maxBytes -= int64(len(w)) * (4*int64(v) + 24); maxBytes < 0 {
 				break
 			}
 			keep = append(keep, w)
 		}
 	}
-	r.logits = make([][]float32, len(keep))
+	r.preds = make([]*prediction, len(keep))
 	_, _, err := sumJobs(keep, func() func(int, []int) (float64, error) {
 		s := ref.NewState()
 		return func(j int, w []int) (float64, error) {
 			s.Reset()
 			l, err := s.Forward(w)
-			r.logits[j] = append([]float32(nil), l[:len(w)*int(v)]...)
-			return 0, err
+			if err != nil {
+				return 0, err
+			}
+			r.preds[j] = new(prediction)
+			r.preds[j].set(l, len(w), v)
+			return 0, nil
 		}
 	})
 	if err != nil {
@@ -94,8 +100,12 @@ func (r *KLReference) EvalKL(m *Model) (KLResult, error) {
 	if err := checkWindow(m, r.window); err != nil {
 		return KLResult{}, err
 	}
+	v := m.cfg.VocabSize
 	tokens, total, err := sumWindows(r.docs, r.window, func() func(int, []int) (float64, error) {
-		var sr *State
+		var (
+			sr  *State
+			own prediction
+		)
 		sm := m.NewState()
 		return func(j int, w []int) (float64, error) {
 			sm.Reset()
@@ -103,31 +113,89 @@ func (r *KLReference) EvalKL(m *Model) (KLResult, error) {
 			if err != nil {
 				return 0, err
 			}
-			var lr []float32
-			if j < len(r.logits) {
-				lr = r.logits[j]
+			pr := &own
+			if j < len(r.preds) {
+				pr = r.preds[j]
 			} else {
 				if sr == nil {
 					sr = r.ref.NewState()
 				}
 				sr.Reset()
-				if lr, err = sr.Forward(w); err != nil {
+				lr, err := sr.Forward(w)
+				if err != nil {
 					return 0, err
 				}
+				own.set(lr, len(w), v)
 			}
-			return windowKL(lr, lm, len(w), m.cfg.VocabSize), nil
+			return pr.windowKL(lm, len(w), v), nil
 		}
 	})
 	return KLResult{Tokens: tokens, TotalKL: total}, err
 }
 
-// windowKL returns the summed divergence of the predictions lm from lr
-// (logits of a window of n tokens, vocabulary v) at every position but
-// the last.
-func windowKL(lr, lm []float32, n, v int) float64 {
+// A prediction is the reference's next-token distributions over a
+// window: the probabilities p̃ rounded to float32 and, per position, the
+// sums the divergence from them needs. With A = Σ p̃_i a_i and S = Σ p̃_i
+// (float64), KL(p ‖ softmax(b)) = (A − Σ p̃_i b_i)/S − log Z_a + log Z_b,
+// which takes one exponential per logit of b; dividing by S keeps it
+// exactly invariant to shifting b, whatever p̃ lost in rounding.
+type prediction struct {
+	p    []float32 // positions × vocabulary
+	sums []predSums
+}
+
+type predSums struct{ a, s, logZ float64 }
+
+// set makes pr the prediction of the logits l of n positions of a
+// vocabulary of v, reusing its storage.
+func (pr *prediction) set(l []float32, n, v int) {
+	if cap(pr.p) < n*v {
+		pr.p = make([]float32, n*v)
+	}
+	pr.p = pr.p[:n*v]
+	pr.sums = pr.sums[:0]
+	for q := range n {
+		a, p := l[q*v:(q+1)*v], pr.p[q*v:(q+1)*v]
+		m := float64(a[0])
+		for _, x := range a {
+			m = max(m, float64(x))
+		}
+		var z float64
+		for _, x := range a {
+			z += math.Exp(float64(x) - m)
+		}
+		logZ := m + math.Log(z)
+		var sa, ss float64
+		for i, x := range a {
+			pi := float32(math.Exp(float64(x) - logZ))
+			p[i] = pi
+			sa += float64(pi) * float64(x)
+			ss += float64(pi)
+		}
+		pr.sums = append(pr.sums, predSums{a: sa, s: ss, logZ: logZ})
+	}
+}
+
+// windowKL returns the summed divergence of the logits lm (a window of n
+// positions, vocabulary v) from pr at every position but the last.
+func (pr *prediction) windowKL(lm []float32, n, v int) float64 {
 	var total float64
-	for p := 0; p+1 < n; p++ {
-		total += klLogits(lr[p*v:(p+1)*v], lm[p*v:(p+1)*v])
+	for q := 0; q+1 < n; q++ {
+		b, p, ps := lm[q*v:(q+1)*v], pr.p[q*v:(q+1)*v], pr.sums[q]
+		b = b[:len(p)]
+		m := float64(b[0])
+		for _, x := range b {
+			m = max(m, float64(x))
+		}
+		var z, t float64
+		for i, x := range b {
+			bx := float64(x)
+			z += math.Exp(bx - m)
+			t += float64(p[i]) * bx
+		}
+		// log Z_b is summed as log Z_a was, so that identical logits give
+		// exactly 0.
+		total += max((ps.a-t)/ps.s+((m+math.Log(z))-ps.logZ), 0)
 	}
 	return total
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 )
 
@@ -32,6 +33,18 @@ func TestKLLogits(t *testing.T) {
 		got, want := klLogits(a, b), refKL(a64, b64)
 		if math.Abs(got-want) > 1e-9*max(want, 1e-3) {
 			t.Errorf("%+v: klLogits = %.12g, want %.12g", k, got, want)
+		}
+		// A prediction keeps the probabilities in float32: a position
+		// of a, then one of b, whose divergence is not counted (the
+		// last position predicts nothing).
+		var pr prediction
+		pr.set(append(slices.Clone(a), b...), 2, len(a))
+		got = pr.windowKL(append(slices.Clone(b), a...), 2, len(a))
+		if math.Abs(got-want) > 1e-6*max(want, 1e-3) {
+			t.Errorf("%+v: prediction.windowKL = %.12g, want %.12g", k, got, want)
+		}
+		if self := pr.windowKL(append(slices.Clone(a), b...), 2, len(a)); self != 0 {
+			t.Errorf("%+v: divergence of a prediction from its own logits = %g", k, self)
 		}
 	}
 }

@@ -156,15 +156,8 @@ func (pr *prediction) set(l []float32, n, v int) {
 	pr.sums = pr.sums[:0]
 	for q := range n {
 		a, p := l[q*v:(q+1)*v], pr.p[q*v:(q+1)*v]
-		m := float64(a[0])
-		for _, x := range a {
-			m = max(m, float64(x))
-		}
-		var z float64
-		for _, x := range a {
-			z += math.Exp(float64(x) - m)
-		}
-		logZ := m + math.Log(z)
+		lz, m := logSumExp(a)
+		logZ := m + lz
 		var sa, ss float64
 		for i, x := range a {
 			pi := float32(math.Exp(float64(x) - logZ))
@@ -183,19 +176,14 @@ func (pr *prediction) windowKL(lm []float32, n, v int) float64 {
 	for q := 0; q+1 < n; q++ {
 		b, p, ps := lm[q*v:(q+1)*v], pr.p[q*v:(q+1)*v], pr.sums[q]
 		b = b[:len(p)]
-		m := float64(b[0])
-		for _, x := range b {
-			m = max(m, float64(x))
-		}
-		var z, t float64
-		for i, x := range b {
-			bx := float64(x)
-			z += math.Exp(bx - m)
-			t += float64(p[i]) * bx
-		}
 		// log Z_b is summed as log Z_a was, so that identical logits give
 		// exactly 0.
-		total += max((ps.a-t)/ps.s+((m+math.Log(z))-ps.logZ), 0)
+		lz, m := logSumExp(b)
+		var t float64
+		for i, x := range b {
+			t += float64(p[i]) * float64(x)
+		}
+		total += max((ps.a-t)/ps.s+((m+lz)-ps.logZ), 0)
 	}
 	return total
 }

@@ -47,6 +47,9 @@ type rangeServer struct {
 
 	requests atomic.Int64
 	bytes    atomic.Int64
+	// active counts handlers still running: a client may have read a
+	// whole body before the handler's Write returns and is counted.
+	active atomic.Int64
 	*httptest.Server
 }
 
@@ -93,7 +96,20 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// settle waits until no handler is running, so that the counts include
+// every response the client has seen.
+func (s *rangeServer) settle(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); s.active.Load() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d handlers still running after 10 s", s.active.Load())
+		}
+	}
+}
+
 func (s *rangeServer) handle(w http.ResponseWriter, r *http.Request) {
+	s.active.Add(1)
+	defer s.active.Add(-1)
 	n := s.requests.Add(1)
 	s.mu.Lock()
 	data, etag, mod := s.data, s.etag, s.modTime
@@ -210,6 +226,7 @@ func TestOpenURLReadsOnlyIndex(t *testing.T) {
 	if len(r.Tensors()) != 3001 {
 		t.Fatalf("%d tensors", len(r.Tensors()))
 	}
+	srv.settle(t)
 	got, reqs := srv.bytes.Load(), srv.requests.Load()
 	// The index and trailer cost the blocks that hold them, at most one
 	// more than their size; the preamble costs the kilobyte the first

@@ -7,9 +7,13 @@ import "unsafe"
 // kernel is the kernel MulT uses: AVX2 with FMA where the CPU has both.
 var kernel = kernelGeneric
 
+// kernel64 is the kernel Dgemm uses, chosen as kernel is.
+var kernel64 = kernel64Generic
+
 func init() {
 	if hasAVX2FMA() {
 		kernel = kernelAVX2
+		kernel64 = kernel64AVX2
 	}
 }
 
@@ -53,6 +57,20 @@ func kernelAVX2(x []float32, ldx int, y []float32, ldy int, panel []float32, k, 
 //
 //go:noescape
 func mulAVX2(x unsafe.Pointer, ldx uintptr, y unsafe.Pointer, ldy uintptr, w unsafe.Pointer, kBytes, rows uintptr)
+
+func kernel64AVX2(x []float64, ldx int, y []float64, ldy int, panel []float64, k, rows int) {
+	_ = x[(rows-1)*ldx+k-1]
+	_ = y[(rows-1)*ldy+dWidth-1]
+	_ = panel[k*dWidth-1]
+	mulAdd64AVX2(unsafe.Pointer(&x[0]), uintptr(ldx)*8, unsafe.Pointer(&y[0]), uintptr(ldy)*8,
+		unsafe.Pointer(&panel[0]), uintptr(k)*dWidth*8, uintptr(rows))
+}
+
+// mulAdd64AVX2 adds rows (a positive multiple of 4) × 8 products of the
+// panel at w, whose k rows of 8 take kBytes, to y; strides are in bytes.
+//
+//go:noescape
+func mulAdd64AVX2(x unsafe.Pointer, ldx uintptr, y unsafe.Pointer, ldy uintptr, w unsafe.Pointer, kBytes, rows uintptr)
 
 func cpuid(leaf, sub uint32) (a, b, c, d uint32)
 

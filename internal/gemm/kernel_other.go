@@ -4,5 +4,7 @@ package gemm
 
 var kernel = kernelGeneric
 
+var kernel64 = kernel64Generic
+
 // Kernel names the kernel MulT uses.
 func Kernel() string { return "generic" }

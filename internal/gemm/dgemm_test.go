@@ -130,7 +130,7 @@ func TestDgemmProcs(t *testing.T) {
 // comparison.
 func BenchmarkDgemm(b *testing.B) {
 	for _, s := range []struct {
-		ta    bool
+		ta      bool
 		m, n, k int
 	}{
 		{true, 2048, 2048, 2048}, {false, 512, 2048, 2048}, {false, 512, 5632, 5632},

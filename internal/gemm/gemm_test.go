@@ -85,6 +85,31 @@ func TestKernels(t *testing.T) {
 	}
 }
 
+// TestKernelAdd checks the adding float32 kernels against the storing ones.
+func TestKernelAdd(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, k := range []int{1, 7, 300} {
+		rows := 8
+		x, panel := randMat(rng, rows*k), randMat(rng, k*panelWidth)
+		base := randMat(rng, rows*panelWidth)
+		prod := make([]float32, rows*panelWidth)
+		kernel(x, k, prod, panelWidth, panel, k, rows)
+		for name, kf := range map[string]func([]float32, int, []float32, int, []float32, int, int){
+			"generic": kernelAddGeneric, Kernel(): kernelAdd,
+		} {
+			y := slices.Clone(base)
+			kf(x, k, y, panelWidth, panel, k, rows)
+			for i, v := range y {
+				if want := base[i] + prod[i]; name == Kernel() && v != want {
+					t.Fatalf("%s k=%d: element %d = %v, want %v", name, k, i, v, want)
+				} else if d := math.Abs(float64(v - want)); d > 1e-4*float64(k) {
+					t.Fatalf("%s k=%d: element %d = %v, want %v", name, k, i, v, want)
+				}
+			}
+		}
+	}
+}
+
 func TestMulTZeroK(t *testing.T) {
 	out := []float32{1, 2, 3, 4}
 	MulT(out, nil, nil, 2, 0, 2)

@@ -7,12 +7,17 @@ import "unsafe"
 // kernel is the kernel MulT uses: AVX2 with FMA where the CPU has both.
 var kernel = kernelGeneric
 
-// kernel64 is the kernel Dgemm uses, chosen as kernel is.
-var kernel64 = kernel64Generic
+// kernelAdd and kernel64 are the kernels of Sgemm and Dgemm, chosen as
+// kernel is.
+var (
+	kernelAdd = kernelAddGeneric
+	kernel64  = kernel64Generic
+)
 
 func init() {
 	if hasAVX2FMA() {
 		kernel = kernelAVX2
+		kernelAdd = kernelAddAVX2
 		kernel64 = kernel64AVX2
 	}
 }
@@ -57,6 +62,19 @@ func kernelAVX2(x []float32, ldx int, y []float32, ldy int, panel []float32, k, 
 //
 //go:noescape
 func mulAVX2(x unsafe.Pointer, ldx uintptr, y unsafe.Pointer, ldy uintptr, w unsafe.Pointer, kBytes, rows uintptr)
+
+func kernelAddAVX2(x []float32, ldx int, y []float32, ldy int, panel []float32, k, rows int) {
+	_ = x[(rows-1)*ldx+k-1]
+	_ = y[(rows-1)*ldy+panelWidth-1]
+	_ = panel[k*panelWidth-1]
+	mulAddAVX2(unsafe.Pointer(&x[0]), uintptr(ldx)*4, unsafe.Pointer(&y[0]), uintptr(ldy)*4,
+		unsafe.Pointer(&panel[0]), uintptr(k)*panelWidth*4, uintptr(rows))
+}
+
+// mulAddAVX2 is mulAVX2 adding its products to y instead of storing them.
+//
+//go:noescape
+func mulAddAVX2(x unsafe.Pointer, ldx uintptr, y unsafe.Pointer, ldy uintptr, w unsafe.Pointer, kBytes, rows uintptr)
 
 func kernel64AVX2(x []float64, ldx int, y []float64, ldy int, panel []float64, k, rows int) {
 	_ = x[(rows-1)*ldx+k-1]

@@ -67,6 +67,76 @@ k:
 	VZEROUPPER
 	RET
 
+// func mulAddAVX2(x unsafe.Pointer, ldx uintptr, y unsafe.Pointer, ldy uintptr, w unsafe.Pointer, kBytes, rows uintptr)
+//
+// mulAVX2, adding the accumulators to y instead of storing them.
+TEXT ·mulAddAVX2(SB), NOSPLIT, $0-56
+	MOVQ x+0(FP), SI
+	MOVQ ldx+8(FP), DX
+	LEAQ (DX)(DX*2), CX
+	MOVQ y+16(FP), BX
+	MOVQ ldy+24(FP), R11
+	MOVQ w+32(FP), R8
+	MOVQ kBytes+40(FP), R9
+	ADDQ R8, R9
+	MOVQ rows+48(FP), R10
+
+rowadd:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	MOVQ   SI, AX
+	MOVQ   R8, R13
+
+kadd:
+	VMOVUPS      0(R13), Y8
+	VMOVUPS      32(R13), Y9
+	VBROADCASTSS (AX), Y10
+	VBROADCASTSS (AX)(DX*1), Y11
+	VBROADCASTSS (AX)(DX*2), Y12
+	VBROADCASTSS (AX)(CX*1), Y13
+	VFMADD231PS  Y8, Y10, Y0
+	VFMADD231PS  Y9, Y10, Y1
+	VFMADD231PS  Y8, Y11, Y2
+	VFMADD231PS  Y9, Y11, Y3
+	VFMADD231PS  Y8, Y12, Y4
+	VFMADD231PS  Y9, Y12, Y5
+	VFMADD231PS  Y8, Y13, Y6
+	VFMADD231PS  Y9, Y13, Y7
+	ADDQ         $4, AX
+	ADDQ         $64, R13
+	CMPQ         R13, R9
+	JNE          kadd
+
+	VADDPS  0(BX), Y0, Y0
+	VMOVUPS Y0, 0(BX)
+	VADDPS  32(BX), Y1, Y1
+	VMOVUPS Y1, 32(BX)
+	VADDPS  (BX)(R11*1), Y2, Y2
+	VMOVUPS Y2, (BX)(R11*1)
+	VADDPS  32(BX)(R11*1), Y3, Y3
+	VMOVUPS Y3, 32(BX)(R11*1)
+	VADDPS  (BX)(R11*2), Y4, Y4
+	VMOVUPS Y4, (BX)(R11*2)
+	VADDPS  32(BX)(R11*2), Y5, Y5
+	VMOVUPS Y5, 32(BX)(R11*2)
+	LEAQ    (BX)(R11*2), AX
+	VADDPS  (AX)(R11*1), Y6, Y6
+	VMOVUPS Y6, (AX)(R11*1)
+	VADDPS  32(AX)(R11*1), Y7, Y7
+	VMOVUPS Y7, 32(AX)(R11*1)
+	LEAQ    (SI)(DX*4), SI
+	LEAQ    (BX)(R11*4), BX
+	SUBQ    $4, R10
+	JNZ     rowadd
+	VZEROUPPER
+	RET
+
 // func mulAdd64AVX2(x unsafe.Pointer, ldx uintptr, y unsafe.Pointer, ldy uintptr, w unsafe.Pointer, kBytes, rows uintptr)
 //
 // Registers as in mulAVX2, with 8-byte elements: Y0–Y7 accumulate rows

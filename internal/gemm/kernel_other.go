@@ -4,7 +4,10 @@ package gemm
 
 var kernel = kernelGeneric
 
-var kernel64 = kernel64Generic
+var (
+	kernelAdd = kernelAddGeneric
+	kernel64  = kernel64Generic
+)
 
 // Kernel names the kernel MulT uses.
 func Kernel() string { return "generic" }

@@ -28,7 +28,9 @@ func at(x []float64, ld int, trans bool, i, j int) float64 {
 	return x[i*ld+j]
 }
 
-func TestDgemm(t *testing.T) {
+// TestGeneral checks Dgemm and Sgemm against the definition for every
+// transposition, strides wider than the matrices and edge tiles.
+func TestGeneral(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	shapes := []struct{ m, n, k int }{
 		{1, 1, 1}, {3, 5, 7}, {4, 8, 16}, {5, 17, 33}, {13, 9, 300}, {130, 260, 257}, {257, 70, 600}, {8, 515, 3},
@@ -59,16 +61,29 @@ func TestDgemm(t *testing.T) {
 						want[i*ldc+j] = ab[0]*sum + ab[1]*c[i*ldc+j]
 					}
 				}
+				a32, b32, c32 := to32(a), to32(b), to32(c)
 				Dgemm(ta, tb, s.m, s.n, s.k, ab[0], a, lda, b, ldb, ab[1], c, ldc)
+				Sgemm(ta, tb, s.m, s.n, s.k, float32(ab[0]), a32, lda, b32, ldb, float32(ab[1]), c32, ldc)
 				name := fmt.Sprint(s, tr, ab)
 				for i, v := range c {
 					if d := math.Abs(v - want[i]); d > 1e-12*float64(s.k+1)*(1+math.Abs(want[i])) {
-						t.Fatalf("%s: element %d = %v, want %v", name, i, v, want[i])
+						t.Fatalf("Dgemm %s: element %d = %v, want %v", name, i, v, want[i])
+					}
+					if d := math.Abs(float64(c32[i]) - want[i]); d > 1e-5*float64(s.k+1)*(1+math.Abs(want[i])) {
+						t.Fatalf("Sgemm %s: element %d = %v, want %v", name, i, c32[i], want[i])
 					}
 				}
 			}
 		}
 	}
+}
+
+func to32(x []float64) []float32 {
+	y := make([]float32, len(x))
+	for i, v := range x {
+		y[i] = float32(v)
+	}
+	return y
 }
 
 // TestKernels64 checks each float64 kernel of this build against the
@@ -104,21 +119,24 @@ func TestKernels64(t *testing.T) {
 	}
 }
 
-// TestDgemmProcs checks that the result is the same bits whatever the
+// TestGeneralProcs checks that the result is the same bits whatever the
 // number of goroutines.
-func TestDgemmProcs(t *testing.T) {
+func TestGeneralProcs(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	m, n, k := 300, 530, 270
 	a, b := randMat64(rng, k*m), randMat64(rng, k*n)
 	var ref []float64
+	var ref32 []float32
 	for _, p := range []int{1, 3, 2} {
 		prev := runtime.GOMAXPROCS(p)
 		c := make([]float64, m*n)
 		Dgemm(true, false, m, n, k, 1, a, m, b, n, 0, c, n)
+		c32 := make([]float32, m*n)
+		Sgemm(true, false, m, n, k, 1, to32(a), m, to32(b), n, 0, c32, n)
 		runtime.GOMAXPROCS(prev)
 		if ref == nil {
-			ref = c
-		} else if !slices.Equal(c, ref) {
+			ref, ref32 = c, c32
+		} else if !slices.Equal(c, ref) || !slices.Equal(c32, ref32) {
 			t.Fatalf("GOMAXPROCS=%d gives other bits than 1", p)
 		}
 	}

@@ -8,14 +8,11 @@ import (
 	"strconv"
 	"strings"
 
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas64"
-
-	"gonum.org/v1/gonum/mat"
-
 	"github.com/nwcodec/nwc/calib"
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/dtype"
+	"github.com/nwcodec/nwc/internal/chol"
+	"github.com/nwcodec/nwc/internal/gemm"
 	"github.com/nwcodec/nwc/llama"
 )
 
@@ -358,18 +355,12 @@ func targetMap(mo *llama.Moments, damp float64) (*calib.Hessian, []float64, erro
 	if !(mean > 0) || math.IsInf(mean, 0) {
 		return nil, nil, fmt.Errorf("input Hessian has diagonal mean %v", mean)
 	}
-	hd := mat.NewSymDense(n, nil)
+	hd := make([]float64, n*n)
 	for i := range n {
-		for j := i; j < n; j++ {
-			v := h[i*n+j]
-			if i == j {
-				v += damp * mean
-			}
-			hd.SetSym(i, j, v)
-		}
+		copy(hd[i*n+i:(i+1)*n], h[i*n+i:(i+1)*n])
+		hd[i*n+i] += damp * mean
 	}
-	var ch mat.Cholesky
-	if !ch.Factorize(hd) {
+	if !chol.Upper(hd, n) {
 		return nil, nil, fmt.Errorf("input Hessian is not positive definite")
 	}
 	// G = D·Hd⁻¹ with D = E[x x̃ᵀ] − H̃, so Gᵀ = Hd⁻¹·Dᵀ.
@@ -377,18 +368,8 @@ func targetMap(mo *llama.Moments, damp float64) (*calib.Hessian, []float64, erro
 		rx[i] = v*inv - h[i]
 	}
 	transposeSquare(rx, n)
-	var gt mat.Dense
-	if err := ch.SolveTo(&gt, mat.NewDense(n, n, rx)); err != nil {
-		return nil, nil, err
-	}
-	raw := gt.RawMatrix()
-	g := raw.Data
-	if raw.Stride != n {
-		g = make([]float64, n*n)
-		for i := range n {
-			copy(g[i*n:(i+1)*n], raw.Data[i*raw.Stride:])
-		}
-	}
+	chol.Solve(hd, n, rx, n)
+	g := rx
 	transposeSquare(g, n)
 	return &calib.Hessian{N: n, Data: h, Tokens: mo.Count}, g, nil
 }
@@ -423,7 +404,7 @@ func applyCorrection(w []float32, g []float64, cols int) {
 		for i, v := range ws {
 			w64[i] = float64(v)
 		}
-		blas64.Implementation().Dgemm(blas.NoTrans, blas.NoTrans, m, cols, cols, 1, w64[:m*cols], cols, g, cols, 0, d[:m*cols], cols)
+		gemm.Dgemm(false, false, m, cols, cols, 1, w64[:m*cols], cols, g, cols, 0, d[:m*cols], cols)
 		for i, v := range d[:m*cols] {
 			ws[i] += float32(v)
 		}

@@ -4,8 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas32"
+	"github.com/nwcodec/nwc/internal/gemm"
 )
 
 // lazyBatch is the number of columns whose targets are pulled from the
@@ -131,51 +130,44 @@ func (r *runner) run(block int, quant func(c0, c1 int) error) {
 	for a := 0; a < cols; a += batch {
 		e := min(a+batch, cols)
 		width := e - a
-		pull := blas32.General{Rows: rows, Cols: width, Stride: width, Data: r.pull[:rows*width]}
+		pull := r.pull[:rows*width]
 		if a == 0 {
-			clear(pull.Data)
+			clear(pull)
 		} else {
-			blas32.Gemm(blas.NoTrans, blas.NoTrans, 1,
-				blas32.General{Rows: rows, Cols: a, Stride: cols, Data: r.delta},
-				blas32.General{Rows: a, Cols: width, Stride: n, Data: fm[a:]},
-				0, pull)
+			gemm.Sgemm(false, false, rows, width, a, 1, r.delta, cols, fm[a:], n, 0, pull, width)
 		}
 		for c0 := a; c0 < e; c0 += block {
 			c1 := min(c0+block, e)
-			if !r.block(a, c0, c1, pull, quant) {
+			if !r.block(a, c0, c1, pull, width, quant) {
 				return
 			}
 		}
 	}
 }
 
-// block codes columns [c0, c1) of the lazy batch starting at a and
-// reports whether to go on.
-func (r *runner) block(a, c0, c1 int, pull blas32.General, quant func(c0, c1 int) error) bool {
+// block codes columns [c0, c1) of the lazy batch starting at a, whose
+// pull has rows of width, and reports whether to go on.
+func (r *runner) block(a, c0, c1 int, pull []float32, width int, quant func(c0, c1 int) error) bool {
 	rows, cols, n := r.rows, r.cols, r.f.n
 	b := c1 - c0
 	fm := r.f.m
 	// s = pull[:, c0−a : c1−a], the block's share of Δ_F · M_FB.
-	s := blas32.General{Rows: rows, Cols: b, Stride: pull.Stride, Data: pull.Data[c0-a:]}
+	s := pull[c0-a:]
 	if c0 > a {
-		blas32.Gemm(blas.NoTrans, blas.NoTrans, 1,
-			blas32.General{Rows: rows, Cols: c0 - a, Stride: cols, Data: r.delta[a:]},
-			blas32.General{Rows: c0 - a, Cols: b, Stride: n, Data: fm[a*n+c0:]},
-			1, s)
+		gemm.Sgemm(false, false, rows, b, c0-a, 1, r.delta[a:], cols, fm[a*n+c0:], n, 1, s, width)
 	}
 	for i := range rows {
 		copy(r.orig[i*b:(i+1)*b], r.m[i*cols+c0:i*cols+c1])
 	}
-	target := blas32.General{Rows: rows, Cols: b, Stride: cols, Data: r.m[c0:]}
 	if b == 1 {
 		// M_BB is the 1×1 identity.
 		for i := range rows {
-			r.m[i*cols+c0] += s.Data[i*s.Stride]
+			r.m[i*cols+c0] += s[i*width]
 		}
 	} else {
-		inv := blas32.General{Rows: b, Cols: b, Stride: b, Data: r.inv[:b*b]}
-		r.invertBlock(c0, c1, inv.Data)
-		blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, s, inv, 1, target)
+		inv := r.inv[:b*b]
+		r.invertBlock(c0, c1, inv)
+		gemm.Sgemm(false, false, rows, b, b, 1, s, width, inv, b, 1, r.m[c0:], cols)
 	}
 	for j := c0; j < c1; j++ {
 		if r.f.dead[j] {

@@ -7,9 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas64"
-
+	"github.com/nwcodec/nwc/internal/gemm"
 	"github.com/nwcodec/nwc/safetensors"
 )
 
@@ -420,9 +418,8 @@ func (mo *Moments) Add(x, y []float32) {
 	for i, v := range y[:rows*n] {
 		ys[i] = float64(v)
 	}
-	impl := blas64.Implementation()
-	impl.Dgemm(blas.Trans, blas.NoTrans, n, n, rows, 1, ys, n, ys, n, 1, mo.XX, n)
-	impl.Dgemm(blas.Trans, blas.NoTrans, n, n, rows, 1, xs, n, ys, n, 1, mo.RX, n)
+	gemm.Dgemm(true, false, n, n, rows, 1, ys, n, ys, n, 1, mo.XX, n)
+	gemm.Dgemm(true, false, n, n, rows, 1, xs, n, ys, n, 1, mo.RX, n)
 	mo.Count += int64(rows)
 }
 
@@ -438,6 +435,6 @@ func (mo *Moments) AddSelf(x []float32) {
 	for i, v := range x[:rows*n] {
 		xs[i] = float64(v)
 	}
-	blas64.Implementation().Dgemm(blas.Trans, blas.NoTrans, n, n, rows, 1, xs, n, xs, n, 1, mo.XX, n)
+	gemm.Dgemm(true, false, n, n, rows, 1, xs, n, xs, n, 1, mo.XX, n)
 	mo.Count += int64(rows)
 }

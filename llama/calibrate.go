@@ -6,8 +6,7 @@ import (
 	"slices"
 	"sync"
 
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas64"
+	"github.com/nwcodec/nwc/internal/gemm"
 )
 
 // A Hessian is the accumulated second moment of one linear layer's input:
@@ -76,7 +75,7 @@ func (hs *Hessians) Observe(name string, x []float32, cols int) {
 	// depends only on the shapes; the upper triangle is mirrored below so
 	// the sum stays exactly symmetric.
 	if rows > 0 {
-		blas64.Implementation().Dgemm(blas.Trans, blas.NoTrans, n, n, rows, 1, xs, n, xs, n, 1, h.Sum, n)
+		gemm.Dgemm(true, false, n, n, rows, 1, xs, n, xs, n, 1, h.Sum, n)
 	}
 	for i := range n {
 		for j := i + 1; j < n; j++ {

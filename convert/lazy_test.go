@@ -56,8 +56,13 @@ func TestLazyCalibration(t *testing.T) {
 				t.Fatal(err)
 			}
 			out := filepath.Join(t.TempDir(), "m.nwc")
+			var probe convert.Progress
 			_, err = convert.ToNWC(context.Background(), st, out, &convert.Options{Codec: "ecsq", Bits: 4, Guidance: &convert.Guidance{
 				ColumnSteps: true, LDLQ: true, Sequential: true, Allocate: true, Probe: &convert.Probe{MaxTokens: probeTokens, Local: true}, Calib: cal,
+			}, Progress: func(p convert.Progress) {
+				if p.Phase == convert.PhaseProbe {
+					probe = p
+				}
 			}})
 			st.Close()
 			if src != nil {
@@ -66,6 +71,9 @@ func TestLazyCalibration(t *testing.T) {
 			runtime.GOMAXPROCS(old)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if probe.TotalTensors == 0 || probe.Tensors != probe.TotalTensors || probe.Weights != probe.TotalWeights {
+				t.Errorf("%s: the probe's last progress report is %+v, want all done", path, probe)
 			}
 			b, err := os.ReadFile(out)
 			if err != nil {

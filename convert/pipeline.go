@@ -34,6 +34,9 @@ type Phase string
 
 // The phases of a conversion, in the order they run.
 const (
+	// PhaseProbe measures each matrix's sensitivity for --allocate
+	// (Probe), matrix by matrix.
+	PhaseProbe Phase = "probe"
 	// PhaseCalibrate derives the matrices' Hessians a layer at a time
 	// (Guidance.LayerHessians).
 	PhaseCalibrate Phase = "calibrate"

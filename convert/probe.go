@@ -155,18 +155,19 @@ func (c *conversion) wholeModelSensitivities(ctx context.Context, cal *Calibrati
 	if err != nil {
 		return nil, err
 	}
-	var out []Sensitivity
+	var probed []*item
 	for _, it := range c.items {
-		if !codecLossyWithStep(it) {
-			continue
+		if _, ok := cal.Model.ModelName(it.info.Name); ok && codecLossyWithStep(it) {
+			probed = append(probed, it)
 		}
+	}
+	report := c.probeProgress(probed)
+	var out []Sensitivity
+	for _, it := range probed {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		name, ok := cal.Model.ModelName(it.info.Name)
-		if !ok {
-			continue // not a weight of the model
-		}
+		name, _ := cal.Model.ModelName(it.info.Name)
 		orig, _, err := cal.Model.Tensor(name)
 		if err != nil {
 			return nil, err
@@ -188,6 +189,7 @@ func (c *conversion) wholeModelSensitivities(ctx context.Context, cal *Calibrati
 		}
 		d := max(kl.Mean(), minDivergence)
 		out = append(out, Sensitivity{Name: it.info.Name, Elements: it.numel, Value: d / float64(it.numel)})
+		report(it)
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("convert: the probe model has none of the checkpoint's matrices")
@@ -230,6 +232,13 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 	if len(byName) == 0 {
 		return nil, fmt.Errorf("convert: the probe model has none of the checkpoint's matrices")
 	}
+	var probedItems []*item
+	for _, it := range c.items {
+		if name, ok := m.ModelName(it.info.Name); ok && byName[name] == it {
+			probedItems = append(probedItems, it)
+		}
+	}
+	report := c.probeProgress(probedItems)
 	run, err := llama.NewBlockRunner(cfg)
 	if err != nil {
 		return nil, err
@@ -255,6 +264,7 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 		if embQ, err = c.probeCoded(m, it, llama.NameEmbedding, step); err != nil {
 			return nil, err
 		}
+		report(it)
 	}
 	xs, xq := make([][]float32, len(ws)), make([][]float32, len(ws))
 	var embErr, embEnergy float64
@@ -348,6 +358,7 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 			if energy > 0 {
 				rel[name] = e / energy
 			}
+			report(it)
 		}
 		for i := range xq {
 			if err := run.Run(l, &probed, xq[i], nil); err != nil {
@@ -378,6 +389,8 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 			clsQ = embQ
 		} else if clsQ, err = c.probeCoded(m, it, clsName, step); err != nil {
 			return nil, err
+		} else {
+			report(it)
 		}
 	}
 	var klAll, klCls float64
@@ -423,6 +436,24 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 		out = append(out, Sensitivity{Name: it.info.Name, Elements: it.numel, Value: d / float64(it.numel)})
 	}
 	return out, nil
+}
+
+// probeProgress returns the function that reports, if Options.Progress
+// is set, that the probe is done with one more of its.
+func (c *conversion) probeProgress(its []*item) func(*item) {
+	if c.o.Progress == nil {
+		return func(*item) {}
+	}
+	p := Progress{Phase: PhaseProbe, Pass: 1, TotalTensors: len(its)}
+	for _, it := range its {
+		p.TotalWeights += it.numel
+	}
+	return func(it *item) {
+		p.Tensors++
+		p.Weights += it.numel
+		p.Tensor = it.info.Name
+		c.o.Progress(p)
+	}
 }
 
 // probeCoded returns the matrix it (m's tensor name) coded at the probe

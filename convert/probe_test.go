@@ -37,11 +37,23 @@ func TestMeasuredAllocation(t *testing.T) {
 	}
 	defer src.Close()
 	out := filepath.Join(t.TempDir(), "m.nwc")
+	var probe []convert.Progress
 	st, err := convert.ToNWC(context.Background(), src, out, &convert.Options{Codec: "ecsq", Bits: 4, Guidance: &convert.Guidance{
 		Allocate: true, Probe: &convert.Probe{MaxTokens: probeTokens}, Calib: &convert.Calibration{Model: m, Docs: docs},
+	}, Progress: func(p convert.Progress) {
+		if p.Phase == convert.PhaseProbe {
+			probe = append(probe, p)
+		}
 	}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The probe reports each matrix: stories260K has 36 (7 per layer and
+	// the embedding), all lossy under ecsq.
+	if n := len(probe); n != 36 {
+		t.Errorf("the probe reported %d times, want 36", n)
+	} else if last := probe[n-1]; last.Tensors != 36 || last.TotalTensors != 36 {
+		t.Errorf("the probe's last report is %+v, want 36 of 36", last)
 	}
 	if math.Abs(st.BitsPerWeight-4) > 0.04 {
 		t.Errorf("file at %.4f bits, want 4 ± 1%%", st.BitsPerWeight)

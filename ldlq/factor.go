@@ -111,10 +111,18 @@ func (f *Factor) Dead() []int {
 // DefaultDamp is the usual choice, and 0 requires h itself to be positive
 // definite on its live columns.
 //
+// Factorize remembers its last two results for Hessians of 256 columns or
+// more, keyed by their contents: codecs that drive several codings of a
+// matrix, and matrices that share an input, factor their Hessian once.
+//
 // The error wraps ErrInvalid if h has the wrong length, a non-finite entry
 // or a negative diagonal entry, and ErrNotPositiveDefinite if the
 // regularized matrix has no Cholesky factorization.
 func Factorize(h []float64, n int, damp float64) (*Factor, error) {
+	return factorizeCached(h, n, damp)
+}
+
+func factorize(h []float64, n int, damp float64) (*Factor, error) {
 	if n < 1 || n > math.MaxInt32 || len(h) != n*n {
 		return nil, fmt.Errorf("%w: Hessian of %d values for %d columns", ErrInvalid, len(h), n)
 	}

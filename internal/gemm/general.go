@@ -228,10 +228,21 @@ func (s *scratchT[T]) packB(p *problem[T], j0, nj, k0, kc int) {
 		}
 		return
 	}
-	for kk := range kc {
-		src := p.b[(k0+kk)*p.ldb+j0 : (k0+kk)*p.ldb+j0+nj]
-		for j, v := range src {
-			dst[j/w*kc*w+kk*w+j%w] = alpha * v
+	// Panel by panel, each row's w columns are contiguous in b and in
+	// the panel: a short copy, or a scaled one.
+	for q := range panels {
+		cols := min(w, nj-q*w)
+		out := dst[q*kc*w : (q+1)*kc*w]
+		for kk := range kc {
+			row := (k0+kk)*p.ldb + j0 + q*w
+			src, o := p.b[row:row+cols], out[kk*w:kk*w+cols]
+			if alpha == 1 {
+				copy(o, src)
+				continue
+			}
+			for j, v := range src {
+				o[j] = alpha * v
+			}
 		}
 	}
 }

@@ -43,13 +43,27 @@ type addKernel[T elem] func(x []T, ldx int, y []T, ldy int, panel []T, k, rows i
 //
 // It panics if a slice is shorter than its shape and stride say.
 func Dgemm(transA, transB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
-	general(&problem[float64]{transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc}, dWidth, kernel64, &dPool)
+	general(&problem[float64]{transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, false}, dWidth, kernel64, &dPool)
+}
+
+// DsyrkT adds alpha·aᵀ·a to c, for a k×n (stride lda) and c n×n
+// (stride ldc) symmetric: like Dgemm(true, false, n, n, k, alpha, a, lda,
+// a, lda, 1, c, ldc), whose bits it gives on and above the diagonal, but
+// computing only the tiles that reach the upper triangle and mirroring
+// it below.
+func DsyrkT(n, k int, alpha float64, a []float64, lda int, c []float64, ldc int) {
+	general(&problem[float64]{true, false, n, n, k, alpha, a, lda, a, lda, 1, c, ldc, true}, dWidth, kernel64, &dPool)
+	for i := range n {
+		for j := i + 1; j < n; j++ {
+			c[j*ldc+i] = c[i*ldc+j]
+		}
+	}
 }
 
 // Sgemm is Dgemm for float32, with a 4×16 kernel; it gives the same bits
 // for any GOMAXPROCS on one machine, as Dgemm does.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	general(&problem[float32]{transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc}, panelWidth, kernelAdd, &sPool)
+	general(&problem[float32]{transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, false}, panelWidth, kernelAdd, &sPool)
 }
 
 var dPool, sPool sync.Pool
@@ -88,6 +102,7 @@ func general[T elem](p *problem[T], width int, kern addKernel[T], pool *sync.Poo
 	}
 	tm, tn := (m+tileRows-1)/tileRows, (n+tileCols-1)/tileCols
 	items := tm * tn
+
 	get := func() *scratchT[T] {
 		s, _ := pool.Get().(*scratchT[T])
 		if s == nil {
@@ -142,6 +157,8 @@ type problem[T elem] struct {
 	beta           T
 	c              []T
 	ldc            int
+	// upper skips the tiles entirely below the diagonal.
+	upper bool
 }
 
 // scratchT is one worker's packed blocks and edge tile.
@@ -155,6 +172,9 @@ type scratchT[T elem] struct {
 
 // tile adds alpha·op(a)·op(b) to the tile of c at (i0, j0).
 func (s *scratchT[T]) tile(p *problem[T], i0, j0 int) {
+	if p.upper && i0 >= j0+tileCols {
+		return
+	}
 	w := s.width
 	mi, nj := min(tileRows, p.m-i0), min(tileCols, p.n-j0)
 	mp := roundUp(mi, rowBlock)

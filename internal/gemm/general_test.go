@@ -179,3 +179,28 @@ func BenchmarkDgemm(b *testing.B) {
 		})
 	}
 }
+
+// TestDsyrkT checks that DsyrkT gives Dgemm's bits on and above the
+// diagonal and mirrors them below, sizes spanning several tiles.
+func TestDsyrkT(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, s := range []struct{ n, k int }{{1, 3}, {7, 5}, {300, 40}, {600, 270}} {
+		a := randMat64(rng, s.k*s.n)
+		c0 := randMat64(rng, s.n*s.n)
+		for i := range s.n { // symmetric start, as moments are
+			for j := range i {
+				c0[i*s.n+j] = c0[j*s.n+i]
+			}
+		}
+		want, got := slices.Clone(c0), slices.Clone(c0)
+		Dgemm(true, false, s.n, s.n, s.k, 1, a, s.n, a, s.n, 1, want, s.n)
+		DsyrkT(s.n, s.k, 1, a, s.n, got, s.n)
+		for i := range s.n {
+			for j := i; j < s.n; j++ {
+				if got[i*s.n+j] != want[i*s.n+j] || got[j*s.n+i] != got[i*s.n+j] {
+					t.Fatalf("%v: (%d, %d) = %v, mirror %v; Dgemm %v", s, i, j, got[i*s.n+j], got[j*s.n+i], want[i*s.n+j])
+				}
+			}
+		}
+	}
+}

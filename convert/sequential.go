@@ -266,7 +266,13 @@ func newSelfMoments(n int) *llama.Moments {
 // with the Hessian and targets of the moments mo, handing set each one as
 // a reader would decode it, in the model's layout.
 func (c *conversion) codeGroup(bm calibModel, mo *llama.Moments, key string, its []*item, set func(name string, coded []float32)) error {
-	h, corr, err := targetMap(mo, SequentialDamp)
+	var rows int
+	for _, it := range its {
+		if int(it.numel/it.shape[0]) == mo.N {
+			rows += int(it.shape[0])
+		}
+	}
+	h, corr, err := targetMap(mo, SequentialDamp, rows)
 	if errors.Is(err, errZeroInput) {
 		// The layer's output is zero whatever its weights: nothing to
 		// correct, so the matrices keep their own guidance.
@@ -285,7 +291,7 @@ func (c *conversion) codeGroup(bm calibModel, mo *llama.Moments, key string, its
 			if err != nil {
 				return err
 			}
-			applyCorrection(w, corr, mo.N)
+			corr.apply(w)
 			if it.data, err = dtype.FromFloat32(nil, w, it.info.DType); err != nil {
 				return err
 			}
@@ -330,13 +336,20 @@ const SequentialDamp = 0.3
 var errZeroInput = errors.New("input is zero on every token")
 
 // targetMap turns paired moments into the Hessian H̃ = E[x̃ x̃ᵀ] and the
-// N×N map G with W* = W + W·G: G = (E[x x̃ᵀ] − H̃)(H̃ + δI)⁻¹, δ being
-// damp times the mean of H̃'s diagonal. Writing the target as
-// a correction of W means the damping only shrinks the correction, never W.
-// It works in mo's sums, which it leaves nil: for a feed-forward layer's
-// down projection each N×N matrix is a quarter of a gigabyte on the
-// 1.1 B Llama shape, and one layer's worth is what memory should hold.
-func targetMap(mo *llama.Moments, damp float64) (*calib.Hessian, []float64, error) {
+// correction W* = W + W·G with G = (E[x x̃ᵀ] − H̃)(H̃ + δI)⁻¹, δ being
+// damp times the mean of H̃'s diagonal, for matrices of rows rows in all.
+// Writing the target as a correction of W means the damping only shrinks
+// the correction, never W. It works in mo's sums, which it leaves nil: for
+// a feed-forward layer's down projection each N×N matrix is a quarter of
+// a gigabyte on the 1.1 B Llama shape, and one layer's worth is what
+// memory should hold.
+//
+// Forming G costs 2N³ flops and applying it 2N² per row; when the rows
+// are fewer than N (the down projection reads a hidden-wide input into a
+// model-wide output), solving with the rows as right-hand sides costs 4N²
+// per row and nothing more, so the correction keeps H̃ + δI's factor and
+// D = E[x x̃ᵀ] − H̃ instead.
+func targetMap(mo *llama.Moments, damp float64, rows int) (*calib.Hessian, *correction, error) {
 	n := mo.N
 	inv := 1 / float64(mo.Count)
 	h, rx := mo.XX, mo.RX
@@ -363,15 +376,66 @@ func targetMap(mo *llama.Moments, damp float64) (*calib.Hessian, []float64, erro
 	if !chol.Upper(hd, n) {
 		return nil, nil, fmt.Errorf("input Hessian is not positive definite")
 	}
-	// G = D·Hd⁻¹ with D = E[x x̃ᵀ] − H̃, so Gᵀ = Hd⁻¹·Dᵀ.
 	for i, v := range rx {
 		rx[i] = v*inv - h[i]
 	}
+	hs := &calib.Hessian{N: n, Data: h, Tokens: mo.Count}
+	if rows < n {
+		return hs, &correction{n: n, u: hd, d: rx}, nil
+	}
+	// G = D·Hd⁻¹, so Gᵀ = Hd⁻¹·Dᵀ.
 	transposeSquare(rx, n)
 	chol.Solve(hd, n, rx, n)
-	g := rx
-	transposeSquare(g, n)
-	return &calib.Hessian{N: n, Data: h, Tokens: mo.Count}, g, nil
+	transposeSquare(rx, n)
+	return hs, &correction{n: n, g: rx}, nil
+}
+
+// A correction is the map W ← W + W·G of sequential guidance for the
+// matrices reading one N-wide input: G itself, or the factor u of
+// H̃ + δI (chol.Upper) and D with G = D·(H̃ + δI)⁻¹.
+type correction struct {
+	n    int
+	g    []float64
+	u, d []float64
+}
+
+// apply replaces w (rows×N, row-major) by w + w·G, in float64, going
+// through correctionRows rows at a time: every element's sums run in the
+// same order whatever the rows handled at once (gemm and chol treat rows
+// and right-hand sides independently), and float64 copies of a
+// classifier's 65 M weights would take a gigabyte.
+func (c *correction) apply(w []float32) {
+	n := c.n
+	rows := len(w) / n
+	if rows == 0 {
+		return
+	}
+	step := min(rows, correctionRows)
+	w64 := make([]float64, step*n)
+	out := make([]float64, step*n)
+	for r0 := 0; r0 < rows; r0 += step {
+		m := min(r0+step, rows) - r0
+		ws := w[r0*n : (r0+m)*n]
+		for i, v := range ws {
+			w64[i] = float64(v)
+		}
+		if c.g != nil {
+			gemm.Dgemm(false, false, m, n, n, 1, w64[:m*n], n, c.g, n, 0, out[:m*n], n)
+			for i, v := range out[:m*n] {
+				ws[i] += float32(v)
+			}
+			continue
+		}
+		// (W·D·Hd⁻¹)ᵀ = Hd⁻¹·(Dᵀ·Wᵀ): N×m, one right-hand side per row.
+		gemm.Dgemm(true, true, n, m, n, 1, c.d, n, w64[:m*n], n, 0, out[:n*m], m)
+		chol.Solve(c.u, n, out[:n*m], m)
+		for r := range m {
+			row := ws[r*n : (r+1)*n]
+			for j := range row {
+				row[j] += float32(out[j*m+r])
+			}
+		}
+	}
 }
 
 // transposeSquare transposes the n×n row-major matrix a in place.
@@ -383,33 +447,5 @@ func transposeSquare(a []float64, n int) {
 	}
 }
 
-// applyCorrection replaces w (rows×cols, row-major) by w + w·g, the
-// product taken in float64 by a blocked multiplication whose order depends
-// only on the shapes. It goes through correctionRows rows at a time: every
-// element's sum runs over the columns in the same order whatever the rows
-// multiplied at once, and the float64 copies of a classifier's 65 M
-// weights would take a gigabyte.
-func applyCorrection(w []float32, g []float64, cols int) {
-	rows := len(w) / cols
-	if rows == 0 {
-		return
-	}
-	step := min(rows, correctionRows)
-	w64 := make([]float64, step*cols)
-	d := make([]float64, step*cols)
-	for r0 := 0; r0 < rows; r0 += step {
-		r1 := min(r0+step, rows)
-		m := r1 - r0
-		ws := w[r0*cols : r1*cols]
-		for i, v := range ws {
-			w64[i] = float64(v)
-		}
-		gemm.Dgemm(false, false, m, cols, cols, 1, w64[:m*cols], cols, g, cols, 0, d[:m*cols], cols)
-		for i, v := range d[:m*cols] {
-			ws[i] += float32(v)
-		}
-	}
-}
-
-// correctionRows is how many rows applyCorrection multiplies at once.
+// correctionRows is how many rows a correction multiplies at once.
 const correctionRows = 512

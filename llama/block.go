@@ -418,7 +418,7 @@ func (mo *Moments) Add(x, y []float32) {
 	for i, v := range y[:rows*n] {
 		ys[i] = float64(v)
 	}
-	gemm.Dgemm(true, false, n, n, rows, 1, ys, n, ys, n, 1, mo.XX, n)
+	gemm.DsyrkT(n, rows, 1, ys, n, mo.XX, n)
 	gemm.Dgemm(true, false, n, n, rows, 1, xs, n, ys, n, 1, mo.RX, n)
 	mo.Count += int64(rows)
 }
@@ -435,6 +435,6 @@ func (mo *Moments) AddSelf(x []float32) {
 	for i, v := range x[:rows*n] {
 		xs[i] = float64(v)
 	}
-	gemm.Dgemm(true, false, n, n, rows, 1, xs, n, xs, n, 1, mo.XX, n)
+	gemm.DsyrkT(n, rows, 1, xs, n, mo.XX, n)
 	mo.Count += int64(rows)
 }

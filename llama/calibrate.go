@@ -75,12 +75,7 @@ func (hs *Hessians) Observe(name string, x []float32, cols int) {
 	// depends only on the shapes; the upper triangle is mirrored below so
 	// the sum stays exactly symmetric.
 	if rows > 0 {
-		gemm.Dgemm(true, false, n, n, rows, 1, xs, n, xs, n, 1, h.Sum, n)
-	}
-	for i := range n {
-		for j := i + 1; j < n; j++ {
-			h.Sum[j*n+i] = h.Sum[i*n+j]
-		}
+		gemm.DsyrkT(n, rows, 1, xs, n, h.Sum, n)
 	}
 	h.Count += int64(len(x) / n)
 }

@@ -1,6 +1,10 @@
-// Package gemm multiplies float32 matrices for the model's forward pass and
-// for calibration statistics: a 4-row × 16-column register-blocked kernel
-// over weights packed into panels of 16 columns, on every core.
+// Package gemm multiplies matrices on every core: MulT, float32 products
+// with the [out, in] weights of linear layers for the model's forward
+// pass (a 4-row × 16-column register-blocked kernel over weights packed
+// into panels of 16 columns), and Sgemm, Dgemm and DsyrkT, the general
+// float32 and float64 products of BLAS for calibration statistics,
+// sequential guidance and LDLQ (tiles packed as in GotoBLAS, 4×16 and 4×8
+// kernels).
 //
 // Each output element is computed by one kernel call that adds its
 // products in increasing k, and which call computes it depends only on

@@ -316,6 +316,12 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 				hs[k].AddSelf(in.x[k][0])
 			}
 		}
+		// The matrices that read one input (gate and up, query, key and
+		// value) share its mean Hessian, which takes over the sums.
+		means := map[string]*calib.Hessian{}
+		for k, mo := range hs {
+			means[k] = meanHessian(mo)
+		}
 		var energy float64
 		for i, x := range xs {
 			ys[i] = append(ys[i][:0], x...)
@@ -325,9 +331,6 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 			energy += sqDiff(ys[i], nil)
 		}
 		probed := blk
-		// The matrices that read one input (gate and up, query, key and
-		// value) share its mean Hessian.
-		means := map[string]*calib.Hessian{}
 		for _, suffix := range llama.BlockSuffixes() {
 			name := llama.LayerName(l, suffix)
 			it := byName[name]
@@ -337,12 +340,8 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 			// The column factors this leaves in it.factors are kept for
 			// the rate control before sequential guidance.
 			key, ok := m.HessianKey(name)
-			own := !hasOwnHessian(it) && ok && (hs[key] != nil || means[key] != nil)
+			own := !hasOwnHessian(it) && ok && means[key] != nil
 			if own {
-				if means[key] == nil {
-					means[key] = meanHessian(hs[key])
-					delete(hs, key)
-				}
 				it.hessian = means[key]
 			}
 			coded, err := c.probeCoded(m, it, name, step)

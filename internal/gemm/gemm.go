@@ -52,29 +52,39 @@ func MulT(out, x, w []float32, rows, k, n int) {
 	band := max(rowBlock, min(roundUp(rows, rowBlock), 256))
 	bands := (rows + band - 1) / band
 	items := panels * bands
-	procs := runtime.GOMAXPROCS(0)
-	if 2*rows*n*k < serialFlops || procs == 1 || items == 1 {
-		s := getScratch(k)
+	forItems(items, 2*rows*n*k < serialFlops, func() *scratch { return getScratch(k) }, putScratch, func(s *scratch, i int) {
+		s.item(out, x, w, rows, k, n, i/bands, i%bands, band)
+	})
+}
+
+// forItems calls do(s, i) for every work item i in [0, items) on up to
+// GOMAXPROCS goroutines, the calling one included, each taking the next
+// item in increasing order and working in its own scratch s from get,
+// handed back to put; serial, or one item, runs them all on the calling
+// goroutine. Results must not depend on which goroutine takes an item.
+func forItems[S any](items int, serial bool, get func() S, put func(S), do func(s S, i int)) {
+	workers := min(runtime.GOMAXPROCS(0), items)
+	if serial || workers <= 1 {
+		s := get()
 		for i := range items {
-			s.item(out, x, w, rows, k, n, i/bands, i%bands, band)
+			do(s, i)
 		}
-		putScratch(s)
+		put(s)
 		return
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	work := func() {
-		s := getScratch(k)
+		s := get()
 		for {
 			i := int(next.Add(1) - 1)
 			if i >= items {
 				break
 			}
-			s.item(out, x, w, rows, k, n, i/bands, i%bands, band)
+			do(s, i)
 		}
-		putScratch(s)
+		put(s)
 	}
-	workers := min(procs, items)
 	wg.Add(workers - 1)
 	for range workers - 1 {
 		go func() {

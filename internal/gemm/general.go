@@ -1,9 +1,7 @@
 package gemm
 
 import (
-	"runtime"
 	"sync"
-	"sync/atomic"
 )
 
 // The general products are blocked as in GotoBLAS: the output is cut into
@@ -102,7 +100,6 @@ func general[T elem](p *problem[T], width int, kern addKernel[T], pool *sync.Poo
 	}
 	tm, tn := (m+tileRows-1)/tileRows, (n+tileCols-1)/tileCols
 	items := tm * tn
-
 	get := func() *scratchT[T] {
 		s, _ := pool.Get().(*scratchT[T])
 		if s == nil {
@@ -111,38 +108,9 @@ func general[T elem](p *problem[T], width int, kern addKernel[T], pool *sync.Poo
 		}
 		return s
 	}
-	procs := runtime.GOMAXPROCS(0)
-	if 2*m*n*k < serialFlops || procs == 1 || items == 1 {
-		s := get()
-		for i := range items {
-			s.tile(p, i/tn*tileRows, i%tn*tileCols)
-		}
-		pool.Put(s)
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	work := func() {
-		s := get()
-		for {
-			i := int(next.Add(1) - 1)
-			if i >= items {
-				break
-			}
-			s.tile(p, i/tn*tileRows, i%tn*tileCols)
-		}
-		pool.Put(s)
-	}
-	workers := min(procs, items)
-	wg.Add(workers - 1)
-	for range workers - 1 {
-		go func() {
-			defer wg.Done()
-			work()
-		}()
-	}
-	work()
-	wg.Wait()
+	forItems(items, 2*m*n*k < serialFlops, get, func(s *scratchT[T]) { pool.Put(s) }, func(s *scratchT[T], i int) {
+		s.tile(p, i/tn*tileRows, i%tn*tileCols)
+	})
 }
 
 // problem holds a general product's arguments for the workers.

@@ -84,14 +84,39 @@ func TestPPL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pts, err := bench.PPL(in, docs, nil, []bench.Variant{{Name: "ecsq", Codec: "ecsq"}}, []float64{6}, convert.Options{}, t.TempDir())
+	evals := []bench.EvalSet{{Name: "dev", Docs: docs}, {Name: "first story", Docs: docs[:1], InSample: true}}
+	variants := []bench.Variant{{Name: "ecsq", Codec: "ecsq"}}
+	pts, err := bench.PPL(in, evals, nil, variants, []float64{6}, convert.Options{}, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(pts) != 2 || pts[0].Variant != "fp32" || math.Abs(pts[0].NLL-1.6961) > 0.0005 || pts[0].Tokens != 6443 {
 		t.Fatalf("points %+v", pts)
 	}
-	if p := pts[1]; p.RelNLL <= 0 || p.RelNLL > 0.05 || math.Abs(p.BitsPerWeight-6) > 0.06 {
+	m, err := llama.Load(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := llama.EvalNLL(m, docs[:1], 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pts {
+		if len(p.Sets) != 2 || p.Sets[0].NLL != p.NLL || p.Sets[0].Tokens != 6443 || p.Sets[1].Tokens != first.Tokens || !p.Sets[1].InSample || p.Sets[1].Set != "first story" {
+			t.Errorf("%s: sets %+v, want the dev text's and the first story's (%d tokens)", p.Variant, p.Sets, first.Tokens)
+		}
+	}
+	if pts[0].Sets[1].NLL != first.MeanNLL() {
+		t.Errorf("fp32 on the first story: %v, eval alone %v", pts[0].Sets[1].NLL, first.MeanNLL())
+	}
+	if p := pts[1]; p.RelNLL <= 0 || p.RelNLL > 0.05 || math.Abs(p.BitsPerWeight-6) > 0.06 || p.Sets[1].RelNLL != p.Sets[1].NLL/first.MeanNLL()-1 {
 		t.Errorf("ecsq at 6 bits: %+v", p)
+	}
+	guided := []bench.Variant{{Name: "ecsq + LDLQ", Codec: "ecsq", Guidance: &convert.Guidance{LDLQ: true}}}
+	if _, err := bench.PPL(in, evals, nil, guided, []float64{6}, convert.Options{}, t.TempDir()); err == nil {
+		t.Error("a guided variant without calibration text: no error")
+	}
+	if _, err := bench.PPL(in, nil, nil, variants, []float64{6}, convert.Options{}, t.TempDir()); err == nil {
+		t.Error("no evaluation set: no error")
 	}
 }

@@ -51,60 +51,107 @@ func Variants(h *calib.Set) []Variant {
 	)
 }
 
-// A PPLPoint is one variant at one rate: the model's mean negative
-// log-likelihood per token on the evaluation text.
+// An EvalSet is a named evaluation text of the perplexity table.
+type EvalSet struct {
+	Name string
+	Docs [][]int
+	// InSample marks text the guided variants were calibrated on: its
+	// numbers show the gap to held-out text, never the result.
+	InSample bool
+}
+
+// A SetNLL is a model's mean negative log-likelihood per token on one
+// evaluation set.
+type SetNLL struct {
+	Set      string  `json:"set"`
+	InSample bool    `json:"in_sample,omitempty"`
+	Tokens   int     `json:"tokens"`
+	NLL      float64 `json:"nll_per_token"`
+	// RelNLL is NLL / NLL of the original weights on the set − 1.
+	RelNLL float64 `json:"rel_nll"`
+}
+
+// A PPLPoint is one variant at one rate, with bits counted from the file:
+// the model's nll on every evaluation set, the first of which (Tokens,
+// NLL, RelNLL) is the headline.
 type PPLPoint struct {
 	Variant       string  `json:"variant"`
 	TargetBits    float64 `json:"target_bits"`
 	BitsPerWeight float64 `json:"bits_per_weight"`
 	Tokens        int     `json:"tokens"`
 	NLL           float64 `json:"nll_per_token"`
-	// RelNLL is NLL / NLL of the original weights − 1.
-	RelNLL float64 `json:"rel_nll"`
+	RelNLL        float64 `json:"rel_nll"`
+	// Sets holds every evaluation set's numbers, the first included.
+	Sets []SetNLL `json:"sets"`
 }
 
 // PPL converts the Llama checkpoint in with every variant at every rate
 // (q4k once, at its fixed rate), loads each result and evaluates it on
-// docs. Guided variants that run the model (measured allocation,
-// sequential guidance) run it on calibDocs, or on docs if calibDocs is
-// nil. The first point is the original model ("fp32"). base holds options
-// common to every conversion.
-func PPL(in string, docs, calibDocs [][]int, variants []Variant, bits []float64, base convert.Options, dir string) ([]PPLPoint, error) {
-	if calibDocs == nil {
-		calibDocs = docs
+// every set of evals. Guided variants that run the model (measured
+// allocation, sequential guidance) run it on calibDocs. The first point is
+// the original model ("fp32"). base holds options common to every
+// conversion.
+func PPL(in string, evals []EvalSet, calibDocs [][]int, variants []Variant, bits []float64, base convert.Options, dir string) ([]PPLPoint, error) {
+	if len(evals) == 0 {
+		return nil, fmt.Errorf("bench: no evaluation text")
 	}
 	m, err := llama.Load(in)
 	if err != nil {
 		return nil, err
 	}
 	window := m.Config().SeqLen
-	ref, err := llama.EvalNLL(m, docs, window)
+	ref, err := evalSets(m, evals, window, nil)
 	if err != nil {
 		return nil, err
 	}
-	pts := []PPLPoint{{Variant: "fp32", TargetBits: 32, BitsPerWeight: 32, Tokens: ref.Tokens, NLL: ref.MeanNLL()}}
+	pts := []PPLPoint{point("fp32", 32, 32, ref)}
 	for _, v := range variants {
 		targets := bits
 		if v.Codec == "q4k" {
 			targets = []float64{4.5}
 		}
 		for _, b := range targets {
-			p, err := pplPoint(in, m, docs, calibDocs, window, v, b, base, dir)
+			if v.Guidance != nil && calibDocs == nil {
+				return nil, fmt.Errorf("%s: a guided variant without calibration text", v.Name)
+			}
+			bpw, sets, err := pplPoint(in, m, evals, calibDocs, window, v, b, base, dir, ref)
 			if err != nil {
 				return nil, fmt.Errorf("%s at %g bits: %w", v.Name, b, err)
 			}
-			p.RelNLL = p.NLL/ref.MeanNLL() - 1
-			pts = append(pts, p)
+			pts = append(pts, point(v.Name, b, bpw, sets))
 		}
 	}
 	return pts, nil
 }
 
-func pplPoint(in string, ref *llama.Model, docs, calibDocs [][]int, window int, v Variant, bits float64, base convert.Options, dir string) (PPLPoint, error) {
-	p := PPLPoint{Variant: v.Name, TargetBits: bits}
+func point(name string, target, bpw float64, sets []SetNLL) PPLPoint {
+	return PPLPoint{Variant: name, TargetBits: target, BitsPerWeight: bpw,
+		Tokens: sets[0].Tokens, NLL: sets[0].NLL, RelNLL: sets[0].RelNLL, Sets: sets}
+}
+
+// evalSets evaluates m on every set, relative to ref's numbers if given.
+func evalSets(m *llama.Model, evals []EvalSet, window int, ref []SetNLL) ([]SetNLL, error) {
+	out := make([]SetNLL, len(evals))
+	for i, e := range evals {
+		r, err := llama.EvalNLL(m, e.Docs, window)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", e.Name, err)
+		}
+		if r.Tokens == 0 {
+			return nil, fmt.Errorf("%s: no tokens to score", e.Name)
+		}
+		out[i] = SetNLL{Set: e.Name, InSample: e.InSample, Tokens: r.Tokens, NLL: r.MeanNLL()}
+		if ref != nil {
+			out[i].RelNLL = out[i].NLL/ref[i].NLL - 1
+		}
+	}
+	return out, nil
+}
+
+func pplPoint(in string, orig *llama.Model, evals []EvalSet, calibDocs [][]int, window int, v Variant, bits float64, base convert.Options, dir string, ref []SetNLL) (float64, []SetNLL, error) {
 	src, err := safetensors.OpenPath(in)
 	if err != nil {
-		return p, err
+		return 0, nil, err
 	}
 	defer src.Close()
 	out := filepath.Join(dir, "ppl.nwc")
@@ -116,7 +163,7 @@ func pplPoint(in string, ref *llama.Model, docs, calibDocs [][]int, window int, 
 	}
 	if v.Guidance != nil {
 		g := *v.Guidance
-		g.Calib = &convert.Calibration{Model: ref.Clone(), Docs: calibDocs, Window: window}
+		g.Calib = &convert.Calibration{Model: orig.Clone(), Docs: calibDocs, Window: window}
 		if v.Probe {
 			g.Probe = &convert.Probe{}
 		}
@@ -124,17 +171,12 @@ func pplPoint(in string, ref *llama.Model, docs, calibDocs [][]int, window int, 
 	}
 	st, err := convert.ToNWC(context.Background(), src, out, &o)
 	if err != nil {
-		return p, err
+		return 0, nil, err
 	}
-	p.BitsPerWeight = st.BitsPerWeight
 	m, err := llama.Load(out)
 	if err != nil {
-		return p, err
+		return 0, nil, err
 	}
-	r, err := llama.EvalNLL(m, docs, window)
-	if err != nil {
-		return p, err
-	}
-	p.Tokens, p.NLL = r.Tokens, r.MeanNLL()
-	return p, nil
+	sets, err := evalSets(m, evals, window, ref)
+	return st.BitsPerWeight, sets, err
 }

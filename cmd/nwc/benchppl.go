@@ -1,10 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/nwcodec/nwc/bench"
@@ -14,26 +14,51 @@ import (
 	"github.com/nwcodec/nwc/tokenizer"
 )
 
-// runBenchPPL prints the perplexity table: nll/token of a Llama model on a
-// text after compression by each variant at each rate.
+// defaultHeldout is the number of held-out tokens bench ppl samples from
+// the model by default: 8 k tokens put the standard error of a mean nll
+// difference well below the effects the table is read for.
+const defaultHeldout = 8192
+
+// runBenchPPL prints the perplexity table: nll/token of a Llama model after
+// compression by each variant at each rate, on text the calibration never
+// saw — stories sampled from the model itself with a seed of their own,
+// and any text given — and, marked, on the calibration text.
 func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench ppl", stderr)
 	model := fs.String("model", "", "Llama checkpoint `FILE` (.safetensors or index.json; required)")
 	tokPath := fs.String("tokenizer", "", "tokenizer `FILE`: llama2.c tokenizer.bin or Hugging Face tokenizer.json (required)")
-	text := fs.String("text", "", "evaluation text `FILE`, one document per line (required)")
-	hessians := fs.String("hessians", "", "Hessian `FILE`; default: calibrate on --calib-text")
-	calibText := fs.String("calib-text", "", "calibration text `FILE` for the Hessians, the allocation probe and sequential guidance (default: --text)")
+	text := fs.String("text", "", "evaluation text `FILE`, one document per line (optional)")
+	heldout := fs.Int("heldout-generate", defaultHeldout, "evaluate on `N` tokens of stories sampled from the model at temperature 1 (0: none)")
+	heldoutSeed := fs.Uint64("heldout-seed", 1, "random seed of --heldout-generate's samples")
+	hessians := fs.String("hessians", "", "Hessian `FILE` for the guided variants (which then run no model: no measured allocation or sequential guidance)")
+	calibText := fs.String("calib-text", "", "calibration text `FILE` for the Hessians, the allocation probe and sequential guidance")
+	calibGen := fs.Int("calib-generate", 0, "calibrate also on `N` tokens sampled from the model at temperature 1")
+	calibSeed := fs.Uint64("calib-seed", DefaultCalibSeed, "random seed of --calib-generate's samples (not --heldout-seed)")
 	split := fs.Bool("split", false, "calibrate on the first half of --text's documents and evaluate on the rest")
 	bitsList := fs.String("bits", "2,3,4,5,6", "comma-separated target bits per weight")
-	only := fs.String("variants", "", "comma-separated variant names to run (default all)")
+	only := fs.String("variants", "", "comma-separated variant names to run (default all; without calibration, the unguided ones)")
 	asJSON := fs.Bool("json", false, "print a JSON list of points")
 	quiet := fs.Bool("quiet", false, "no progress line on stderr")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 || *model == "" || *tokPath == "" || *text == "" {
-		return usagef("want --model, --tokenizer and --text")
+	if len(pos) != 0 || *model == "" || *tokPath == "" {
+		return usagef("want --model and --tokenizer, no positional arguments")
+	}
+	switch {
+	case *heldout < 0 || *calibGen < 0:
+		return usagef("--heldout-generate %d or --calib-generate %d is negative", *heldout, *calibGen)
+	case *heldout == 0 && *text == "":
+		return usagef("nothing to evaluate on: give --text or --heldout-generate N")
+	case *split && *text == "":
+		return usagef("--split needs --text")
+	case *split && (*hessians != "" || *calibText != "" || *calibGen > 0):
+		return usagef("--split calibrates on --text: no --hessians, --calib-text or --calib-generate")
+	case *hessians != "" && (*calibText != "" || *calibGen > 0):
+		return usagef("give --hessians or calibration text, not both")
+	case *heldout > 0 && *calibGen > 0 && *heldoutSeed == *calibSeed:
+		return usagef("--heldout-seed and --calib-seed are both %d: the held-out text would be calibration text", *calibSeed)
 	}
 	bits, err := parseBits(*bitsList)
 	if err != nil {
@@ -43,32 +68,48 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	docs, err := llama.LoadDocs(*text, tok)
+	m, err := llama.Load(*model)
 	if err != nil {
 		return err
 	}
+	ctx := commandContext()
+	var evals []bench.EvalSet
+	if *heldout > 0 {
+		docs, err := generateDocs(ctx, m, tok, *heldoutSeed, *heldout)
+		if err != nil {
+			return fmt.Errorf("--heldout-generate: %w", err)
+		}
+		evals = append(evals, bench.EvalSet{Name: fmt.Sprintf("generated (seed %d)", *heldoutSeed), Docs: docs})
+	}
+	var calibDocs [][]int
+	if *text != "" {
+		docs, err := llama.LoadDocs(*text, tok)
+		if err != nil {
+			return err
+		}
+		if *split {
+			if len(docs) < 2 {
+				return usagef("--split needs at least two documents in --text")
+			}
+			calibDocs, docs = docs[:len(docs)/2], docs[len(docs)/2:]
+		}
+		evals = append(evals, bench.EvalSet{Name: filepath.Base(*text), Docs: docs})
+	}
+	if *calibText != "" || *calibGen > 0 {
+		src := calibSource{text: *calibText, tokPath: *tokPath, generate: *calibGen, seed: *calibSeed}
+		if calibDocs, err = src.docs(ctx, m); err != nil {
+			return err
+		}
+	}
 	var h *calib.Set
-	var calibDocs [][]int // nil: the evaluation text
 	switch {
-	case *split && (*hessians != "" || *calibText != ""):
-		return usagef("--split calibrates on --text: no --hessians or --calib-text")
-	case *split:
-		if len(docs) < 2 {
-			return usagef("--split needs at least two documents in --text")
-		}
-		calibDocs, docs = docs[:len(docs)/2], docs[len(docs)/2:]
-		var m *llama.Model
-		if m, err = llama.Load(*model); err == nil {
-			h, err = hessiansOf(context.Background(), m, calibDocs)
-		}
 	case *hessians != "":
 		h, err = calib.ReadHessians(*hessians)
-	default:
-		ct := *calibText
-		if ct == "" {
-			ct = *text
-		}
-		_, calibDocs, h, err = calibrate(context.Background(), *model, ct, *tokPath, 0)
+	case calibDocs != nil:
+		h, err = hessiansOf(ctx, m, calibDocs)
+		// The calibration text, as much of it as the first evaluation
+		// set holds, shows how far in-sample numbers flatter.
+		evals = append(evals, bench.EvalSet{Name: "calibration (in-sample)", Docs: capTokens(calibDocs, tokenCount(evals[0].Docs)), InSample: true})
 	}
 	if err != nil {
 		return err
@@ -85,6 +126,9 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 				keep = append(keep, v)
 			}
 		}
+		if len(keep) == 0 {
+			return usagef("--variants %q: no such variant (guided ones need calibration text or --hessians)", *only)
+		}
 		variants = keep
 	}
 	dir, err := os.MkdirTemp("", "nwc-ppl-")
@@ -95,7 +139,7 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 	var base convert.Options
 	pl := newProgress(stderr, *quiet)
 	base.Progress = convertProgress(pl, "bench ppl: convert")
-	pts, err := bench.PPL(*model, docs, calibDocs, variants, bits, base, dir)
+	pts, err := bench.PPL(*model, evals, calibDocs, variants, bits, base, dir)
 	pl.Finish()
 	if err != nil {
 		return err
@@ -104,9 +148,35 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 		return writeJSON(stdout, pts)
 	}
 	tw := newTable(stdout)
-	fmt.Fprintln(tw, "variant\ttarget\tbits/weight\ttokens\tnll/token\tvs fp32\t")
-	for _, p := range pts {
-		fmt.Fprintf(tw, "%s\t%.2f\t%.4f\t%d\t%.4f\t%+.2f%%\t\n", p.Variant, p.TargetBits, p.BitsPerWeight, p.Tokens, p.NLL, 100*p.RelNLL)
+	head := "variant\ttarget\tbits/weight\t"
+	for _, e := range evals {
+		name := e.Name
+		if e.InSample {
+			name = "(" + name + ")"
+		}
+		head += fmt.Sprintf("%s: nll\tvs fp32\t", name)
 	}
+	fmt.Fprintln(tw, head)
+	for _, p := range pts {
+		fmt.Fprintf(tw, "%s\t%.2f\t%.4f\t", p.Variant, p.TargetBits, p.BitsPerWeight)
+		for _, s := range p.Sets {
+			fmt.Fprintf(tw, "%.4f\t%+.2f%%\t", s.NLL, 100*s.RelNLL)
+		}
+		fmt.Fprintln(tw)
+	}
+	fmt.Fprintf(tw, "tokens:\t\t\t")
+	for _, s := range pts[0].Sets {
+		fmt.Fprintf(tw, "%d\t\t", s.Tokens)
+	}
+	fmt.Fprintln(tw)
 	return tw.Flush()
+}
+
+// tokenCount returns the number of tokens in docs.
+func tokenCount(docs [][]int) int {
+	n := 0
+	for _, d := range docs {
+		n += len(d)
+	}
+	return n
 }

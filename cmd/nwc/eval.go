@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"strings"
 
 	"github.com/nwcodec/nwc/llama"
@@ -218,14 +219,24 @@ func runEvalGenerate(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	ids := tok.Encode(*prompt, true, false)
-	for i := range *count {
-		out, err := llama.Sample(m, ids, *n, opt, llama.SampleRNG(*seed, uint64(i)))
+	ctx := commandContext()
+	// Samples run together in batches (the same tokens as one at a time),
+	// each batch printed as soon as it is done.
+	bs := llama.BatchSize(m)
+	for first := 0; first < *count; first += bs {
+		srcs := make([]rand.Source, min(bs, *count-first))
+		for i := range srcs {
+			srcs[i] = llama.SampleRNG(*seed, uint64(first+i))
+		}
+		outs, err := llama.SampleBatch(ctx, m, ids, *n, opt, srcs)
 		if err != nil {
 			return err
 		}
-		text := strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(tok.DecodeAll(out))
-		if _, err := fmt.Fprintln(stdout, text); err != nil {
-			return err
+		for _, out := range outs {
+			text := strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(tok.DecodeAll(out))
+			if _, err := fmt.Fprintln(stdout, text); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -14,9 +14,13 @@ import (
 type guideFlags struct {
 	hessians, importance, calibText, tokPath string
 	ldlqBlock, calibTokens                   int
-	noLDLQ, noColumnSteps, levels, allocate  bool
-	noSequential                             bool
-	weights                                  uint64 // in the checkpoint
+	// calibGenerate tokens sampled from the model itself (seed
+	// calibSeed) join the calibration text.
+	calibGenerate                           int
+	calibSeed                               uint64
+	noLDLQ, noColumnSteps, levels, allocate bool
+	noSequential                            bool
+	weights                                 uint64 // in the checkpoint
 	// whole: the conversion runs in this process (not nwc plan or a
 	// part), so guidance may read the model a layer at a time.
 	whole bool
@@ -37,28 +41,31 @@ const lazyMinWeights = 256 << 20
 // bit allocation.
 func guidance(ctx context.Context, in string, f guideFlags) (*convert.Guidance, error) {
 	hessians, importance, calibText, tokPath, allocate := f.hessians, f.importance, f.calibText, f.tokPath, f.allocate
+	calibrated := calibText != "" || f.calibGenerate > 0
 	set := 0
-	for _, s := range []string{hessians, importance, calibText} {
-		if s != "" {
+	for _, s := range []bool{hessians != "", importance != "", calibrated} {
+		if s {
 			set++
 		}
 	}
-	if calibText == "" && (f.noSequential || f.calibTokens != 0) {
-		return nil, usagef("--no-sequential and --calib-tokens need --calib")
+	if !calibrated && (f.noSequential || f.calibTokens != 0) {
+		return nil, usagef("--no-sequential and --calib-tokens need --calib or --calib-generate")
 	}
-	if f.calibTokens < 0 {
-		return nil, usagef("--calib-tokens %d is negative", f.calibTokens)
+	if f.calibTokens < 0 || f.calibGenerate < 0 {
+		return nil, usagef("--calib-tokens %d or --calib-generate %d is negative", f.calibTokens, f.calibGenerate)
 	}
 	switch {
 	case set == 0:
 		if allocate {
-			return nil, usagef("--allocate needs --hessians, --importance or --calib")
+			return nil, usagef("--allocate needs --hessians, --importance, --calib or --calib-generate")
 		}
 		return nil, nil
 	case set > 1:
-		return nil, usagef("give one of --hessians, --importance and --calib")
-	case calibText != "" && tokPath == "":
-		return nil, usagef("--calib needs --tokenizer")
+		return nil, usagef("give one of --hessians, --importance and --calib/--calib-generate")
+	case calibrated && tokPath == "":
+		return nil, usagef("--calib and --calib-generate need --tokenizer")
+	case f.calibGenerate > 0 && f.weights > lazyMinWeights:
+		return nil, usagef("--calib-generate runs the whole model in memory, which nwc convert does not load above %d Mi weights: sample text with nwc eval generate --temperature 1 and pass it to --calib", lazyMinWeights>>20)
 	}
 	g := &convert.Guidance{
 		Importance:  f.levels,
@@ -91,7 +98,7 @@ func guidance(ctx context.Context, in string, f guideFlags) (*convert.Guidance, 
 	default:
 		var m *llama.Model
 		var docs [][]int
-		m, docs, g.Hessians, err = calibrate(ctx, in, calibText, tokPath, f.calibTokens)
+		m, docs, g.Hessians, err = calibrate(ctx, in, calibSource{text: calibText, tokPath: tokPath, generate: f.calibGenerate, seed: f.calibSeed}, f.calibTokens)
 		g.Calib = &convert.Calibration{Model: m, Docs: docs}
 		g.Sequential = !f.noSequential
 		if allocate {
@@ -125,18 +132,68 @@ func lazyCalibration(path, text, tokPath string, maxTokens int) (*llama.Lazy, []
 	return z, capTokens(docs, maxTokens), nil
 }
 
-// calibrate runs the model at path on a text and collects the Hessians of
-// its linear layers; it also returns the model and the tokenized text.
-func calibrate(ctx context.Context, path, text, tokPath string, maxTokens int) (*llama.Model, [][]int, *calib.Set, error) {
+// A calibSource says what text calibration runs the model on: the
+// documents of a text file, then generate tokens sampled from the model
+// itself (llama.GenerateDocs with seed).
+type calibSource struct {
+	text, tokPath string
+	generate      int
+	seed          uint64
+}
+
+// DefaultCalibSeed is the seed of --calib-generate's samples. nwc eval
+// generate and nwc bench ppl draw held-out text with seed 1 by default, so
+// the calibration samples are other stories.
+const DefaultCalibSeed = 2
+
+// docs tokenizes the text file and appends the generated samples.
+func (c calibSource) docs(ctx context.Context, m *llama.Model) ([][]int, error) {
+	tok, err := tokenizer.Load(c.tokPath)
+	if err != nil {
+		return nil, err
+	}
+	var docs [][]int
+	if c.text != "" {
+		if docs, err = llama.LoadDocs(c.text, tok); err != nil {
+			return nil, err
+		}
+	}
+	if c.generate > 0 {
+		gen, err := generateDocs(ctx, m, tok, c.seed, c.generate)
+		if err != nil {
+			return nil, fmt.Errorf("--calib-generate: %w", err)
+		}
+		docs = append(docs, gen...)
+	}
+	return docs, nil
+}
+
+// generateDocs samples n tokens of stories from m at temperature 1, each
+// from BOS alone up to the model's context and ending at BOS or EOS: the
+// model's own idea of its domain, with no data.
+func generateDocs(ctx context.Context, m *llama.Model, tok *tokenizer.Tokenizer, seed uint64, n int) ([][]int, error) {
+	bos := tok.BOS()
+	if bos < 0 {
+		return nil, fmt.Errorf("the tokenizer has no BOS token to start samples from")
+	}
+	opt := llama.SampleOptions{Temperature: 1}
+	for _, id := range []int{bos, tok.EOS()} {
+		if id >= 0 {
+			opt.Stop = append(opt.Stop, id)
+		}
+	}
+	return llama.GenerateDocs(ctx, m, []int{bos}, m.Config().SeqLen-1, opt, seed, n)
+}
+
+// calibrate loads the model at path, gathers its calibration documents
+// from src (the first maxTokens tokens of them if maxTokens > 0) and
+// collects the Hessians of its linear layers on them.
+func calibrate(ctx context.Context, path string, src calibSource, maxTokens int) (*llama.Model, [][]int, *calib.Set, error) {
 	m, err := llama.Load(path)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--calib: loading %s as a Llama model: %w", path, err)
 	}
-	tok, err := tokenizer.Load(tokPath)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	docs, err := llama.LoadDocs(text, tok)
+	docs, err := src.docs(ctx, m)
 	if err != nil {
 		return nil, nil, nil, err
 	}

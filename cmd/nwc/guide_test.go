@@ -85,7 +85,7 @@ func TestBenchPPLSplit(t *testing.T) {
 		Tokens  int     `json:"tokens"`
 		NLL     float64 `json:"nll_per_token"`
 	}
-	out := runOK(t, "bench", "ppl", "--model", f.st, "--tokenizer", f.tok, "--text", both, "--split",
+	out := runOK(t, "bench", "ppl", "--model", f.st, "--tokenizer", f.tok, "--text", both, "--split", "--heldout-generate", "0",
 		"--bits", "5", "--variants", "ecsq + LDLQ", "--json")
 	if err := json.Unmarshal([]byte(out), &pts); err != nil {
 		t.Fatalf("%v in %q", err, out)
@@ -103,6 +103,90 @@ func TestBenchPPLSplit(t *testing.T) {
 	var errb bytes.Buffer
 	if code := run([]string{"bench", "ppl", "--model", f.st, "--tokenizer", f.tok, "--text", second, "--split"}, io.Discard, &errb); code != 2 {
 		t.Errorf("--split with one document: exit %d, want 2", code)
+	}
+}
+
+// TestBenchPPLGenerated runs bench ppl calibrated on samples of one seed
+// and judged on samples of another: the headline is the held-out set,
+// the calibration text comes last, marked in-sample, and equal seeds are
+// refused.
+func TestBenchPPLGenerated(t *testing.T) {
+	f := stories(t)
+	var pts []struct {
+		Variant string `json:"variant"`
+		Tokens  int    `json:"tokens"`
+		Sets    []struct {
+			Set      string  `json:"set"`
+			InSample bool    `json:"in_sample"`
+			Tokens   int     `json:"tokens"`
+			NLL      float64 `json:"nll_per_token"`
+		} `json:"sets"`
+	}
+	out := runOK(t, "bench", "ppl", "--model", f.st, "--tokenizer", f.tok, "--heldout-generate", "600", "--calib-generate", "900",
+		"--bits", "5", "--variants", "ecsq + LDLQ", "--json", "--quiet")
+	if err := json.Unmarshal([]byte(out), &pts); err != nil {
+		t.Fatalf("%v in %q", err, out)
+	}
+	if len(pts) != 2 || pts[1].Variant != "ecsq + LDLQ" {
+		t.Fatalf("points %+v, want fp32 and ecsq + LDLQ", pts)
+	}
+	for _, p := range pts {
+		// Each document's first token (BOS) is not scored.
+		if len(p.Sets) != 2 || p.Tokens < 590 || p.Tokens >= 600 || p.Sets[0].Set != "generated (seed 1)" || p.Sets[0].InSample ||
+			!p.Sets[1].InSample || p.Sets[1].Tokens < 590 || p.Sets[1].Tokens >= 600 {
+			t.Errorf("%s: %d tokens, sets %+v; want 600 held-out tokens, then 600 of the calibration text marked in-sample", p.Variant, p.Tokens, p.Sets)
+		}
+	}
+	if a, b := pts[0].Sets[0].NLL, pts[0].Sets[1].NLL; a == b {
+		t.Errorf("fp32 nll %v on both sets: the held-out samples look like the calibration ones", a)
+	}
+	for _, bad := range [][]string{
+		{"--calib-generate", "100", "--calib-seed", "1"},
+		{"--heldout-generate", "0"},
+		{"--split", "--heldout-generate", "0"},
+		{"--calib-generate", "-1"},
+	} {
+		var errb bytes.Buffer
+		args := append([]string{"bench", "ppl", "--model", f.st, "--tokenizer", f.tok, "--bits", "5"}, bad...)
+		if code := run(args, io.Discard, &errb); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (%s)", bad, code, errb.String())
+		}
+	}
+}
+
+// TestConvertCalibGenerate converts with calibration text sampled from
+// the model: the same command gives the same bytes, another seed or
+// amount other bytes, and the text file plus samples differs from either
+// alone.
+func TestConvertCalibGenerate(t *testing.T) {
+	f := stories(t)
+	dir := t.TempDir()
+	conv := func(name string, extra ...string) []byte {
+		out := filepath.Join(dir, name+".nwc")
+		args := append([]string{"convert", f.st, "-o", out, "--bits", "4", "--tokenizer", f.tok, "--quiet"}, extra...)
+		runOK(t, args...)
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	a := conv("a", "--calib-generate", "800")
+	if !bytes.Equal(a, conv("a2", "--calib-generate", "800")) {
+		t.Error("the same --calib-generate conversion gave different files")
+	}
+	for name, extra := range map[string][]string{
+		"seed":   {"--calib-generate", "800", "--calib-seed", "3"},
+		"amount": {"--calib-generate", "400"},
+		"text":   {"--calib-generate", "800", "--calib", f.text},
+	} {
+		if bytes.Equal(a, conv(name, extra...)) {
+			t.Errorf("%s: %v gave the same file as --calib-generate 800 alone", name, extra)
+		}
+	}
+	var errb bytes.Buffer
+	if code := run([]string{"convert", f.st, "-o", filepath.Join(dir, "x.nwc"), "--bits", "4", "--calib-generate", "100"}, io.Discard, &errb); code != 2 {
+		t.Errorf("--calib-generate without --tokenizer: exit %d, want 2 (%s)", code, errb.String())
 	}
 }
 

@@ -101,6 +101,9 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	for i := range evals {
+		evals[i].InSample = overlaps(evals[i].Docs, calibDocs)
+	}
 	var h *calib.Set
 	switch {
 	case *hessians != "":
@@ -170,6 +173,25 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(tw)
 	return tw.Flush()
+}
+
+// overlaps reports whether any document of docs is one of calibDocs, or
+// starts with the last of them (which --calib-tokens may have cut short):
+// numbers on such a set are in-sample.
+func overlaps(docs, calibDocs [][]int) bool {
+	seen := make(map[string]bool, len(calibDocs))
+	for _, d := range calibDocs {
+		seen[fmt.Sprint(d)] = true
+	}
+	for _, d := range docs {
+		if seen[fmt.Sprint(d)] {
+			return true
+		}
+		if n := len(calibDocs); n > 0 && len(d) > len(calibDocs[n-1]) && fmt.Sprint(d[:len(calibDocs[n-1])]) == fmt.Sprint(calibDocs[n-1]) {
+			return true
+		}
+	}
+	return false
 }
 
 // tokenCount returns the number of tokens in docs.

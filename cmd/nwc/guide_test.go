@@ -140,6 +140,15 @@ func TestBenchPPLGenerated(t *testing.T) {
 	if a, b := pts[0].Sets[0].NLL, pts[0].Sets[1].NLL; a == b {
 		t.Errorf("fp32 nll %v on both sets: the held-out samples look like the calibration ones", a)
 	}
+	// The dev text as both calibration and evaluation text is in-sample.
+	out = runOK(t, "bench", "ppl", "--model", f.st, "--tokenizer", f.tok, "--heldout-generate", "300", "--text", f.text, "--calib-text", f.text,
+		"--bits", "5", "--variants", "ecsq", "--json", "--quiet")
+	if err := json.Unmarshal([]byte(out), &pts); err != nil {
+		t.Fatalf("%v in %q", err, out)
+	}
+	if s := pts[0].Sets; len(s) != 3 || s[0].InSample || !s[1].InSample || !s[2].InSample {
+		t.Errorf("--text the calibration text: sets %+v, want it marked in-sample", s)
+	}
 	for _, bad := range [][]string{
 		{"--calib-generate", "100", "--calib-seed", "1"},
 		{"--heldout-generate", "0"},
@@ -212,5 +221,26 @@ func TestCapTokens(t *testing.T) {
 	}
 	if fmt.Sprint(docs) != "[[1 2 3] [1 4] [1 5 6 7]]" {
 		t.Errorf("capTokens changed its input: %v", docs)
+	}
+}
+
+func TestOverlaps(t *testing.T) {
+	calib := [][]int{{1, 2, 3}, {1, 4, 5, 6}, {1, 7}}
+	for _, tc := range []struct {
+		docs [][]int
+		want bool
+	}{
+		{[][]int{{1, 9}, {1, 2}}, false},
+		{[][]int{{1, 9}, {1, 4, 5, 6}}, true},
+		{[][]int{{1, 7, 8, 9}}, true}, // the last calibration document, cut short
+		{[][]int{{1, 2, 3, 4}}, false},
+		{nil, false},
+	} {
+		if got := overlaps(tc.docs, calib); got != tc.want {
+			t.Errorf("overlaps(%v) = %v, want %v", tc.docs, got, tc.want)
+		}
+	}
+	if overlaps([][]int{{1}}, nil) {
+		t.Error("no calibration text overlaps")
 	}
 }

@@ -106,6 +106,26 @@ type EncodeOptions struct {
 	// where they cost what rounding does, and its choice between them
 	// is made on a sample five to seven times over).
 	Estimate bool
+	// Interrupt, if set, is called by lossy encoders between the column
+	// blocks of a matrix; a non-nil result stops the encoding, which
+	// returns it. Conversion sets it to its context's Err, so that an
+	// interrupt stops within one block of a matrix that takes minutes to
+	// code rather than after it. The encoded bytes never depend on it.
+	Interrupt func() error
+}
+
+// Interruptible returns quant, checking o.Interrupt before each call when
+// it is set: for encoders that code a matrix in column blocks.
+func (o *EncodeOptions) Interruptible(quant func(c0, c1 int) error) func(c0, c1 int) error {
+	if o == nil || o.Interrupt == nil {
+		return quant
+	}
+	return func(c0, c1 int) error {
+		if err := o.Interrupt(); err != nil {
+			return err
+		}
+		return quant(c0, c1)
+	}
 }
 
 // ErrOptions reports encode or conversion options that cannot be used:

@@ -312,6 +312,11 @@ func newConversion(ctx context.Context, src safetensors.Source, opts *Options) (
 	if opts != nil {
 		c.o = *opts
 	}
+	if c.o.Encode.Interrupt == nil {
+		// One matrix can take minutes to code: let the encoders see
+		// the cancellation between column blocks.
+		c.o.Encode.Interrupt = ctx.Err
+	}
 	if c.o.Codec == "" {
 		c.o.Codec = codec.Lossless
 	}

@@ -291,7 +291,9 @@ func (c *conversion) codeGroup(bm calibModel, mo *llama.Moments, key string, its
 			if err != nil {
 				return err
 			}
-			corr.apply(w)
+			if err := corr.apply(w, c.o.Encode.Interrupt); err != nil {
+				return err
+			}
 			if it.data, err = dtype.FromFloat32(nil, w, it.info.DType); err != nil {
 				return err
 			}
@@ -403,17 +405,24 @@ type correction struct {
 // through correctionRows rows at a time: every element's sums run in the
 // same order whatever the rows handled at once (gemm and chol treat rows
 // and right-hand sides independently), and float64 copies of a
-// classifier's 65 M weights would take a gigabyte.
-func (c *correction) apply(w []float32) {
+// classifier's 65 M weights would take a gigabyte. interrupt, if set, is
+// checked before each block of rows: a large classifier's correction
+// takes minutes.
+func (c *correction) apply(w []float32, interrupt func() error) error {
 	n := c.n
 	rows := len(w) / n
 	if rows == 0 {
-		return
+		return nil
 	}
 	step := min(rows, correctionRows)
 	w64 := make([]float64, step*n)
 	out := make([]float64, step*n)
 	for r0 := 0; r0 < rows; r0 += step {
+		if interrupt != nil {
+			if err := interrupt(); err != nil {
+				return err
+			}
+		}
 		m := min(r0+step, rows) - r0
 		ws := w[r0*n : (r0+m)*n]
 		for i, v := range ws {
@@ -436,6 +445,7 @@ func (c *correction) apply(w []float32) {
 			}
 		}
 	}
+	return nil
 }
 
 // transposeSquare transposes the n×n row-major matrix a in place.

@@ -91,7 +91,9 @@ func TestTargetMap(t *testing.T) {
 				t.Errorf("damp %g: Hessian N %d, tokens %d, H₀₀ %g; want the mean of Σ x̃ x̃ᵀ", tc.damp, h.N, h.Tokens, h.Data[0])
 			}
 			ws := append([]float32(nil), w...)
-			corr.apply(ws)
+			if err := corr.apply(ws, nil); err != nil {
+				t.Fatal(err)
+			}
 			if l := loss(ws); !(l <= tc.max) {
 				t.Errorf("damp %g, %d rows told: relative output error %.3g with the target, %.3g without; want at most %.3g", tc.damp, told, l, base, tc.max)
 			}
@@ -160,9 +162,19 @@ func TestCorrectionRows(t *testing.T) {
 			for i, v := range out {
 				want[i] += float32(v)
 			}
-			c.apply(w)
+			calls := 0
+			if err := c.apply(w, func() error { calls++; return nil }); err != nil {
+				t.Fatal(err)
+			}
 			if !slices.Equal(w, want) {
 				t.Errorf("%s, %d rows: blocked correction differs from the whole product", name, rows)
+			}
+			if blocks := (rows + correctionRows - 1) / correctionRows; calls != blocks {
+				t.Errorf("%s, %d rows: interrupt checked %d times, want once per block of rows (%d)", name, rows, calls, blocks)
+			}
+			stop := errors.New("stop")
+			if err := c.apply(slices.Clone(w), func() error { return stop }); !errors.Is(err, stop) {
+				t.Errorf("%s, %d rows: interrupted correction returned %v", name, rows, err)
 			}
 		}
 	}

@@ -168,7 +168,7 @@ func (c *Encoder) Encode(t *codec.Tensor, opts *codec.EncodeOptions) (*codec.Enc
 	}
 	starts := neural.GroupStarts(rows, ends)
 	base := p
-	run := pass{c: c, w: w, rows: rows, cols: cols, colLv: colLv, hessian: opts.Hessian, factors: opts.ScaleFactors, starts: starts, block: max(opts.LDLQBlock, 0), jobs: opts.Jobs, auxWeight: 1}
+	run := pass{c: c, w: w, rows: rows, cols: cols, colLv: colLv, hessian: opts.Hessian, factors: opts.ScaleFactors, starts: starts, block: max(opts.LDLQBlock, 0), jobs: opts.Jobs, interrupt: opts.Interrupt, auxWeight: 1}
 	if opts.Hessian == nil {
 		// Without LDLQ every pass normalizes by the same scales.
 		run.scales = chunk.CodingScales(w, rows, cols, opts.ScaleFactors)
@@ -443,7 +443,7 @@ func (r *pass) sampleFrom(read func(dst []float32, r0, r1 int) ([]float32, error
 	s := &pass{
 		c: r.c, w: make([]float32, rows*cols), rows: rows, cols: cols,
 		colLv: make([]uint8, cols), starts: make([]bool, chunk.Chunks(rows)),
-		jobs: r.jobs, scales: make([]uint16, cols),
+		jobs: r.jobs, interrupt: r.interrupt, scales: make([]uint16, cols),
 		auxWeight: float64(rows*cols) / float64(n),
 	}
 	for j := range cols {

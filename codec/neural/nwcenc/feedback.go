@@ -28,6 +28,9 @@ type pass struct {
 	starts     []bool    // chunk rows that begin a group (trellis sequences restart)
 	block      int       // columns per LDLQ block; 0 is ldlq.DefaultBlock
 	jobs       int       // goroutines, as codec.EncodeOptions.Jobs
+	// interrupt is codec.EncodeOptions.Interrupt, checked before each
+	// column block.
+	interrupt func() error
 	// scales are the column scales of every pass without a Hessian (fp16
 	// bits, from the whole matrix even when w is a sample of it), or nil
 	// to compute them from w.
@@ -203,6 +206,7 @@ func (r *pass) code(p neural.Params, learned bool) (*coding, error) {
 		}
 		return nil
 	}
+	quant = (&codec.EncodeOptions{Interrupt: r.interrupt}).Interruptible(quant)
 	var err error
 	if r.hessian == nil {
 		// Without a Hessian the whole matrix is one block.

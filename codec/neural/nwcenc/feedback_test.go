@@ -191,3 +191,45 @@ func TestLDLQErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodeInterrupt checks that an Interrupt error stops the encoding
+// between column blocks and is returned, with and without a Hessian, and
+// that an Interrupt that never fires leaves the bytes alone.
+func TestEncodeInterrupt(t *testing.T) {
+	const rows, cols = 45, 96
+	tt, _ := ldlqTensor(rows, cols, 2)
+	h := sharedHessian(cols, 2000, 5)
+	stop := errors.New("stop")
+	c := forced(t, forceAuto)
+	for _, hess := range [][]float64{nil, h} {
+		want, err := c.Encode(tt, &codec.EncodeOptions{Step: 0.5, Hessian: hess, LDLQBlock: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := 0
+		got, err := c.Encode(tt, &codec.EncodeOptions{Step: 0.5, Hessian: hess, LDLQBlock: 8, Interrupt: func() error { calls++; return nil }})
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("Hessian %v: a silent Interrupt changed the encoding (%v)", hess != nil, err)
+		}
+		if calls == 0 {
+			t.Errorf("Hessian %v: Interrupt never called", hess != nil)
+		}
+		after := 0
+		if hess != nil {
+			after = 3 // in the middle of the column blocks
+		}
+		n := 0
+		_, err = c.Encode(tt, &codec.EncodeOptions{Step: 0.5, Hessian: hess, LDLQBlock: 8, Interrupt: func() error {
+			if n++; n > after {
+				return stop
+			}
+			return nil
+		}})
+		if !errors.Is(err, stop) {
+			t.Errorf("Hessian %v: interrupted encoding returned %v, want the interrupt's error", hess != nil, err)
+		}
+		if n > after+1 {
+			t.Errorf("Hessian %v: %d Interrupt calls after it fired", hess != nil, n-after-1)
+		}
+	}
+}

@@ -144,7 +144,7 @@ func (c *Encoder) encodeStreamed(t *codec.Tensor, l chunk.Layout, opts *codec.En
 		colLv[j] = levelOf(levels, j)
 	}
 	starts := neural.GroupStarts(rows, ends)
-	whole := pass{c: c, rows: rows, cols: cols, colLv: colLv, factors: opts.ScaleFactors, starts: starts, jobs: opts.Jobs, scales: h, auxWeight: 1}
+	whole := pass{c: c, rows: rows, cols: cols, colLv: colLv, factors: opts.ScaleFactors, starts: starts, jobs: opts.Jobs, interrupt: opts.Interrupt, scales: h, auxWeight: 1}
 	noBlob := opts.NoBlob && c.force != forceLearned
 	if pick, ok := c.estimate(opts, p); ok {
 		p = pick

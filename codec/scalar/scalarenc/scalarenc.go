@@ -51,7 +51,7 @@ func drive(m []float32, rows, cols int, o *codec.EncodeOptions, quant func(c0, c
 		return fmt.Errorf("%w: Hessian has %d entries, want %d×%d", codec.ErrOptions, len(o.Hessian), cols, cols)
 	}
 	// A negative block size has always meant the default here.
-	err := ldlq.Drive(m, rows, cols, o.Hessian, max(o.LDLQBlock, 0), quant)
+	err := ldlq.Drive(m, rows, cols, o.Hessian, max(o.LDLQBlock, 0), o.Interruptible(quant))
 	if errors.Is(err, ldlq.ErrInvalid) || errors.Is(err, ldlq.ErrNotPositiveDefinite) {
 		return fmt.Errorf("%w: %w", codec.ErrOptions, err)
 	}

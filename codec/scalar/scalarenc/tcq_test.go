@@ -1,6 +1,7 @@
 package scalarenc
 
 import (
+	"errors"
 	"math/rand/v2"
 	"testing"
 
@@ -94,5 +95,29 @@ func TestTCQLDLQ(t *testing.T) {
 	t.Logf("output error: %.4g plain, %.4g with LDLQ", plain, comp)
 	if comp > 0.8*plain {
 		t.Errorf("LDLQ output error %.4g is not well below %.4g without", comp, plain)
+	}
+}
+
+// TestEncodeInterrupt checks that ecsq, tcq and rtn stop at an Interrupt
+// error between LDLQ blocks and return it.
+func TestEncodeInterrupt(t *testing.T) {
+	const rows, cols = 16, 64
+	tn := gaussian("w", 5, []uint64{rows, cols}, 1, format.F32)
+	h := make([]float64, cols*cols)
+	for i := range cols {
+		h[i*cols+i] = 1 + float64(i%3)
+	}
+	stop := errors.New("stop")
+	for name, enc := range map[string]codec.Encoder{"ecsq": ecsqEncoder{}, "tcq": ecsqEncoder{trellis: true}, "rtn": rtnEncoder{}} {
+		n := 0
+		_, err := enc.Encode(tn, &codec.EncodeOptions{Step: 0.3, Hessian: h, LDLQBlock: 8, Interrupt: func() error {
+			if n++; n > 2 {
+				return stop
+			}
+			return nil
+		}})
+		if !errors.Is(err, stop) || n != 3 {
+			t.Errorf("%s: %v after %d Interrupt calls, want the interrupt's error after 3", name, err, n)
+		}
 	}
 }

@@ -22,6 +22,10 @@ type Variant struct {
 	// Probe measures each matrix's sensitivity on the model itself (over
 	// the start of the text, see convert.Probe) for the bit allocation.
 	Probe bool
+	// NoLearned codes nwc without its learned transform (every matrix on
+	// the scalar trellis path, no decoder in the file): the same file
+	// without the neural part.
+	NoLearned bool
 }
 
 // Variants returns the rows of issue 5's table for a set of Hessians:
@@ -46,9 +50,15 @@ func Variants(h *calib.Set) []Variant {
 		guided("nwc + column steps + LDLQ + allocation (Hessian proxy)", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true}, false),
 		guided("nwc + column steps + LDLQ + measured allocation", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true}, true),
 		guided("nwc + column steps + LDLQ + measured allocation + sequential", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true}, true),
+		noLearned(guided("nwc + column steps + LDLQ + measured allocation + sequential, no learned transform", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true}, true)),
 		guided("ecsq + column steps + LDLQ + measured allocation + sequential", "ecsq", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true}, true),
 		guided("tcq + column steps + LDLQ + measured allocation + sequential", "tcq", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true}, true),
 	)
+}
+
+func noLearned(v Variant) Variant {
+	v.NoLearned = true
+	return v
 }
 
 // An EvalSet is a named evaluation text of the perplexity table.
@@ -78,7 +88,10 @@ type PPLPoint struct {
 	Variant       string  `json:"variant"`
 	TargetBits    float64 `json:"target_bits"`
 	BitsPerWeight float64 `json:"bits_per_weight"`
-	Tokens        int     `json:"tokens"`
+	// SQNRdB is the signal-to-quantization-noise ratio of the file's
+	// matrices against the original ones (as bench rd measures it).
+	SQNRdB float64 `json:"sqnr_db"`
+	Tokens int     `json:"tokens"`
 	NLL           float64 `json:"nll_per_token"`
 	RelNLL        float64 `json:"rel_nll"`
 	// Sets holds every evaluation set's numbers, the first included.
@@ -104,7 +117,12 @@ func PPL(in string, evals []EvalSet, calibDocs [][]int, variants []Variant, bits
 	if err != nil {
 		return nil, err
 	}
+	orig, err := loadMatrices(in)
+	if err != nil {
+		return nil, err
+	}
 	pts := []PPLPoint{point("fp32", 32, 32, ref)}
+	pts[0].SQNRdB = LosslessSQNR
 	for _, v := range variants {
 		targets := bits
 		if v.Codec == "q4k" {
@@ -114,11 +132,13 @@ func PPL(in string, evals []EvalSet, calibDocs [][]int, variants []Variant, bits
 			if v.Guidance != nil && calibDocs == nil {
 				return nil, fmt.Errorf("%s: a guided variant without calibration text", v.Name)
 			}
-			bpw, sets, err := pplPoint(in, m, evals, calibDocs, window, v, b, base, dir, ref)
+			bpw, sqnr, sets, err := pplPoint(in, m, evals, calibDocs, window, v, b, base, dir, ref, orig)
 			if err != nil {
 				return nil, fmt.Errorf("%s at %g bits: %w", v.Name, b, err)
 			}
-			pts = append(pts, point(v.Name, b, bpw, sets))
+			p := point(v.Name, b, bpw, sets)
+			p.SQNRdB = sqnr
+			pts = append(pts, p)
 		}
 	}
 	return pts, nil
@@ -148,10 +168,10 @@ func evalSets(m *llama.Model, evals []EvalSet, window int, ref []SetNLL) ([]SetN
 	return out, nil
 }
 
-func pplPoint(in string, orig *llama.Model, evals []EvalSet, calibDocs [][]int, window int, v Variant, bits float64, base convert.Options, dir string, ref []SetNLL) (float64, []SetNLL, error) {
+func pplPoint(in string, orig *llama.Model, evals []EvalSet, calibDocs [][]int, window int, v Variant, bits float64, base convert.Options, dir string, ref []SetNLL, origW map[string][]float32) (bpw, sqnr float64, sets []SetNLL, err error) {
 	src, err := safetensors.OpenPath(in)
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	defer src.Close()
 	out := filepath.Join(dir, "ppl.nwc")
@@ -161,6 +181,7 @@ func pplPoint(in string, orig *llama.Model, evals []EvalSet, calibDocs [][]int, 
 	if v.Codec != "q4k" {
 		o.Bits = bits
 	}
+	o.Encode.NoBlob = o.Encode.NoBlob || v.NoLearned
 	if v.Guidance != nil {
 		g := *v.Guidance
 		g.Calib = &convert.Calibration{Model: orig.Clone(), Docs: calibDocs, Window: window}
@@ -171,12 +192,15 @@ func pplPoint(in string, orig *llama.Model, evals []EvalSet, calibDocs [][]int, 
 	}
 	st, err := convert.ToNWC(context.Background(), src, out, &o)
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
+	}
+	if sqnr, err = fileSQNR(out, origW); err != nil {
+		return 0, 0, nil, err
 	}
 	m, err := llama.Load(out)
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
-	sets, err := evalSets(m, evals, window, ref)
-	return st.BitsPerWeight, sets, err
+	sets, err = evalSets(m, evals, window, ref)
+	return st.BitsPerWeight, sqnr, sets, err
 }

@@ -92,39 +92,64 @@ func measure(in, codecID string, bits float64, base convert.Options, dir string,
 	p.BitsPerWeight = st.BitsPerWeight
 
 	start = time.Now()
-	r, err := reader.Open(out, nil)
+	d, err := decodeMatrices(out)
 	if err != nil {
 		return p, err
 	}
+	p.DecodeSeconds = time.Since(start).Seconds()
+	if d.elems > 0 {
+		p.BlobBitsPerWeight = float64(d.blobBytes) * 8 / float64(d.elems)
+	}
+	if p.NMSE, err = nmse(orig, d.m); err != nil {
+		return p, err
+	}
+	p.SQNRdB = sqnrDB(p.NMSE)
+	p.GaussianBoundDB = 6.02 * p.BitsPerWeight
+	return p, nil
+}
+
+// decoded holds the float matrices of a .nwc file.
+type decoded struct {
+	m         map[string][]float32
+	elems     uint64
+	blobBytes uint64
+}
+
+// decodeMatrices decodes the float tensors of rank ≥ 2 of a .nwc file.
+func decodeMatrices(path string) (decoded, error) {
+	d := decoded{m: map[string][]float32{}}
+	r, err := reader.Open(path, nil)
+	if err != nil {
+		return d, err
+	}
 	defer r.Close()
-	decoded := map[string][]float32{}
-	var elems uint64
 	for _, t := range r.Tensors() {
 		if len(t.Shape()) < 2 || !t.DType().IsFloat() {
 			continue
 		}
 		v, err := t.Float32()
 		if err != nil {
-			return p, err
+			return d, err
 		}
-		decoded[t.Name()] = v
-		elems += t.NumElements()
+		d.m[t.Name()] = v
+		d.elems += t.NumElements()
 	}
-	p.DecodeSeconds = time.Since(start).Seconds()
-	var blob uint64
 	for _, b := range r.Index().Blobs {
 		if b.Section != nil {
-			blob += b.Section.Length
+			d.blobBytes += b.Section.Length
 		}
 	}
-	if elems > 0 {
-		p.BlobBitsPerWeight = float64(blob) * 8 / float64(elems)
-	}
+	return d, nil
+}
+
+// nmse returns the squared error of decoded against orig over the
+// squared values of orig, summed over every matrix of orig.
+func nmse(orig, decoded map[string][]float32) (float64, error) {
 	var sig, noise float64
 	for name, w := range orig {
 		d := decoded[name]
 		if len(d) != len(w) {
-			return p, fmt.Errorf("tensor %q: decoded %d values, want %d", name, len(d), len(w))
+			return 0, fmt.Errorf("tensor %q: decoded %d values, want %d", name, len(d), len(w))
 		}
 		for i := range w {
 			e := float64(w[i]) - float64(d[i])
@@ -132,15 +157,28 @@ func measure(in, codecID string, bits float64, base convert.Options, dir string,
 			noise += e * e
 		}
 	}
-	if sig > 0 {
-		p.NMSE = noise / sig
-		p.SQNRdB = LosslessSQNR
-		if p.NMSE > 0 {
-			p.SQNRdB = min(-10*math.Log10(p.NMSE), LosslessSQNR)
-		}
+	if sig == 0 {
+		return 0, nil
 	}
-	p.GaussianBoundDB = 6.02 * p.BitsPerWeight
-	return p, nil
+	return noise / sig, nil
+}
+
+// sqnrDB is −10·log10(nmse), LosslessSQNR for an exact reconstruction.
+func sqnrDB(nmse float64) float64 {
+	if nmse <= 0 {
+		return LosslessSQNR
+	}
+	return min(-10*math.Log10(nmse), LosslessSQNR)
+}
+
+// fileSQNR returns the SQNR of the .nwc file at path against orig.
+func fileSQNR(path string, orig map[string][]float32) (float64, error) {
+	d, err := decodeMatrices(path)
+	if err != nil {
+		return 0, err
+	}
+	e, err := nmse(orig, d.m)
+	return sqnrDB(e), err
 }
 
 // loadMatrices reads the float tensors of rank ≥ 2 of a checkpoint.

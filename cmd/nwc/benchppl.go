@@ -151,7 +151,7 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 		return writeJSON(stdout, pts)
 	}
 	tw := newTable(stdout)
-	head := "variant\ttarget\tbits/weight\t"
+	head := "variant\ttarget\tbits/weight\tSQNR dB\t"
 	for _, e := range evals {
 		name := e.Name
 		if e.InSample {
@@ -161,13 +161,13 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(tw, head)
 	for _, p := range pts {
-		fmt.Fprintf(tw, "%s\t%.2f\t%.4f\t", p.Variant, p.TargetBits, p.BitsPerWeight)
+		fmt.Fprintf(tw, "%s\t%.2f\t%.4f\t%.2f\t", p.Variant, p.TargetBits, p.BitsPerWeight, p.SQNRdB)
 		for _, s := range p.Sets {
 			fmt.Fprintf(tw, "%.4f\t%+.2f%%\t", s.NLL, 100*s.RelNLL)
 		}
 		fmt.Fprintln(tw)
 	}
-	fmt.Fprintf(tw, "tokens:\t\t\t")
+	fmt.Fprintf(tw, "tokens:\t\t\t\t")
 	for _, s := range pts[0].Sets {
 		fmt.Fprintf(tw, "%d\t\t", s.Tokens)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -242,5 +243,39 @@ func TestOverlaps(t *testing.T) {
 	}
 	if overlaps([][]int{{1}}, nil) {
 		t.Error("no calibration text overlaps")
+	}
+}
+
+// TestConvertNoLearned checks that --no-learned codes without the
+// learned transform where the default uses it (stories260K at 2 bits, with
+// the decoder referenced so that it costs the small file nothing): other
+// bytes, no decoder, about the same rate.
+func TestConvertNoLearned(t *testing.T) {
+	f := stories(t)
+	dir := t.TempDir()
+	type info struct {
+		BitsPerWeight float64 `json:"bits_per_weight"`
+		BlobBytes     int64   `json:"blob_bytes"`
+	}
+	conv := func(name string, extra ...string) (info, []byte) {
+		out := filepath.Join(dir, name)
+		runOK(t, append([]string{"convert", f.st, "-o", out, "--bits", "2", "--codec-ref", "--quiet"}, extra...)...)
+		var i info
+		if err := json.Unmarshal([]byte(runOK(t, "info", "--json", out)), &i); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i, b
+	}
+	with, wb := conv("with.nwc")
+	without, nb := conv("without.nwc", "--no-learned")
+	if bytes.Equal(wb, nb) || without.BlobBytes != 0 {
+		t.Errorf("--no-learned gave the default's bytes (%v) or stored a decoder (%d bytes)", bytes.Equal(wb, nb), without.BlobBytes)
+	}
+	if math.Abs(with.BitsPerWeight-without.BitsPerWeight) > 0.05 {
+		t.Errorf("bits per weight %.4f by default, %.4f with --no-learned: rate control should hold both at 2", with.BitsPerWeight, without.BitsPerWeight)
 	}
 }

@@ -187,6 +187,11 @@ func checkConvertFlags(set map[string]bool, codecID string, bits, step float64, 
 			return usagef("--%s %d: want a number above 0", name, v)
 		}
 	}
+	for _, name := range []string{"no-learned"} {
+		if set[name] && codecID != "nwc" {
+			return usagef("--%s applies to --codec nwc only, not %s", name, codecID)
+		}
+	}
 	if set["rtn-bits"] && set["bits"] {
 		return usagef("--rtn-bits and --bits both set rtn's width; give one")
 	}

@@ -208,6 +208,7 @@ func TestOutputSafety(t *testing.T) {
 		{name: "convert --codec raw --bits", args: []string{"convert", "D/m.safetensors", "-o", "D/q.nwc", "--codec", "raw", "--bits", "4"}, code: 2, msg: "--bits has no effect with --codec raw", disk: "unchanged"},
 		{name: "convert --codec lossless --bits", args: []string{"convert", "D/m.safetensors", "-o", "D/q.nwc", "--codec", "lossless", "--bits", "4"}, code: 2, msg: "--bits has no effect with --codec lossless", disk: "unchanged"},
 		{name: "convert --codec q4k --bits 3", args: []string{"convert", "D/m.safetensors", "-o", "D/q.nwc", "--codec", "q4k", "--bits", "3"}, code: 2, msg: "q4k has a fixed rate", disk: "unchanged"},
+		{name: "convert --codec ecsq --no-learned", args: []string{"convert", "D/m.safetensors", "-o", "D/q.nwc", "--codec", "ecsq", "--bits", "4", "--no-learned"}, code: 2, msg: "--no-learned applies to --codec nwc only, not ecsq", disk: "unchanged"},
 		{name: "convert --bits 0", args: []string{"convert", "D/m.safetensors", "-o", "D/q.nwc", "--bits", "0"}, code: 2, msg: "--bits 0: want a finite number above 0", disk: "unchanged"},
 		{name: "convert --bits NaN", args: []string{"convert", "D/m.safetensors", "-o", "D/q.nwc", "--bits", "NaN"}, code: 2, msg: "--bits NaN: want a finite number above 0", disk: "unchanged"},
 		{name: "convert --step -1", args: []string{"convert", "D/m.safetensors", "-o", "D/q.nwc", "--step", "-1"}, code: 2, msg: "--step -1: want a finite number above 0", disk: "unchanged"},

@@ -41,6 +41,11 @@ type Guidance struct {
 	// each with a Hessian and target taken from Calib's model as
 	// compressed so far (see conversion.sequential).
 	Sequential bool
+	// SequentialDamp is the ridge on sequential guidance's corrections,
+	// relative to the mean of the input Hessian's diagonal; 0 selects
+	// the package's SequentialDamp. Calibration text of many tokens
+	// needs less of it.
+	SequentialDamp float64
 	// LayerHessians derives every matrix's input Hessian on the original
 	// model from Calib a layer at a time, instead of taking it from
 	// Hessians (which it overrides): what a model too large to load whole

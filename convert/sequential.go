@@ -272,7 +272,11 @@ func (c *conversion) codeGroup(bm calibModel, mo *llama.Moments, key string, its
 			rows += int(it.shape[0])
 		}
 	}
-	h, corr, err := targetMap(mo, SequentialDamp, rows)
+	damp := SequentialDamp
+	if g := c.o.Guidance; g != nil && g.SequentialDamp > 0 {
+		damp = g.SequentialDamp
+	}
+	h, corr, err := targetMap(mo, damp, rows)
 	if errors.Is(err, errZeroInput) {
 		// The layer's output is zero whatever its weights: nothing to
 		// correct, so the matrices keep their own guidance.

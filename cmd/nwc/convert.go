@@ -49,6 +49,7 @@ func convertCmd(name string, args []string, stdout, stderr io.Writer, loaded *lo
 	fs.IntVar(&gf.calibTokens, "calib-tokens", 0, "use only the first `N` tokens of --calib (default all): calibration, the allocation probe and sequential guidance cost time and memory in proportion")
 	fs.IntVar(&gf.calibGenerate, "calib-generate", 0, "calibrate also on `N` tokens of stories sampled from IN itself at temperature 1 (data-free; after --calib's text if given)")
 	fs.Uint64Var(&gf.calibSeed, "calib-seed", DefaultCalibSeed, "random seed of --calib-generate's samples")
+	fs.Float64Var(&gf.seqDamp, "seq-damp", 0, "ridge on sequential guidance's corrections, relative to the mean input power (default 0.3; less with more calibration tokens)")
 	fs.IntVar(&gf.ldlqBlock, "ldlq-block", 0, "columns per LDLQ block (default cols/16, at most 128; 1 = column by column)")
 	fs.BoolVar(&gf.noLDLQ, "no-ldlq", false, "with Hessians: no LDLQ error compensation")
 	fs.BoolVar(&gf.noColumnSteps, "no-column-steps", false, "with Hessians: every column of a matrix at the same normalized step")

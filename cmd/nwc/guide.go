@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/nwcodec/nwc/calib"
 	"github.com/nwcodec/nwc/convert"
@@ -16,8 +17,10 @@ type guideFlags struct {
 	ldlqBlock, calibTokens                   int
 	// calibGenerate tokens sampled from the model itself (seed
 	// calibSeed) join the calibration text.
-	calibGenerate                           int
-	calibSeed                               uint64
+	calibGenerate int
+	calibSeed     uint64
+	// seqDamp is Guidance.SequentialDamp (0: the default).
+	seqDamp                                 float64
 	noLDLQ, noColumnSteps, levels, allocate bool
 	noSequential                            bool
 	weights                                 uint64 // in the checkpoint
@@ -51,6 +54,9 @@ func guidance(ctx context.Context, in string, f guideFlags) (*convert.Guidance, 
 	if !calibrated && (f.noSequential || f.calibTokens != 0) {
 		return nil, usagef("--no-sequential and --calib-tokens need --calib or --calib-generate")
 	}
+	if f.seqDamp < 0 || math.IsNaN(f.seqDamp) || math.IsInf(f.seqDamp, 0) || f.seqDamp > 0 && !calibrated {
+		return nil, usagef("--seq-damp %v: want a finite number above 0, with --calib or --calib-generate", f.seqDamp)
+	}
 	if f.calibTokens < 0 || f.calibGenerate < 0 {
 		return nil, usagef("--calib-tokens %d or --calib-generate %d is negative", f.calibTokens, f.calibGenerate)
 	}
@@ -73,6 +79,8 @@ func guidance(ctx context.Context, in string, f guideFlags) (*convert.Guidance, 
 		LDLQ:        !f.noLDLQ && importance == "",
 		LDLQBlock:   f.ldlqBlock,
 		Allocate:    allocate,
+
+		SequentialDamp: f.seqDamp,
 	}
 	var err error
 	switch {

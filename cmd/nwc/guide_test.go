@@ -189,14 +189,24 @@ func TestConvertCalibGenerate(t *testing.T) {
 		"seed":   {"--calib-generate", "800", "--calib-seed", "3"},
 		"amount": {"--calib-generate", "400"},
 		"text":   {"--calib-generate", "800", "--calib", f.text},
+		"damp":   {"--calib-generate", "800", "--seq-damp", "0.05"},
 	} {
 		if bytes.Equal(a, conv(name, extra...)) {
 			t.Errorf("%s: %v gave the same file as --calib-generate 800 alone", name, extra)
 		}
 	}
-	var errb bytes.Buffer
-	if code := run([]string{"convert", f.st, "-o", filepath.Join(dir, "x.nwc"), "--bits", "4", "--calib-generate", "100"}, io.Discard, &errb); code != 2 {
-		t.Errorf("--calib-generate without --tokenizer: exit %d, want 2 (%s)", code, errb.String())
+	for _, bad := range [][]string{
+		{"--calib-generate", "100"}, // no tokenizer
+		{"--calib-generate", "-5", "--tokenizer", f.tok},
+		{"--seq-damp", "0.1"}, // nothing calibrated
+		{"--seq-damp", "-1", "--calib-generate", "100", "--tokenizer", f.tok},
+		{"--seq-damp", "NaN", "--calib-generate", "100", "--tokenizer", f.tok},
+	} {
+		var errb bytes.Buffer
+		args := append([]string{"convert", f.st, "-o", filepath.Join(dir, "x.nwc"), "--bits", "4"}, bad...)
+		if code := run(args, io.Discard, &errb); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (%s)", bad, code, errb.String())
+		}
 	}
 }
 

@@ -30,6 +30,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	plotPath := fs.String("plot", "", "write an RD plot to `FILE` (.png, .svg or .pdf)")
 	quiet := fs.Bool("quiet", false, "no progress line on stderr")
 	codecRef := fs.Bool("codec-ref", false, "nwc: reference the built-in decoder by SHA-256 instead of storing it")
+	noLearned := fs.Bool("no-learned", false, "nwc: code without the learned transform (see nwc convert --no-learned)")
 	rate := fs.String("rate", "auto", "rate control: auto, exact or model (see nwc convert --rate)")
 	var transposed multiFlag
 	fs.Var(&transposed, "transposed", "`REGEX` of matrices stored [in, out] (repeatable)")
@@ -46,6 +47,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	}
 	var base convert.Options
 	base.Encode.BlobRef = *codecRef
+	base.Encode.NoBlob = *noLearned
 	if base.Rate, err = parseRate(*rate); err != nil {
 		return err
 	}

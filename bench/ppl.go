@@ -50,7 +50,8 @@ func Variants(h *calib.Set) []Variant {
 		guided("nwc + column steps + LDLQ + allocation (Hessian proxy)", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true}, false),
 		guided("nwc + column steps + LDLQ + measured allocation", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true}, true),
 		guided("nwc + column steps + LDLQ + measured allocation + sequential", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true}, true),
-		noLearned(guided("nwc + column steps + LDLQ + measured allocation + sequential, no learned transform", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true}, true)),
+		guided("nwc + column steps + LDLQ + measured allocation + sequential + token steps", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true, TokenSteps: true}, true),
+		noLearned(guided("nwc + column steps + LDLQ + measured allocation + sequential + token steps, no learned transform", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true, TokenSteps: true}, true)),
 		guided("ecsq + column steps + LDLQ + measured allocation + sequential", "ecsq", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true}, true),
 		guided("tcq + column steps + LDLQ + measured allocation + sequential", "tcq", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true}, true),
 	)
@@ -92,8 +93,8 @@ type PPLPoint struct {
 	// matrices against the original ones (as bench rd measures it).
 	SQNRdB float64 `json:"sqnr_db"`
 	Tokens int     `json:"tokens"`
-	NLL           float64 `json:"nll_per_token"`
-	RelNLL        float64 `json:"rel_nll"`
+	NLL    float64 `json:"nll_per_token"`
+	RelNLL float64 `json:"rel_nll"`
 	// Sets holds every evaluation set's numbers, the first included.
 	Sets []SetNLL `json:"sets"`
 }

@@ -197,6 +197,7 @@ func toNWC(ctx context.Context, src safetensors.Source, out string, opts *Option
 // conversion is the plan for one checkpoint.
 type conversion struct {
 	src    safetensors.Source
+	tokens tokenSteps
 	o      Options
 	items  []*item
 	passes int
@@ -447,6 +448,11 @@ func (c *conversion) options(it *item, t *codec.Tensor) (*codec.EncodeOptions, e
 			return nil, err
 		}
 		if err := c.o.Guidance.apply(it, h, &o, t); err != nil {
+			return nil, err
+		}
+	}
+	if c.vocabMatrix(it, o.Transposed) {
+		if err := c.applyTokenSteps(it, &o, t); err != nil {
 			return nil, err
 		}
 	}

@@ -41,6 +41,11 @@ type Guidance struct {
 	// each with a Hessian and target taken from Calib's model as
 	// compressed so far (see conversion.sequential).
 	Sequential bool
+	// TokenSteps codes the vocabulary matrices (token embedding and
+	// classifier) with a step per token that follows how often the token
+	// occurs in Calib's text (see applyTokenSteps): rows of rare tokens
+	// coarser, of common ones finer, at no cost in the file.
+	TokenSteps bool
 	// SequentialDamp is the ridge on sequential guidance's corrections,
 	// relative to the mean of the input Hessian's diagonal; 0 selects
 	// the package's SequentialDamp. Calibration text of many tokens

@@ -55,6 +55,7 @@ func convertCmd(name string, args []string, stdout, stderr io.Writer, loaded *lo
 	fs.BoolVar(&gf.noColumnSteps, "no-column-steps", false, "with Hessians: every column of a matrix at the same normalized step")
 	fs.BoolVar(&gf.levels, "levels", false, "with Hessians: also the paper's importance levels from diag(H) (2 bits per column)")
 	fs.BoolVar(&gf.noSequential, "no-sequential", false, "with --calib: code every matrix against the original model's Hessians, not the model as compressed so far (sequential guidance)")
+	fs.BoolVar(&gf.noTokenSteps, "no-token-steps", false, "with --calib: code the token embedding and classifier like other matrices, not with a step per token from its frequency in the calibration text")
 	fs.BoolVar(&gf.allocate, "allocate", false, "with Hessians: spread --bits over the matrices by output-error sensitivity (measured on --calib text)")
 	noLearned := fs.Bool("no-learned", false, "nwc: code every matrix on the scalar trellis path and store no decoder (the same file without the learned transform)")
 	codecRef := fs.Bool("codec-ref", false, "nwc: store only the SHA-256 of the built-in decoder instead of its weights")

@@ -22,7 +22,7 @@ type guideFlags struct {
 	// seqDamp is Guidance.SequentialDamp (0: the default).
 	seqDamp                                 float64
 	noLDLQ, noColumnSteps, levels, allocate bool
-	noSequential                            bool
+	noSequential, noTokenSteps              bool
 	weights                                 uint64 // in the checkpoint
 	// whole: the conversion runs in this process (not nwc plan or a
 	// part), so guidance may read the model a layer at a time.
@@ -51,8 +51,8 @@ func guidance(ctx context.Context, in string, f guideFlags) (*convert.Guidance, 
 			set++
 		}
 	}
-	if !calibrated && (f.noSequential || f.calibTokens != 0) {
-		return nil, usagef("--no-sequential and --calib-tokens need --calib or --calib-generate")
+	if !calibrated && (f.noSequential || f.noTokenSteps || f.calibTokens != 0) {
+		return nil, usagef("--no-sequential, --no-token-steps and --calib-tokens need --calib or --calib-generate")
 	}
 	if f.seqDamp < 0 || math.IsNaN(f.seqDamp) || math.IsInf(f.seqDamp, 0) || f.seqDamp > 0 && !calibrated {
 		return nil, usagef("--seq-damp %v: want a finite number above 0, with --calib or --calib-generate", f.seqDamp)
@@ -99,6 +99,7 @@ func guidance(ctx context.Context, in string, f guideFlags) (*convert.Guidance, 
 		}
 		g.Calib = &convert.Calibration{Lazy: z, Docs: docs}
 		g.Sequential = !f.noSequential
+		g.TokenSteps = !f.noTokenSteps
 		g.LayerHessians = f.noSequential
 		if allocate {
 			g.Probe = &convert.Probe{}
@@ -109,6 +110,7 @@ func guidance(ctx context.Context, in string, f guideFlags) (*convert.Guidance, 
 		m, docs, g.Hessians, err = calibrate(ctx, in, calibSource{text: calibText, tokPath: tokPath, generate: f.calibGenerate, seed: f.calibSeed}, f.calibTokens)
 		g.Calib = &convert.Calibration{Model: m, Docs: docs}
 		g.Sequential = !f.noSequential
+		g.TokenSteps = !f.noTokenSteps
 		if allocate {
 			// With the model at hand, measure each matrix's effect on
 			// the loss rather than estimate it from the Hessians.

@@ -35,7 +35,7 @@ var runtimeFlags = map[string]bool{"o": true, "force": true, "jobs": true, "quie
 
 // unplannable are the options a plan cannot carry: sequential guidance and
 // the measured allocation probe run the model as compressed so far.
-var unplannable = []string{"calib", "tokenizer", "calib-tokens", "calib-generate", "calib-seed", "seq-damp", "no-sequential"}
+var unplannable = []string{"calib", "tokenizer", "calib-tokens", "calib-generate", "calib-seed", "seq-damp", "no-sequential", "no-token-steps"}
 
 // Environment variables --part auto reads.
 const (

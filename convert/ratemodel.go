@@ -635,17 +635,11 @@ func (c *conversion) sampleTensor(it *item, xs []float64) ([]ratePoint, skeleton
 	var pts []ratePoint
 	var sk skeleton
 	var n uint64
-	// A vocabulary matrix under token steps has columns whose steps lie
-	// four bits apart, the coarsest below a bit per weight, where the
-	// rate of rounding says little about that of the trellis: its
-	// samples are coded for real (on stories15M the estimate left the
-	// file 2 % under its target).
-	estimate := !c.vocabMatrix(it, c.transposed(it))
 	for _, x := range xs {
 		if stepped(it) {
 			o.Step = math.Exp2(x)
 		}
-		o.Estimate = estimate
+		o.Estimate = true
 		enc, err := cd.Encode(sub, o)
 		if err != nil {
 			return nil, skeleton{}, 0, err

@@ -39,6 +39,7 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 	only := fs.String("variants", "", "comma-separated variant names to run (default all; without calibration, the unguided ones)")
 	asJSON := fs.Bool("json", false, "print a JSON list of points")
 	quiet := fs.Bool("quiet", false, "no progress line on stderr")
+	rate := fs.String("rate", "auto", "rate control of the conversions: auto, exact or model (see nwc convert --rate)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -140,6 +141,9 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 	var base convert.Options
+	if base.Rate, err = parseRate(*rate); err != nil {
+		return err
+	}
 	pl := newProgress(stderr, *quiet)
 	base.Progress = convertProgress(pl, "bench ppl: convert")
 	pts, err := bench.PPL(*model, evals, calibDocs, variants, bits, base, dir)

@@ -46,28 +46,40 @@ func columnFactors(h *calib.Hessian, colSq []float64, useLDL bool) ([]float32, e
 			}
 		}
 	}
-	logA := make([]float64, n)
+	a := make([]float64, n)
+	for j := range a {
+		a[j] = colSq[j] * w[j]
+	}
+	return stepFactors(a, MaxColumnShift), nil
+}
+
+// stepFactors turns distortion weights a_j (a column's mean square times
+// how much the output feels its error) into scale factors: the optimal
+// step falls as a_j^(-1/2), so the factor is (a_j/geomean(a))^(-1/2),
+// clamped to ±maxShift bits. Weights that are zero or not finite keep
+// factor 1 and stay out of the mean.
+func stepFactors(a []float64, maxShift float64) []float32 {
+	logA := make([]float64, len(a))
 	var sum float64
 	live := 0
-	for j := range n {
-		a := colSq[j] * w[j]
-		if a > 0 && !math.IsInf(a, 0) {
-			logA[j] = math.Log2(a)
+	for j, v := range a {
+		if v > 0 && !math.IsInf(v, 0) {
+			logA[j] = math.Log2(v)
 			sum += logA[j]
 			live++
 		} else {
 			logA[j] = math.NaN()
 		}
 	}
-	out := make([]float32, n)
+	out := make([]float32, len(a))
 	for j := range out {
 		out[j] = 1
 		if live == 0 || math.IsNaN(logA[j]) {
 			continue
 		}
 		shift := 0.5 * (logA[j] - sum/float64(live))
-		shift = min(max(shift, -MaxColumnShift), MaxColumnShift)
+		shift = min(max(shift, -maxShift), maxShift)
 		out[j] = float32(math.Exp2(-shift))
 	}
-	return out, nil
+	return out
 }

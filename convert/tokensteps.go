@@ -1,7 +1,6 @@
 package convert
 
 import (
-	"math"
 	"sync"
 
 	"github.com/nwcodec/nwc/codec"
@@ -49,34 +48,15 @@ func tokenWeights(docs [][]int, vocab int) []float64 {
 // ±MaxTokenShift bits.
 func tokenFactors(w []float64, x []float32, rows int) []float32 {
 	cols := len(x) / rows
-	logA := make([]float64, rows)
-	var sum float64
-	live := 0
+	a := make([]float64, rows)
 	for r := range rows {
 		var sq float64
 		for _, v := range x[r*cols : (r+1)*cols] {
 			sq += float64(v) * float64(v)
 		}
-		a := sq / float64(cols) * w[r]
-		if a > 0 && !math.IsInf(a, 0) {
-			logA[r] = math.Log2(a)
-			sum += logA[r]
-			live++
-		} else {
-			logA[r] = math.NaN()
-		}
+		a[r] = sq / float64(cols) * w[r]
 	}
-	out := make([]float32, rows)
-	for r := range out {
-		out[r] = 1
-		if live == 0 || math.IsNaN(logA[r]) {
-			continue
-		}
-		shift := 0.5 * (logA[r] - sum/float64(live))
-		shift = min(max(shift, -MaxTokenShift), MaxTokenShift)
-		out[r] = float32(math.Exp2(-shift))
-	}
-	return out
+	return stepFactors(a, MaxTokenShift)
 }
 
 // tokenSteps holds what token steps need of a conversion, computed once.

@@ -35,14 +35,8 @@ func BatchSize(m *Model) int {
 // samples are held at once (BatchSize gives a count that keeps them within
 // 256 MiB). The context is checked between steps.
 func SampleBatch(ctx context.Context, m *Model, prompt []int, n int, opt SampleOptions, srcs []rand.Source) ([][]int, error) {
-	if err := opt.Validate(); err != nil {
+	if err := checkSample(m, prompt, opt); err != nil {
 		return nil, err
-	}
-	if len(prompt) == 0 {
-		return nil, fmt.Errorf("%w: empty prompt", ErrToken)
-	}
-	if len(prompt) > m.cfg.SeqLen {
-		return nil, fmt.Errorf("%w: prompt of %d tokens, context %d", ErrContext, len(prompt), m.cfg.SeqLen)
 	}
 	if len(srcs) == 0 {
 		return nil, nil
@@ -152,10 +146,7 @@ func (b *batch) forward(states []*State, tokens []int) []float32 {
 	n, dim := len(tokens), c.Dim
 	sc := b.scratch
 	sc.grow(n)
-	x := sc.x[:n*dim]
-	for i, t := range tokens {
-		copy(x[i*dim:(i+1)*dim], m.emb[t*dim:(t+1)*dim])
-	}
+	x := m.embed(sc.x[:n*dim], tokens)
 	for l := range m.layers {
 		b.layer(states, l, x)
 	}

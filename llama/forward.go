@@ -77,16 +77,22 @@ func (s *State) Forward(tokens []int) ([]float32, error) {
 	s.grow(n)
 	m := s.m
 	dim := c.Dim
-	x := s.x[:n*dim]
-	for i, t := range tokens {
-		copy(x[i*dim:(i+1)*dim], m.emb[t*dim:(t+1)*dim])
-	}
+	x := m.embed(s.x[:n*dim], tokens)
 	for l := range m.layers {
 		s.layer(l, x, n)
 	}
 	logits := s.classify(x, n)
 	s.pos += n
 	return logits, nil
+}
+
+// embed writes the embedding rows of tokens to x and returns it.
+func (m *Model) embed(x []float32, tokens []int) []float32 {
+	dim := m.cfg.Dim
+	for i, t := range tokens {
+		copy(x[i*dim:(i+1)*dim], m.emb[t*dim:(t+1)*dim])
+	}
+	return x
 }
 
 // layer runs layer l on the residual stream x of n tokens at positions

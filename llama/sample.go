@@ -54,14 +54,8 @@ func SampleRNG(seed, index uint64) *rand.PCG { return rand.NewPCG(seed, index) }
 // options and stream give the same tokens on any machine where the
 // forward pass gives the same logits.
 func Sample(m *Model, prompt []int, n int, opt SampleOptions, src rand.Source) ([]int, error) {
-	if err := opt.Validate(); err != nil {
+	if err := checkSample(m, prompt, opt); err != nil {
 		return nil, err
-	}
-	if len(prompt) == 0 {
-		return nil, fmt.Errorf("%w: empty prompt", ErrToken)
-	}
-	if len(prompt) > m.cfg.SeqLen {
-		return nil, fmt.Errorf("%w: prompt of %d tokens, context %d", ErrContext, len(prompt), m.cfg.SeqLen)
 	}
 	s := m.NewState()
 	out := append([]int(nil), prompt...)
@@ -93,6 +87,21 @@ func Sample(m *Model, prompt []int, n int, opt SampleOptions, src rand.Source) (
 		}
 	}
 	return out, nil
+}
+
+// checkSample reports whether Sample and SampleBatch can run: valid
+// options and a prompt of 1 to SeqLen tokens.
+func checkSample(m *Model, prompt []int, opt SampleOptions) error {
+	if err := opt.Validate(); err != nil {
+		return err
+	}
+	if len(prompt) == 0 {
+		return fmt.Errorf("%w: empty prompt", ErrToken)
+	}
+	if len(prompt) > m.cfg.SeqLen {
+		return fmt.Errorf("%w: prompt of %d tokens, context %d", ErrContext, len(prompt), m.cfg.SeqLen)
+	}
+	return nil
 }
 
 // draw picks one token from logits as Sample describes, using probs and

@@ -386,6 +386,9 @@ func newConversion(ctx context.Context, src safetensors.Source, opts *Options) (
 	if g := c.o.Guidance; g != nil && (g.Probe != nil || g.Sequential || g.LayerHessians) && (g.Calib == nil || (g.Calib.Model == nil && g.Calib.Lazy == nil)) {
 		return nil, fmt.Errorf("convert: %w: measured allocation, sequential guidance and layer Hessians need a calibration model", codec.ErrOptions)
 	}
+	if err := c.prepareTokenSteps(ctx); err != nil {
+		return nil, err
+	}
 	if g := c.o.Guidance; g != nil && g.Allocate {
 		var sens []Sensitivity
 		var err error

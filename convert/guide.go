@@ -43,8 +43,9 @@ type Guidance struct {
 	Sequential bool
 	// TokenSteps codes the vocabulary matrices (token embedding and
 	// classifier) with a step per token that follows how often the token
-	// occurs in Calib's text (see applyTokenSteps): rows of rare tokens
-	// coarser, of common ones finer, at no cost in the file.
+	// occurs in Calib's text and how likely the model finds it there
+	// (see applyTokenSteps, tokenWeights): rows of rare tokens coarser,
+	// of common ones finer, at no cost in the file.
 	TokenSteps bool
 	// SequentialDamp is the ridge on sequential guidance's corrections,
 	// relative to the mean of the input Hessian's diagonal; 0 selects

@@ -74,7 +74,8 @@ func (c *conversion) sequential(ctx context.Context, cal *Calibration) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if cfg.TiedEmbeddings && !hasOwnHessian(it) && c.o.Guidance.hessianFor(it.info.Name, it.numel/it.shape[0], false) == nil {
+		// Token steps code it without a Hessian.
+		if cfg.TiedEmbeddings && !hasOwnHessian(it) && !c.vocabMatrix(it, false) && c.o.Guidance.hessianFor(it.info.Name, it.numel/it.shape[0], false) == nil {
 			if it.hessian, err = classifierHessian(bm, run, ws, emb); err != nil {
 				return err
 			}

@@ -1,16 +1,28 @@
 package convert
 
 import (
+	"context"
 	"math"
 	"testing"
+
+	"github.com/nwcodec/nwc/internal/shareddata"
+	"github.com/nwcodec/nwc/llama"
+	"github.com/nwcodec/nwc/tokenizer"
 )
 
 func TestTokenWeights(t *testing.T) {
-	w := tokenWeights([][]int{{1, 2, 2}, {2, 7, -1}}, 4)
-	want := []float64{0.5, 1.5, 3.5, 0.5}
-	for i := range want {
-		if w[i] != want[i] {
-			t.Fatalf("weights %v, want %v (tokens outside the vocabulary ignored)", w, want)
+	docs := [][]int{{1, 2, 2}, {2, 7, -1}}
+	for _, tc := range []struct {
+		pred, want []float64
+	}{
+		{nil, []float64{0.5, 1.5, 3.5, 0.5}},
+		{[]float64{0.25, 2, 0, 1}, []float64{0.75, 3.5, 3.5, 1.5}},
+	} {
+		w := tokenWeights(docs, tc.pred, 4)
+		for i := range tc.want {
+			if w[i] != tc.want[i] {
+				t.Fatalf("predicted %v: weights %v, want %v (tokens outside the vocabulary ignored)", tc.pred, w, tc.want)
+			}
 		}
 	}
 }
@@ -46,5 +58,79 @@ func TestTokenFactors(t *testing.T) {
 	}
 	if f[0] != float32(math.Exp2(MaxTokenShift)) || f[4] != float32(math.Exp2(-MaxTokenShift)) {
 		t.Errorf("extreme rows: factors %v, %v; want clamped to 2^±%d", f[0], f[4], MaxTokenShift)
+	}
+}
+
+func TestAddSoftmax(t *testing.T) {
+	sum := []float64{1, 0, 0}
+	// Large logits: the maximum is subtracted before exponentiating.
+	addSoftmax(sum, []float32{1000, 1000 + float32(math.Log(3)), -1e30})
+	want := []float64{1.25, 0.75, 0}
+	for i := range want {
+		if math.Abs(sum[i]-want[i]) > 1e-4 { // float32 logits near 1000: ulp 6e-5
+			t.Fatalf("sum %v, want %v", sum, want)
+		}
+	}
+}
+
+// TestPredictedCounts checks predictedCounts against the model's own
+// forward pass: the softmax of every position's logits, summed, scaled
+// from the positions used to all of them.
+func TestPredictedCounts(t *testing.T) {
+	in := shareddata.Path(t, "stories260K", "stories260K.safetensors")
+	tok, err := tokenizer.Load(shareddata.Path(t, "stories260K", "tok512.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := llama.LoadDocs(shareddata.Path(t, "text", "tinystories-dev.txt"), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := llama.Load(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := m.Config()
+	// Twice over: more positions than predictedCounts uses.
+	ws := llama.Windows(append(docs, docs...), cfg.SeqLen, 0)
+	var total int
+	for _, w := range ws {
+		total += len(w)
+	}
+	if total <= PredictedTokens {
+		t.Fatalf("%d calibration tokens: the test needs more than PredictedTokens (%d) to check the scaling", total, PredictedTokens)
+	}
+	got, err := predictedCounts(context.Background(), heldModel{m}, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]float64, cfg.VocabSize)
+	used := 0
+	s := m.NewState()
+	for _, w := range ws {
+		if used == PredictedTokens {
+			break
+		}
+		w = w[:min(len(w), PredictedTokens-used)]
+		used += len(w)
+		s.Reset()
+		logits, err := s.Forward(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p := 0; p < len(w); p++ {
+			addSoftmax(want, logits[p*cfg.VocabSize:(p+1)*cfg.VocabSize])
+		}
+	}
+	scale := float64(total) / float64(used)
+	var sum float64
+	for i := range want {
+		sum += got[i]
+		if w := want[i] * scale; math.Abs(got[i]-w) > 1e-3*(w+1) {
+			t.Fatalf("token %d: predicted count %v, want %v", i, got[i], w)
+		}
+	}
+	if math.Abs(sum-float64(total)) > 1e-6*float64(total) {
+		t.Errorf("predicted counts sum to %v, want the %d positions", sum, total)
 	}
 }

@@ -126,27 +126,44 @@ func encodePlanned(cd codec.Encoder, t *codec.Tensor, o *codec.EncodeOptions, it
 	return enc, err
 }
 
-// encodeNear encodes t at step and, when that misses its byte budget
-// target by more than tol bytes, once more at the step a secant with
-// slope (bytes per unit of log2 step) gives; the closer wins. It returns
-// the winner and its step.
+// maxNearEncodes bounds the encodes encodeNear spends on one tensor.
+const maxNearEncodes = 4
+
+// encodeNear encodes t at step and, while that misses its byte budget
+// target by more than tol bytes, again at the step a secant gives: with
+// slope (bytes per unit of log2 step) after the first encode, through the
+// last two encodes after that (their slope, when it falls). It stops
+// after maxNearEncodes encodes and returns the closest and its step. A
+// large matrix whose samples predict it poorly needs them: stories15M's
+// embedding with token steps at 3 bits, 60 % of the file, came out 5.7 %
+// over its predicted size, 1.8 % under after one correction with the
+// model's slope, and within 0.1 % at the fourth encode.
 func encodeNear(cd codec.Encoder, t *codec.Tensor, o *codec.EncodeOptions, step, target, tol, slope float64) (*codec.Encoded, float64, error) {
-	o.Step = step
-	enc, err := cd.Encode(t, o)
-	if err != nil {
-		return nil, 0, err
+	var best *codec.Encoded
+	bestStep, bestMiss := step, math.Inf(1)
+	var prevX, prevMiss float64
+	for i := range maxNearEncodes {
+		o.Step = step
+		enc, err := cd.Encode(t, o)
+		if err != nil {
+			return nil, 0, err
+		}
+		miss := float64(storedBytes(enc)) - target
+		if math.Abs(miss) < math.Abs(bestMiss) {
+			best, bestStep, bestMiss = enc, step, miss
+		}
+		if math.Abs(miss) <= tol || slope >= 0 {
+			break
+		}
+		x := math.Log2(step)
+		s := slope
+		if i > 0 && x != prevX {
+			if d := (miss - prevMiss) / (x - prevX); d < 0 {
+				s = d
+			}
+		}
+		prevX, prevMiss = x, miss
+		step = math.Exp2(x - miss/s)
 	}
-	miss := float64(storedBytes(enc)) - target
-	if math.Abs(miss) <= tol || slope >= 0 {
-		return enc, step, nil
-	}
-	o.Step = math.Exp2(math.Log2(step) - miss/slope)
-	enc2, err := cd.Encode(t, o)
-	if err != nil {
-		return nil, 0, err
-	}
-	if math.Abs(float64(storedBytes(enc2))-target) < math.Abs(miss) {
-		return enc2, o.Step, nil
-	}
-	return enc, step, nil
+	return best, bestStep, nil
 }

@@ -35,7 +35,7 @@ import (
 // solution and gives it a byte budget, the model's prediction of its size
 // at that step. A matrix that misses its budget by more than
 // missTolerance of the file (or a --tensor-bits matrix by more than
-// budgetTolerance of its budget) is encoded once more at a secant step,
+// budgetTolerance of its budget) is encoded again at secant steps (encodeNear),
 // as in one process, so each tensor's error stays small and independent
 // of the others: the file lands where the model predicts, within the
 // model's own error (0.3–0.75 % measured without feedback, see the README).

@@ -54,14 +54,14 @@ import (
 //     solved step, but only once the file is predicted to miss its
 //     target by more than feedbackBand, and then only back to that band. A matrix
 //     whose encoding misses its planned size by more than missTolerance
-//     of the file is encoded once more at a secant step (in practice
+//     of the file is encoded again at secant steps, up to three more times (in practice
 //     only a matrix holding a large share of a small model).
 //
 // Sampling costs well under 4/sampleDivisor of a full encode, rounding
 // being the cheapest coding. Matrices with a
 // --tensor-bits budget are solved alone against their budget and, if
 // their final encode misses it by more than budgetTolerance, encoded
-// once more at a secant step.
+// again at secant steps (encodeNear).
 
 // RateMode selects how rate control reaches Options.Bits.
 type RateMode int

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -148,5 +149,57 @@ func TestSubRowsMatchesSubTensor(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no tensor is sampled by rows")
+	}
+}
+
+// sizeEncoder encodes any tensor into one group of size(step) bytes,
+// counting its encodes.
+type sizeEncoder struct {
+	size  func(step float64) int
+	calls int
+}
+
+func (e *sizeEncoder) Encode(t *codec.Tensor, o *codec.EncodeOptions) (*codec.Encoded, error) {
+	e.calls++
+	return &codec.Encoded{Groups: []codec.EncodedGroup{{Data: make([]byte, e.size(o.Step))}}}, nil
+}
+
+// TestEncodeNear: a tensor whose real slope is far from the one predicted
+// reaches its budget through the secant of its own encodes, within
+// maxNearEncodes; one already within tolerance is encoded once; and
+// when nothing lands within tolerance the closest encode wins.
+func TestEncodeNear(t *testing.T) {
+	// 100 000 bytes at step 1, falling by 40 000 per doubling.
+	real := func(step float64) int { return int(100000 - 40000*math.Log2(step)) }
+	for _, tc := range []struct {
+		name               string
+		size               func(float64) int
+		target, tol, slope float64
+		calls              int
+	}{
+		{"on target", real, 100000, 500, -40000, 1},
+		{"good slope", real, 90000, 500, -40000, 2},
+		// The model's slope is four times too steep: one correction
+		// gets a quarter of the way, the secant the rest.
+		{"slope too steep", real, 90000, 500, -160000, 3},
+		{"rising slope", real, 90000, 500, 1000, 1},
+		// Sizes that do not move with the step: the closest (first) wins.
+		{"flat", func(float64) int { return 120000 }, 90000, 500, -40000, maxNearEncodes},
+	} {
+		e := &sizeEncoder{size: tc.size}
+		enc, step, err := encodeNear(e, &codec.Tensor{}, &codec.EncodeOptions{}, 1, tc.target, tc.tol, tc.slope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := float64(len(enc.Groups[0].Data))
+		if e.calls != tc.calls {
+			t.Errorf("%s: %d encodes, want %d", tc.name, e.calls, tc.calls)
+		}
+		if got != float64(tc.size(step)) {
+			t.Errorf("%s: returned step %v, whose encoding is %v bytes, with an encoding of %v", tc.name, step, tc.size(step), got)
+		}
+		if tc.name != "flat" && tc.name != "rising slope" && math.Abs(got-tc.target) > tc.tol {
+			t.Errorf("%s: %v bytes, want %v ± %v", tc.name, got, tc.target, tc.tol)
+		}
 	}
 }

@@ -67,6 +67,9 @@ func TestConvertCalib(t *testing.T) {
 // on the second half of the documents only, and the guided variant is
 // calibrated on the first.
 func TestBenchPPLSplit(t *testing.T) {
+	if raceEnabled {
+		t.Skip("bench ppl takes minutes under the race detector; its conversions' concurrency is tested in package convert, and the run without -race covers the rest")
+	}
 	f := stories(t)
 	text, err := os.ReadFile(f.text)
 	if err != nil {
@@ -112,6 +115,9 @@ func TestBenchPPLSplit(t *testing.T) {
 // the calibration text comes last, marked in-sample, and equal seeds are
 // refused.
 func TestBenchPPLGenerated(t *testing.T) {
+	if raceEnabled {
+		t.Skip("bench ppl takes ten minutes under the race detector; its conversions' concurrency is tested in package convert, and the run without -race covers the rest")
+	}
 	f := stories(t)
 	var pts []struct {
 		Variant string `json:"variant"`
@@ -140,9 +146,6 @@ func TestBenchPPLGenerated(t *testing.T) {
 	}
 	if a, b := pts[0].Sets[0].NLL, pts[0].Sets[1].NLL; a == b {
 		t.Errorf("fp32 nll %v on both sets: the held-out samples look like the calibration ones", a)
-	}
-	if raceEnabled {
-		return // the rest runs the same paths on other text
 	}
 	// The dev text as both calibration and evaluation text is in-sample.
 	out = runOK(t, "bench", "ppl", "--model", f.st, "--tokenizer", f.tok, "--heldout-generate", "300", "--text", f.text, "--calib-text", f.text,

@@ -253,10 +253,10 @@ func (c *conversion) measuredSensitivities(ctx context.Context, cal *Calibration
 	}
 	embQ := emb
 	allWindows := llama.Windows(cal.Docs, cal.window(), 0)
-	if it := byName[llama.NameEmbedding]; it != nil && cfg.TiedEmbeddings && !hasOwnHessian(it) && c.o.Guidance.hessianFor(it.info.Name, it.numel/it.shape[0], false) == nil {
+	if it := byName[llama.NameEmbedding]; it != nil && cfg.TiedEmbeddings && !hasOwnHessian(it) && !c.vocabMatrix(it, false) && c.o.Guidance.hessianFor(it.info.Name, it.numel/it.shape[0], false) == nil {
 		// The tied embedding is also the classifier: it is guided by the
 		// classifier's input, which only a whole pass can give.
-		if it.hessian, err = classifierHessian(m, run, allWindows, emb); err != nil {
+		if it.hessian, err = classifierHessian(ctx, m, run, allWindows, emb); err != nil {
 			return nil, err
 		}
 	}

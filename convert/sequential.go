@@ -76,7 +76,7 @@ func (c *conversion) sequential(ctx context.Context, cal *Calibration) error {
 		}
 		// Token steps code it without a Hessian.
 		if cfg.TiedEmbeddings && !hasOwnHessian(it) && !c.vocabMatrix(it, false) && c.o.Guidance.hessianFor(it.info.Name, it.numel/it.shape[0], false) == nil {
-			if it.hessian, err = classifierHessian(bm, run, ws, emb); err != nil {
+			if it.hessian, err = classifierHessian(ctx, bm, run, ws, emb); err != nil {
 				return err
 			}
 		}
@@ -125,6 +125,9 @@ func (c *conversion) sequential(ctx context.Context, cal *Calibration) error {
 		// its stream on.
 		refIn := newCapture(keys, len(ws))
 		for i := range ws {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			refIn.win = i
 			if err := run.Run(l, &ref, xr[i], refIn); err != nil {
 				return err
@@ -138,6 +141,9 @@ func (c *conversion) sequential(ctx context.Context, cal *Calibration) error {
 			got := newCapture([]string{key}, len(ws))
 			mo := newMoments(refIn.cols[key])
 			for i := range ws {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
 				got.win = i
 				y = append(y[:0], xm[i]...)
 				if err := run.Run(l, &cmp, y, got); err != nil {
@@ -158,6 +164,9 @@ func (c *conversion) sequential(ctx context.Context, cal *Calibration) error {
 			report(its)
 		}
 		for i := range ws {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			if err := run.Run(l, &cmp, xm[i], nil); err != nil {
 				return err
 			}
@@ -200,7 +209,7 @@ func embed(ws [][]int, emb []float32, cfg llama.Config) ([][]float32, error) {
 
 // classifierHessian runs the original model over ws and returns the
 // Hessian of the classifier's input, the final normalized stream.
-func classifierHessian(bm calibModel, run *llama.BlockRunner, ws [][]int, emb []float32) (*calib.Hessian, error) {
+func classifierHessian(ctx context.Context, bm calibModel, run *llama.BlockRunner, ws [][]int, emb []float32) (*calib.Hessian, error) {
 	cfg := bm.Config()
 	xs, err := embed(ws, emb, cfg)
 	if err != nil {
@@ -212,6 +221,9 @@ func classifierHessian(bm calibModel, run *llama.BlockRunner, ws [][]int, emb []
 			return nil, err
 		}
 		for _, x := range xs {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
 			if err := run.Run(l, &b, x, nil); err != nil {
 				return nil, err
 			}

@@ -92,6 +92,9 @@ func (c *conversion) streamHessians(ctx context.Context, cal *Calibration) error
 		in := newCapture(keys, 1)
 		mos := map[string]*llama.Moments{}
 		for i := range xs {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			if err := run.Run(l, &blk, xs[i], in); err != nil {
 				return err
 			}

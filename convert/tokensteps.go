@@ -93,6 +93,9 @@ func predictedCounts(ctx context.Context, bm calibModel, ws [][]int) ([]float64,
 			return nil, err
 		}
 		for _, x := range xs {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
 			if err := run.Run(l, &b, x, nil); err != nil {
 				return nil, err
 			}

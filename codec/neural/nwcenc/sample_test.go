@@ -103,14 +103,15 @@ func sqnrAndRate(t *testing.T, tt *codec.Tensor, enc *codec.Encoded) (sqnr, bpw 
 // coarser step). The matrices are LLM-like weights and (unless -short)
 // the first 8192 rows of stories15M's token embeddings.
 func TestSampledChoiceQuality(t *testing.T) {
+	if raceEnabled {
+		t.Skip("a single-goroutine quality check, minutes under the race detector; the run without -race covers it")
+	}
 	type matrix struct {
 		name string
 		t    *codec.Tensor
 	}
 	ms := []matrix{{"heavy-tailed 1024×768", heavyTailed(1024, 768, 5)}}
-	// The real matrix takes minutes of whole-matrix choices under the race
-	// detector, which has nothing to find in this single-goroutine check.
-	if !testing.Short() && !raceEnabled {
+	if !testing.Short() {
 		path := shareddata.Path(t, "stories15M", "stories15M.safetensors")
 		f, err := safetensors.Open(path)
 		if err != nil {

@@ -140,6 +140,9 @@ func (c *conversion) useModel() bool {
 			n += it.numel
 		}
 	}
+	if g := c.o.Guidance; g != nil && g.Calib != nil {
+		return n > ExactRateGuidedMaxWeights
+	}
 	return n > ExactRateMaxWeights
 }
 

@@ -68,7 +68,8 @@ type RateMode int
 
 const (
 	// RateAuto searches exactly for checkpoints of at most
-	// ExactRateMaxWeights lossy weights and uses the rate model above.
+	// ExactRateMaxWeights lossy weights (ExactRateGuidedMaxWeights with
+	// a calibration model) and uses the rate model above.
 	RateAuto RateMode = iota
 	// RateExact encodes the checkpoint into a discarding writer once per
 	// step of a secant search until the file is within 0.2 % of its
@@ -84,6 +85,14 @@ const (
 // and small files need the precision, as their index and tables are a
 // larger share of the file than in big ones.
 const ExactRateMaxWeights = 1 << 22
+
+// ExactRateGuidedMaxWeights is ExactRateMaxWeights for conversions with a
+// calibration model: their forward passes cost far more than a few
+// encodes (on stories15M the exact search's passes took no measurable
+// time next to 210 s of guidance), and one step for every matrix
+// allocates better than the model's plan where a large matrix misses it
+// (stories15M's embedding with token steps, see encodeNear).
+const ExactRateGuidedMaxWeights = 1 << 26
 
 const (
 	// sampleDivisor: a sample holds about 1/sampleDivisor of a matrix's

@@ -203,3 +203,33 @@ func TestEncodeNear(t *testing.T) {
 		}
 	}
 }
+
+// TestUseModel: automatic rate control searches exactly up to
+// ExactRateMaxWeights lossy weights, or ExactRateGuidedMaxWeights with a
+// calibration model, and the explicit modes override both.
+func TestUseModel(t *testing.T) {
+	guided := &Guidance{Calib: &Calibration{}}
+	for _, tc := range []struct {
+		weights uint64
+		g       *Guidance
+		mode    RateMode
+		want    bool
+	}{
+		{ExactRateMaxWeights, nil, RateAuto, false},
+		{ExactRateMaxWeights + 16, nil, RateAuto, true},
+		{ExactRateMaxWeights + 16, &Guidance{LDLQ: true}, RateAuto, true}, // Hessians without a model
+		{ExactRateMaxWeights + 16, guided, RateAuto, false},
+		{ExactRateGuidedMaxWeights, guided, RateAuto, false},
+		{ExactRateGuidedMaxWeights + 16, guided, RateAuto, true},
+		{16, nil, RateModel, true},
+		{ExactRateGuidedMaxWeights + 16, guided, RateExact, false},
+	} {
+		c := &conversion{o: Options{Guidance: tc.g, Rate: tc.mode}, items: []*item{
+			{shape: []uint64{16, tc.weights / 16}, numel: tc.weights, bits: 4},
+			{shape: []uint64{1 << 30}, numel: 1 << 30, bits: 4}, // a vector: not stepped
+		}}
+		if got := c.useModel(); got != tc.want {
+			t.Errorf("%d weights, guidance %+v, mode %d: rate model %v, want %v", tc.weights, tc.g, tc.mode, got, tc.want)
+		}
+	}
+}

@@ -6,9 +6,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nwcodec/nwc/bench"
+	"github.com/nwcodec/nwc/calib"
 	"github.com/nwcodec/nwc/convert"
 	"github.com/nwcodec/nwc/dtype"
 	"github.com/nwcodec/nwc/internal/shareddata"
@@ -118,5 +120,17 @@ func TestPPL(t *testing.T) {
 	}
 	if _, err := bench.PPL(in, nil, nil, variants, []float64{6}, convert.Options{}, t.TempDir()); err == nil {
 		t.Error("no evaluation set: no error")
+	}
+}
+
+// TestVariantNames: every variant can be named in nwc bench ppl's
+// comma-separated --variants, once.
+func TestVariantNames(t *testing.T) {
+	seen := map[string]bool{}
+	for _, v := range bench.Variants(&calib.Set{}) {
+		if strings.Contains(v.Name, ",") || strings.TrimSpace(v.Name) != v.Name || seen[v.Name] {
+			t.Errorf("variant %q: a comma, surrounding space or a second use of the name", v.Name)
+		}
+		seen[v.Name] = true
 	}
 }

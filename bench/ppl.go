@@ -51,7 +51,7 @@ func Variants(h *calib.Set) []Variant {
 		guided("nwc + column steps + LDLQ + measured allocation", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true}, true),
 		guided("nwc + column steps + LDLQ + measured allocation + sequential", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true}, true),
 		guided("nwc + column steps + LDLQ + measured allocation + sequential + token steps", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true, TokenSteps: true}, true),
-		noLearned(guided("nwc + column steps + LDLQ + measured allocation + sequential + token steps, no learned transform", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true, TokenSteps: true}, true)),
+		noLearned(guided("nwc + column steps + LDLQ + measured allocation + sequential + token steps (no learned transform)", "nwc", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true, TokenSteps: true}, true)),
 		guided("ecsq + column steps + LDLQ + measured allocation + sequential", "ecsq", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true}, true),
 		guided("tcq + column steps + LDLQ + measured allocation + sequential", "tcq", convert.Guidance{ColumnSteps: true, LDLQ: true, Allocate: true, Sequential: true}, true),
 	)

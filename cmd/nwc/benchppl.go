@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/nwcodec/nwc/bench"
@@ -128,10 +130,11 @@ func runBenchPPL(args []string, stdout, stderr io.Writer) error {
 		for _, v := range variants {
 			if want[v.Name] {
 				keep = append(keep, v)
+				delete(want, v.Name)
 			}
 		}
-		if len(keep) == 0 {
-			return usagef("--variants %q: no such variant (guided ones need calibration text or --hessians)", *only)
+		if len(want) != 0 {
+			return usagef("--variants: no variant %q here (guided ones need calibration text or --hessians)", slices.Sorted(maps.Keys(want)))
 		}
 		variants = keep
 	}

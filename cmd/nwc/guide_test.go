@@ -161,6 +161,7 @@ func TestBenchPPLGenerated(t *testing.T) {
 		{"--heldout-generate", "0"},
 		{"--split", "--heldout-generate", "0"},
 		{"--calib-generate", "-1"},
+		{"--calib-generate", "300", "--variants", "ecsq, no such variant"}, // one known name is not enough
 	} {
 		var errb bytes.Buffer
 		args := append([]string{"bench", "ppl", "--model", f.st, "--tokenizer", f.tok, "--bits", "5"}, bad...)

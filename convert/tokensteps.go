@@ -110,6 +110,7 @@ func predictedCounts(ctx context.Context, bm calibModel, ws [][]int) ([]float64,
 		return nil, err
 	}
 	pred := make([]float64, cfg.VocabSize)
+	e := make([]float64, cfg.VocabSize)
 	// Logits of a few rows at a time: a window's rows times a vocabulary
 	// of 128 k would be a gigabyte.
 	const rows = 32
@@ -120,7 +121,7 @@ func predictedCounts(ctx context.Context, bm calibModel, ws [][]int) ([]float64,
 		for lo := 0; lo < len(x); lo += rows * cfg.Dim {
 			logits := run.Logits(norm, cls, x[lo:min(lo+rows*cfg.Dim, len(x))])
 			for p := 0; p < len(logits); p += cfg.VocabSize {
-				addSoftmax(pred, logits[p:p+cfg.VocabSize])
+				addSoftmax(pred, e, logits[p:p+cfg.VocabSize])
 			}
 		}
 	}
@@ -131,18 +132,19 @@ func predictedCounts(ctx context.Context, bm calibModel, ws [][]int) ([]float64,
 	return pred, nil
 }
 
-// addSoftmax adds softmax(z) to sum.
-func addSoftmax(sum []float64, z []float32) {
+// addSoftmax adds softmax(z) to sum, using e (len(z) values) as scratch.
+func addSoftmax(sum, e []float64, z []float32) {
 	hi := z[0]
 	for _, v := range z {
 		hi = max(hi, v)
 	}
 	var den float64
-	for _, v := range z {
-		den += math.Exp(float64(v - hi))
-	}
 	for t, v := range z {
-		sum[t] += math.Exp(float64(v-hi)) / den
+		e[t] = math.Exp(float64(v - hi))
+		den += e[t]
+	}
+	for t := range z {
+		sum[t] += e[t] / den
 	}
 }
 

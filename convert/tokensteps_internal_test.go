@@ -64,7 +64,7 @@ func TestTokenFactors(t *testing.T) {
 func TestAddSoftmax(t *testing.T) {
 	sum := []float64{1, 0, 0}
 	// Large logits: the maximum is subtracted before exponentiating.
-	addSoftmax(sum, []float32{1000, 1000 + float32(math.Log(3)), -1e30})
+	addSoftmax(sum, make([]float64, 3), []float32{1000, 1000 + float32(math.Log(3)), -1e30})
 	want := []float64{1.25, 0.75, 0}
 	for i := range want {
 		if math.Abs(sum[i]-want[i]) > 1e-4 { // float32 logits near 1000: ulp 6e-5
@@ -119,7 +119,7 @@ func TestPredictedCounts(t *testing.T) {
 			t.Fatal(err)
 		}
 		for p := 0; p < len(w); p++ {
-			addSoftmax(want, logits[p*cfg.VocabSize:(p+1)*cfg.VocabSize])
+			addSoftmax(want, make([]float64, cfg.VocabSize), logits[p*cfg.VocabSize:(p+1)*cfg.VocabSize])
 		}
 	}
 	scale := float64(total) / float64(used)

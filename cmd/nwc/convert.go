@@ -61,7 +61,7 @@ func convertCmd(name string, args []string, stdout, stderr io.Writer, loaded *lo
 	codecRef := fs.Bool("codec-ref", false, "nwc: store only the SHA-256 of the built-in decoder instead of its weights")
 	group := fs.Int("group", 0, "rtn group size (default 128)")
 	asJSON := fs.Bool("json", false, "print a JSON summary")
-	rate := fs.String("rate", "auto", "rate control: exact (dry runs of the whole file), model (row samples and one pass) or auto (exact up to 4 Mi lossy weights)")
+	rate := fs.String("rate", "auto", "rate control: exact (dry runs of the whole file), model (row samples and one pass) or auto (exact up to 4 Mi lossy weights, 64 Mi with calibration)")
 	jobs := fs.Int("jobs", 0, "tensors encoded at once (default: GOMAXPROCS); the output is the same for any value")
 	quiet := fs.Bool("quiet", false, "no progress line on stderr")
 	groupKiB := fs.Int("group-kib", codec.DefaultGroupBytes>>10, "decoded size of a chunk group in KiB")

@@ -207,15 +207,14 @@ func embed(ws [][]int, emb []float32, cfg llama.Config) ([][]float32, error) {
 	return xs, nil
 }
 
-// classifierHessian runs the original model over ws and returns the
-// Hessian of the classifier's input, the final normalized stream.
-func classifierHessian(ctx context.Context, bm calibModel, run *llama.BlockRunner, ws [][]int, emb []float32) (*calib.Hessian, error) {
-	cfg := bm.Config()
-	xs, err := embed(ws, emb, cfg)
+// finalStream runs the original model bm, whose embedding is emb, over
+// the windows ws and returns each window's final residual stream.
+func finalStream(ctx context.Context, bm calibModel, run *llama.BlockRunner, ws [][]int, emb []float32) ([][]float32, error) {
+	xs, err := embed(ws, emb, bm.Config())
 	if err != nil {
 		return nil, err
 	}
-	for l := range cfg.NLayers {
+	for l := range bm.Config().NLayers {
 		b, err := bm.Block(l)
 		if err != nil {
 			return nil, err
@@ -228,6 +227,17 @@ func classifierHessian(ctx context.Context, bm calibModel, run *llama.BlockRunne
 				return nil, err
 			}
 		}
+	}
+	return xs, nil
+}
+
+// classifierHessian runs the original model over ws and returns the
+// Hessian of the classifier's input, the final normalized stream.
+func classifierHessian(ctx context.Context, bm calibModel, run *llama.BlockRunner, ws [][]int, emb []float32) (*calib.Hessian, error) {
+	cfg := bm.Config()
+	xs, err := finalStream(ctx, bm, run, ws, emb)
+	if err != nil {
+		return nil, err
 	}
 	norm, err := bm.Tensor(llama.NameNorm)
 	if err != nil {

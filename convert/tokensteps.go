@@ -79,27 +79,9 @@ func predictedCounts(ctx context.Context, bm calibModel, ws [][]int) ([]float64,
 	if err != nil {
 		return nil, err
 	}
-	xs, err := embed(sub, emb, cfg)
+	xs, err := finalStream(ctx, bm, run, sub, emb)
 	if err != nil {
 		return nil, err
-	}
-	emb = nil
-	for l := range cfg.NLayers {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		b, err := bm.Block(l)
-		if err != nil {
-			return nil, err
-		}
-		for _, x := range xs {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			if err := run.Run(l, &b, x, nil); err != nil {
-				return nil, err
-			}
-		}
 	}
 	norm, err := bm.Tensor(llama.NameNorm)
 	if err != nil {

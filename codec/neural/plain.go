@@ -153,6 +153,8 @@ func (d *decoder) plainChunksBF16(out []byte, yb []int32, nv int, states []uint8
 	cols := len(states)
 	rowBytes := 2 * cols
 	out = out[:nv*rowBytes]
+	// The grid bits of both columns' states (bits 1 and 9) or none.
+	gm := uint32(gridMask)<<1 | uint32(gridMask)<<9
 	j := 0
 	for ; j+2 <= cols; j += 2 {
 		s0, s1 := d.scales[j], d.scales[j+1]
@@ -161,43 +163,52 @@ func (d *decoder) plainChunksBF16(out []byte, yb []int32, nv int, states []uint8
 			d.plainColumnBF16(out, yb, nv, states, gridMask, j+1)
 			continue
 		}
-		y0 := (*[chunk.Rows]int32)(yb[j*chunk.Rows:])
-		y1 := (*[chunk.Rows]int32)(yb[(j+1)*chunk.Rows:])
+		if nv != chunk.Rows { // a partial last chunk row
+			d.plainColumnBF16(out, yb, nv, states, gridMask, j)
+			d.plainColumnBF16(out, yb, nv, states, gridMask, j+1)
+			continue
+		}
+		y := (*[2 * chunk.Rows]int32)(yb[j*chunk.Rows:])
 		t0, t1 := &d.colTab[j].flat, &d.colTab[j+1].flat
-		// A state is its grid bit g and low bit l: trellis.Next makes the
-		// new grid bit (l ^ k) & 1 and the new low bit g.
-		g0, l0 := states[j]>>1&gridMask, states[j]&1
-		g1, l1 := states[j+1]>>1&gridMask, states[j+1]&1
+		// Both columns' states in one register, state = g<<1 | l (grid
+		// bit g, low bit l), column j's in bits 0–1 and column j+1's in
+		// bits 8–9: trellis.Next makes the new grid bit (l ^ k) & 1 and
+		// the new low bit g. Few live values keep the loop in registers.
+		st := (uint32(states[j]) | uint32(states[j+1])<<8) & (gm | 0x101)
 		// One bounds check for the whole walk: the last row's pair of
-		// values ends at (nv−1)·rowBytes + 2j + 4 ≤ len(out). The
-		// stores are then made through a pointer, which the compiler
-		// cannot check, instead of two checks per value pair.
-		_ = out[(nv-1)*rowBytes+2*j+3]
+		// values ends at 15·rowBytes + 2j + 4 ≤ len(out). The stores are
+		// then made through a pointer, which the compiler cannot check,
+		// instead of two checks per value pair.
+		_ = out[(chunk.Rows-1)*rowBytes+2*j+3]
 		o := unsafe.Pointer(&out[2*j])
-		for i := range nv {
-			k0, k1 := y0[i&(chunk.Rows-1)], y1[i&(chunk.Rows-1)]
-			var v0, v1 float32
-			if u := uint32(k0 + plainSpan); u < 2*plainSpan {
-				v0 = t0[(uint32(g0)<<plainBits|u)&(4*plainSpan-1)]
-			} else {
-				v0 = d.farValue(k0, j, g0)
-			}
-			if u := uint32(k1 + plainSpan); u < 2*plainSpan {
-				v1 = t1[(uint32(g1)<<plainBits|u)&(4*plainSpan-1)]
-			} else {
-				v1 = d.farValue(k1, j+1, g1)
-			}
-			g0, l0 = (l0^uint8(k0))&gridMask, g0
-			g1, l1 = (l1^uint8(k1))&gridMask, g1
-			// A nonzero scale times a finite or infinite value is never
-			// a NaN, so no NaN check is needed here.
+		// The loop makes no call, which would spill its state to the
+		// stack: a latent outside the tables' span (far ≥ 2·plainSpan
+		// after the walk) reads a wrong but in-bounds entry, and the
+		// pair is then walked again by plainColumnBF16, which computes it.
+		far := uint32(0)
+		for i := range chunk.Rows {
+			k0, k1 := y[i], y[chunk.Rows+i]
+			u0, u1 := uint32(k0+plainSpan), uint32(k1+plainSpan)
+			far |= u0 | u1
+			v0 := t0[(st<<(plainBits-1)&(1<<plainBits)|u0)&(4*plainSpan-1)]
+			v1 := t1[(st>>1&(1<<plainBits)|u1)&(4*plainSpan-1)]
+			kp := (uint32(k0)&1)<<1 | (uint32(k1)&1)<<9
+			st = (st<<1^kp)&gm | st>>1&0x101
+			// A nonzero scale times a finite value is never a NaN, so
+			// no NaN check is needed here.
 			b0 := math.Float32bits(v0 * s0)
 			b1 := math.Float32bits(v1 * s1)
 			h0 := (b0 + 0x7fff + b0>>16&1) >> 16
 			h1 := (b1 + 0x7fff + b1>>16&1) >> 16
-			binary.LittleEndian.PutUint32((*[4]byte)(unsafe.Add(o, i*rowBytes))[:], h0|h1<<16)
+			binary.LittleEndian.PutUint32((*[4]byte)(o)[:], h0|h1<<16)
+			o = unsafe.Add(o, rowBytes)
 		}
-		states[j], states[j+1] = g0<<1|l0, g1<<1|l1
+		if far >= 2*plainSpan {
+			d.plainColumnBF16(out, yb, nv, states, gridMask, j)
+			d.plainColumnBF16(out, yb, nv, states, gridMask, j+1)
+			continue
+		}
+		states[j], states[j+1] = uint8(st), uint8(st>>8)
 	}
 	if j < cols {
 		d.plainColumnBF16(out, yb, nv, states, gridMask, j)

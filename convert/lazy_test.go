@@ -18,7 +18,7 @@ import (
 // with the model in memory, for llama2.c and Hugging Face names, and that
 // the file does not depend on the number of CPUs.
 func TestLazyCalibration(t *testing.T) {
-	in, docs := storiesText(t)
+	in, docs := convert.Stories260K(t)
 	docs = docs[:4]
 	probeTokens := 300
 	if raceEnabled {

@@ -42,7 +42,7 @@ func convertBytes(t *testing.T, in string, opts convert.Options) ([]byte, *conve
 // control (the model's feedback included), a --tensor-bits budget, and
 // calibrated conversion with sequential guidance.
 func TestJobsSameFile(t *testing.T) {
-	in, docs := storiesText(t)
+	in, docs := convert.Stories260K(t)
 	m, err := llama.Load(in)
 	if err != nil {
 		t.Fatal(err)

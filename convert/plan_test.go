@@ -379,7 +379,7 @@ func checkDecodeShards(t *testing.T, r *reader.Reader, sh *safetensors.Sharded, 
 // LDLQ, allocation from the Hessian proxy, a --tensor-bits budget): the
 // parts merged are the one-process file, and the rate is within 1 %.
 func TestPlanGuided(t *testing.T) {
-	in, docs := storiesText(t)
+	in, docs := convert.Stories260K(t)
 	m, err := llama.Load(in)
 	if err != nil {
 		t.Fatal(err)

@@ -8,11 +8,9 @@ import (
 
 	"github.com/nwcodec/nwc/convert"
 	"github.com/nwcodec/nwc/format"
-	"github.com/nwcodec/nwc/internal/shareddata"
 	"github.com/nwcodec/nwc/llama"
 	"github.com/nwcodec/nwc/reader"
 	"github.com/nwcodec/nwc/safetensors"
-	"github.com/nwcodec/nwc/tokenizer"
 )
 
 // TestMeasuredAllocation converts stories260K with the bit allocation
@@ -20,7 +18,7 @@ import (
 // probe leaves the model as it found it, and the matrices get different
 // steps.
 func TestMeasuredAllocation(t *testing.T) {
-	in, docs := storiesText(t)
+	in, docs := convert.Stories260K(t)
 	probeTokens := 512
 	if raceEnabled {
 		t.Log("race detector on: probing 64 tokens")
@@ -100,20 +98,4 @@ func paramStep(t *testing.T, params []byte) float64 {
 		t.Fatal(err)
 	}
 	return step
-}
-
-// storiesText returns the path of the shared stories260K checkpoint and
-// the dev text tokenized as documents.
-func storiesText(t *testing.T) (string, [][]int) {
-	t.Helper()
-	in := shareddata.Path(t, "stories260K", "stories260K.safetensors")
-	tok, err := tokenizer.Load(shareddata.Path(t, "stories260K", "tok512.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs, err := llama.LoadDocs(shareddata.Path(t, "text", "tinystories-dev.txt"), tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return in, docs
 }

@@ -26,7 +26,7 @@ import (
 // must reach about the same divergences: guidance has to find its
 // Hessians and model weights under either naming.
 func TestSequentialStories(t *testing.T) {
-	in, docs := storiesText(t)
+	in, docs := convert.Stories260K(t)
 	if len(docs) < 4 {
 		t.Fatalf("%d stories in the text, want at least 4", len(docs))
 	}

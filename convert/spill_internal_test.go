@@ -12,10 +12,8 @@ import (
 
 	"github.com/nwcodec/nwc/calib"
 	"github.com/nwcodec/nwc/codec"
-	"github.com/nwcodec/nwc/internal/shareddata"
 	"github.com/nwcodec/nwc/llama"
 	"github.com/nwcodec/nwc/safetensors"
-	"github.com/nwcodec/nwc/tokenizer"
 )
 
 // TestSpillSameFile converts stories260K with sequential guidance (the
@@ -26,15 +24,7 @@ import (
 // layer's Hessians, and once the conversion is over only the output may
 // be left.
 func TestSpillSameFile(t *testing.T) {
-	in := shareddata.Path(t, "stories260K", "stories260K.safetensors")
-	tok, err := tokenizer.Load(shareddata.Path(t, "stories260K", "tok512.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs, err := llama.LoadDocs(shareddata.Path(t, "text", "tinystories-dev.txt"), tok)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, docs := stories260K(t)
 	docs = docs[:3]
 	modes := []struct{ lazy, layerHessians bool }{{false, false}, {true, false}, {true, true}}
 	if raceEnabled {
@@ -49,6 +39,7 @@ func TestSpillSameFile(t *testing.T) {
 		for _, spill := range []bool{false, true} {
 			cal := &Calibration{Docs: docs}
 			var cfg llama.Config
+			var err error
 			if lazy {
 				var src safetensors.Source
 				if cal.Lazy, src, err = llama.OpenLazy(in); err != nil {
@@ -117,15 +108,7 @@ func TestSpillSameFile(t *testing.T) {
 // TestSpillRemovedOnCancel cancels a spilled conversion during its final
 // pass: neither the output nor the spill may remain.
 func TestSpillRemovedOnCancel(t *testing.T) {
-	in := shareddata.Path(t, "stories260K", "stories260K.safetensors")
-	tok, err := tokenizer.Load(shareddata.Path(t, "stories260K", "tok512.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs, err := llama.LoadDocs(shareddata.Path(t, "text", "tinystories-dev.txt"), tok)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, docs := stories260K(t)
 	m, err := llama.Load(in)
 	if err != nil {
 		t.Fatal(err)
@@ -234,15 +217,7 @@ func TestSpillHessianRoundTrip(t *testing.T) {
 // collects on the model in memory (calib.FromLlama): the same up to
 // rounding, for every lossy matrix, the classifier included.
 func TestLayerHessians(t *testing.T) {
-	in := shareddata.Path(t, "stories260K", "stories260K.safetensors")
-	tok, err := tokenizer.Load(shareddata.Path(t, "stories260K", "tok512.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs, err := llama.LoadDocs(shareddata.Path(t, "text", "tinystories-dev.txt"), tok)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, docs := stories260K(t)
 	docs = docs[:3]
 	m, err := llama.Load(in)
 	if err != nil {

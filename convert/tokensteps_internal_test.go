@@ -5,9 +5,7 @@ import (
 	"math"
 	"testing"
 
-	"github.com/nwcodec/nwc/internal/shareddata"
 	"github.com/nwcodec/nwc/llama"
-	"github.com/nwcodec/nwc/tokenizer"
 )
 
 func TestTokenWeights(t *testing.T) {
@@ -77,15 +75,7 @@ func TestAddSoftmax(t *testing.T) {
 // forward pass: the softmax of every position's logits, summed, scaled
 // from the positions used to all of them.
 func TestPredictedCounts(t *testing.T) {
-	in := shareddata.Path(t, "stories260K", "stories260K.safetensors")
-	tok, err := tokenizer.Load(shareddata.Path(t, "stories260K", "tok512.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs, err := llama.LoadDocs(shareddata.Path(t, "text", "tinystories-dev.txt"), tok)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, docs := stories260K(t)
 	m, err := llama.Load(in)
 	if err != nil {
 		t.Fatal(err)

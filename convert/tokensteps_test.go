@@ -19,7 +19,7 @@ import (
 // out with less error, and those of tokens it never uses with more, at
 // the same file rate.
 func TestTokenStepsStories(t *testing.T) {
-	in, docs := storiesText(t)
+	in, docs := convert.Stories260K(t)
 	calDocs := docs[:1]
 	m, err := llama.Load(in)
 	if err != nil {

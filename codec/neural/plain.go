@@ -158,12 +158,9 @@ func (d *decoder) plainChunksBF16(out []byte, yb []int32, nv int, states []uint8
 	j := 0
 	for ; j+2 <= cols; j += 2 {
 		s0, s1 := d.scales[j], d.scales[j+1]
-		if s0 == 0 || s1 == 0 {
-			d.plainColumnBF16(out, yb, nv, states, gridMask, j)
-			d.plainColumnBF16(out, yb, nv, states, gridMask, j+1)
-			continue
-		}
-		if nv != chunk.Rows { // a partial last chunk row
+		// A zero scale may make NaNs, which the column walk checks for;
+		// a partial last chunk row is rare.
+		if s0 == 0 || s1 == 0 || nv != chunk.Rows {
 			d.plainColumnBF16(out, yb, nv, states, gridMask, j)
 			d.plainColumnBF16(out, yb, nv, states, gridMask, j+1)
 			continue
@@ -194,8 +191,8 @@ func (d *decoder) plainChunksBF16(out []byte, yb []int32, nv int, states []uint8
 			v1 := t1[(st>>1&(1<<plainBits)|u1)&(4*plainSpan-1)]
 			kp := (uint32(k0)&1)<<1 | (uint32(k1)&1)<<9
 			st = (st<<1^kp)&gm | st>>1&0x101
-			// A nonzero scale times a finite value is never a NaN, so
-			// no NaN check is needed here.
+			// A nonzero scale times a finite or infinite value is
+			// never a NaN, so no NaN check is needed here.
 			b0 := math.Float32bits(v0 * s0)
 			b1 := math.Float32bits(v1 * s1)
 			h0 := (b0 + 0x7fff + b0>>16&1) >> 16

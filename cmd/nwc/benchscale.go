@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,11 +36,14 @@ type scaleRow struct {
 	FileBytes       int64   `json:"file_bytes"`
 	bench.OpenCost
 	bench.TensorCost
-	DecodeSeconds float64 `json:"decode_seconds"`
-	DecodeRate    float64 `json:"decode_weights_per_second"`
-	DecodeCPU     float64 `json:"decode_cpu_seconds"`
-	DecodeRSS     int64   `json:"decode_peak_rss_bytes"`
-	DecodeLoad    float64 `json:"decode_load1"`
+	// With --decode-runs N > 1 the decode figures are those of the run
+	// of median wall time, and DecodeRuns holds every run's wall time.
+	DecodeSeconds float64   `json:"decode_seconds"`
+	DecodeRuns    []float64 `json:"decode_seconds_runs,omitempty"`
+	DecodeRate    float64   `json:"decode_weights_per_second"`
+	DecodeCPU     float64   `json:"decode_cpu_seconds"`
+	DecodeRSS     int64     `json:"decode_peak_rss_bytes"`
+	DecodeLoad    float64   `json:"decode_load1"`
 }
 
 // runBenchScale writes Llama-shaped synthetic checkpoints and measures
@@ -53,6 +58,8 @@ func runBenchScale(args []string, stdout, stderr io.Writer) error {
 	seed := fs.Uint64("seed", 0, "seed of the synthetic weights")
 	jobs := fs.Int("jobs", 0, "goroutines for generation and decode, passed to convert too (default: the number of cores)")
 	keep := fs.Bool("keep", false, "keep the .nwc files in --dir")
+	decDir := fs.String("decode-dir", "", "`DIR` decode writes its output to (default: --dir); a tmpfs such as /dev/shm measures the decoder without the disk")
+	decRuns := fs.Int("decode-runs", 1, "decode each file `N` times (output removed before each) and report the run of median wall time")
 	asJSON := fs.Bool("json", false, "print JSON rows instead of a markdown table")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	pos, err := parse(fs, args)
@@ -61,6 +68,9 @@ func runBenchScale(args []string, stdout, stderr io.Writer) error {
 	}
 	if len(pos) != 0 {
 		return usagef("bench scale takes no positional arguments")
+	}
+	if *decRuns < 1 || *decRuns > 1000 {
+		return usagef("--decode-runs %d: want 1 to 1000", *decRuns)
 	}
 	var shs []synth.Shape
 	for _, n := range splitList(*shapes) {
@@ -135,7 +145,11 @@ func runBenchScale(args []string, stdout, stderr io.Writer) error {
 			if row.TensorCost, err = bench.MeasureTensor(out, "model.layers.0.mlp.down_proj.weight", 3); err != nil {
 				return err
 			}
-			dec := filepath.Join(root, s.Name+"."+c+".decoded.safetensors")
+			decRoot := root
+			if *decDir != "" {
+				decRoot = *decDir
+			}
+			dec := filepath.Join(decRoot, s.Name+"."+c+".decoded.safetensors")
 			dargs := []string{"decode", out, "-o", dec, "--dtype", "bf16", "--force"}
 			if *jobs > 0 {
 				dargs = append(dargs, "--jobs", strconv.Itoa(*jobs))
@@ -144,11 +158,24 @@ func runBenchScale(args []string, stdout, stderr io.Writer) error {
 				dargs = append(dargs, "--quiet")
 			}
 			row.DecodeLoad = load1()
-			res, err = child(ctx, self, dargs, stderr)
-			os.Remove(dec)
-			if err != nil {
-				return err
+			runs := make([]childResult, 0, *decRuns)
+			for range *decRuns {
+				// Each run writes a new file, not over the last one's pages.
+				os.Remove(dec)
+				res, err = child(ctx, self, dargs, stderr)
+				os.Remove(dec)
+				if err != nil {
+					return err
+				}
+				runs = append(runs, res)
 			}
+			if len(runs) > 1 {
+				for _, r := range runs {
+					row.DecodeRuns = append(row.DecodeRuns, r.seconds)
+				}
+			}
+			slices.SortStableFunc(runs, func(a, b childResult) int { return cmp.Compare(a.seconds, b.seconds) })
+			res = runs[(len(runs)-1)/2]
 			row.DecodeSeconds, row.DecodeCPU, row.DecodeRSS = res.seconds, res.cpu, res.maxRSS
 			row.DecodeRate = float64(row.Weights) / res.seconds
 			if !*keep || *dir == "" {
@@ -172,10 +199,14 @@ func scaleTable(w io.Writer, rows []scaleRow) error {
 		if r.Bits > 0 {
 			codec += fmt.Sprintf(" @ %g", r.Bits)
 		}
-		_, err := fmt.Fprintf(w, "| %s | %.2f G | %s | %.3f | %.1f (%.1f) | %.1f | %d | %.2f (%d) | %.1f (%.1f M weights) | %.1f (%.1f) | %.1f | %d | %.2f, %.2f |\n",
+		spread := ""
+		if len(r.DecodeRuns) > 1 {
+			spread = fmt.Sprintf(" median of %d, %.2f–%.2f", len(r.DecodeRuns), slices.Min(r.DecodeRuns), slices.Max(r.DecodeRuns))
+		}
+		_, err := fmt.Fprintf(w, "| %s | %.2f G | %s | %.3f | %.1f (%.1f) | %.1f | %d | %.2f (%d) | %.1f (%.1f M weights) | %.2f (%.1f)%s | %.1f | %d | %.2f, %.2f |\n",
 			r.Shape, float64(r.Weights)/1e9, codec, r.BitsPerWeight, r.ConvertSeconds, r.ConvertCPU, r.ConvertRate/1e6, r.ConvertRSS>>20,
 			1e3*r.OpenCost.Seconds, r.BytesRead, 1e3*r.TensorCost.Seconds, float64(r.TensorCost.Weights)/1e6,
-			r.DecodeSeconds, r.DecodeCPU, r.DecodeRate/1e6, r.DecodeRSS>>20, r.ConvertLoad, r.DecodeLoad)
+			r.DecodeSeconds, r.DecodeCPU, spread, r.DecodeRate/1e6, r.DecodeRSS>>20, r.ConvertLoad, r.DecodeLoad)
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -22,11 +23,13 @@ func TestMain(m *testing.M) {
 
 // TestBenchScale runs the scale benchmark end to end on the tiny shape:
 // generation, convert and decode in child processes, open and one-tensor
-// measurements, and a reused checkpoint on the second run.
+// measurements, decodes repeated into another directory, and a reused
+// checkpoint on the second run.
 func TestBenchScale(t *testing.T) {
 	t.Setenv(asNWC, "1")
-	dir := t.TempDir()
-	out := runOK(t, "bench", "scale", "--shapes", "tiny", "--codecs", "lossless,ecsq", "--bits", "4", "--dir", dir, "--json", "--quiet")
+	dir, decDir := t.TempDir(), t.TempDir()
+	out := runOK(t, "bench", "scale", "--shapes", "tiny", "--codecs", "lossless,ecsq", "--bits", "4", "--dir", dir,
+		"--decode-dir", decDir, "--decode-runs", "3", "--json", "--quiet")
 	var rows []scaleRow
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
 		t.Fatalf("%v in %q", err, out)
@@ -42,6 +45,14 @@ func TestBenchScale(t *testing.T) {
 		if r.BytesRead < r.IndexBytes || r.BytesRead > r.IndexBytes+200 {
 			t.Errorf("%s: open read %d bytes for a %d-byte index", r.Codec, r.BytesRead, r.IndexBytes)
 		}
+		runs := slices.Clone(r.DecodeRuns)
+		slices.Sort(runs)
+		if len(runs) != 3 || runs[1] != r.DecodeSeconds {
+			t.Errorf("%s: decode runs %v, reported %g: want 3 runs and their median", r.Codec, r.DecodeRuns, r.DecodeSeconds)
+		}
+	}
+	if left, _ := os.ReadDir(decDir); len(left) != 0 {
+		t.Errorf("decode left %d files in --decode-dir", len(left))
 	}
 	if rows[0].GenerateSeconds <= 0 || rows[1].GenerateSeconds != 0 {
 		t.Errorf("generate seconds %g, %g: want the first row only", rows[0].GenerateSeconds, rows[1].GenerateSeconds)
@@ -58,7 +69,10 @@ func TestBenchScale(t *testing.T) {
 		t.Errorf("regenerated a valid checkpoint: %s", stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	if len(lines) != 3 || !strings.HasPrefix(lines[2], "| tiny | 0.00 G | raw |") {
+	if len(lines) != 3 || !strings.HasPrefix(lines[2], "| tiny | 0.00 G | raw |") || strings.Contains(lines[2], "median") {
 		t.Errorf("table %q", stdout.String())
+	}
+	if code := run([]string{"bench", "scale", "--shapes", "tiny", "--decode-runs", "0"}, &stdout, &stderr); code != 2 {
+		t.Errorf("--decode-runs 0: exit %d, want 2", code)
 	}
 }

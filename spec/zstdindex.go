@@ -24,6 +24,11 @@ func decompressIndex(stored []byte) ([]byte, error) {
 		return nil, formatErr("compressed index: truncated frame header")
 	}
 	fhd := stored[4]
+	// RFC 8878 §3.1.1.1.1: a decoder must refuse a frame whose reserved
+	// bit is set; the header is invalid before its size means anything.
+	if fhd&0x08 != 0 {
+		return nil, formatErr("compressed index: reserved bit set in the frame header descriptor")
+	}
 	fcsFlag := fhd >> 6
 	single := fhd&0x20 != 0
 	checksum := fhd&0x04 != 0

@@ -183,6 +183,9 @@ func (d *decoder) plainChunksBF16(out []byte, yb []int32, nv int, states []uint8
 		// after the walk) reads a wrong but in-bounds entry, and the
 		// pair is then walked again by plainColumnBF16, which computes it.
 		far := uint32(0)
+		// off, not o, steps past the last row: a pointer past the end of
+		// out would be invalid (checkptr refuses it).
+		off := 0
 		for i := range chunk.Rows {
 			k0, k1 := y[i], y[chunk.Rows+i]
 			u0, u1 := uint32(k0+plainSpan), uint32(k1+plainSpan)
@@ -197,8 +200,8 @@ func (d *decoder) plainChunksBF16(out []byte, yb []int32, nv int, states []uint8
 			b1 := math.Float32bits(v1 * s1)
 			h0 := (b0 + 0x7fff + b0>>16&1) >> 16
 			h1 := (b1 + 0x7fff + b1>>16&1) >> 16
-			binary.LittleEndian.PutUint32((*[4]byte)(o)[:], h0|h1<<16)
-			o = unsafe.Add(o, rowBytes)
+			binary.LittleEndian.PutUint32((*[4]byte)(unsafe.Add(o, off))[:], h0|h1<<16)
+			off += rowBytes
 		}
 		if far >= 2*plainSpan {
 			d.plainColumnBF16(out, yb, nv, states, gridMask, j)

@@ -159,9 +159,9 @@ func runBenchScale(args []string, stdout, stderr io.Writer) error {
 			}
 			row.DecodeLoad = load1()
 			runs := make([]childResult, 0, *decRuns)
+			// Each run writes a new file, not over the last one's pages.
+			os.Remove(dec)
 			for range *decRuns {
-				// Each run writes a new file, not over the last one's pages.
-				os.Remove(dec)
 				res, err = child(ctx, self, dargs, stderr)
 				os.Remove(dec)
 				if err != nil {

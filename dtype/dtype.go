@@ -14,11 +14,12 @@ import (
 )
 
 // ToFloat32 converts the little-endian elements in src to float32, appending
-// them to dst. Integer types convert by value (large 64-bit integers round).
+// them to dst. Integer types convert by value (large 64-bit integers round);
+// every 8-bit float type converts exactly. C64 (complex) is unsupported.
 func ToFloat32(dst []float32, src []byte, dt format.DType) ([]float32, error) {
 	size := dt.Size()
-	if size == 0 {
-		return dst, format.UnsupportedError("dtype " + string(dt))
+	if size == 0 || dt == format.C64 {
+		return dst, format.UnsupportedError("dtype " + string(dt) + " as float32")
 	}
 	if len(src)%size != 0 {
 		return dst, fmt.Errorf("dtype: %d bytes is not a whole number of %s elements", len(src), dt)
@@ -51,6 +52,18 @@ func ToFloat32(dst []float32, src []byte, dt format.DType) ([]float32, error) {
 	case format.F8E5M2:
 		for i := range o {
 			o[i] = e5m2Table[src[i]]
+		}
+	case format.F8E4M3FNUZ:
+		for i := range o {
+			o[i] = e4m3fnuzTable[src[i]]
+		}
+	case format.F8E5M2FNUZ:
+		for i := range o {
+			o[i] = e5m2fnuzTable[src[i]]
+		}
+	case format.F8E8M0:
+		for i := range o {
+			o[i] = e8m0Table[src[i]]
 		}
 	case format.I64:
 		for i := range o {
@@ -91,10 +104,18 @@ func ToFloat32(dst []float32, src []byte, dt format.DType) ([]float32, error) {
 // FromFloat32 converts src to little-endian elements of type dt, appending
 // them to dst. Floats round to nearest even (F8_E4M3 saturates to ±448, as
 // it has no infinity); integers round to nearest even and saturate.
+//
+// The FNUZ types, F8_E8M0 and C64 are unsupported: values are never
+// rounded into them (IsFloat is false for them, so codecs keep them bit
+// for bit and decoding does not convert to them).
 func FromFloat32(dst []byte, src []float32, dt format.DType) ([]byte, error) {
 	size := dt.Size()
+	switch dt {
+	case format.F8E8M0, format.F8E4M3FNUZ, format.F8E5M2FNUZ, format.C64:
+		size = 0
+	}
 	if size == 0 {
-		return dst, format.UnsupportedError("dtype " + string(dt))
+		return dst, format.UnsupportedError("dtype " + string(dt) + " from float32")
 	}
 	start := len(dst)
 	if cap(dst)-start < len(src)*size {

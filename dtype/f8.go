@@ -7,11 +7,36 @@ import "math"
 // finite value is 448. E5M2 follows IEEE 754 conventions.
 var e4m3Table, e5m2Table [256]float32
 
+// The FNUZ variants (exponent bias 8 and 16) have no infinities and no
+// negative zero: 0x80 is their only NaN. E8M0, the OCP microscaling
+// scale, is an unsigned power of two 2^(e−127) with 0xFF for NaN.
+var e4m3fnuzTable, e5m2fnuzTable, e8m0Table [256]float32
+
 func init() {
 	for i := 0; i < 256; i++ {
 		e4m3Table[i] = decodeF8(uint8(i), 4, 3, 7, true)
 		e5m2Table[i] = decodeF8(uint8(i), 5, 2, 15, false)
+		e4m3fnuzTable[i] = decodeF8FNUZ(uint8(i), 4, 3, 8)
+		e5m2fnuzTable[i] = decodeF8FNUZ(uint8(i), 5, 2, 16)
+		e8m0Table[i] = float32(math.Ldexp(1, i-127))
 	}
+	e8m0Table[0xff] = float32(math.NaN())
+}
+
+func decodeF8FNUZ(b uint8, ebits, mbits uint, bias int) float32 {
+	if b == 0x80 {
+		return float32(math.NaN())
+	}
+	sign := float32(1)
+	if b&0x80 != 0 {
+		sign = -1
+	}
+	e := int(b>>mbits) & (1<<ebits - 1)
+	m := int(b) & (1<<mbits - 1)
+	if e == 0 {
+		return sign * float32(math.Ldexp(float64(m), 1-bias-int(mbits)))
+	}
+	return sign * float32(math.Ldexp(float64(1<<mbits+m), e-bias-int(mbits)))
 }
 
 func decodeF8(b uint8, ebits, mbits uint, bias int, fn bool) float32 {

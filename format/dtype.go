@@ -11,30 +11,48 @@ const (
 	BF16   DType = "BF16"
 	F8E4M3 DType = "F8_E4M3"
 	F8E5M2 DType = "F8_E5M2"
-	I64    DType = "I64"
-	I32    DType = "I32"
-	I16    DType = "I16"
-	I8     DType = "I8"
-	U64    DType = "U64"
-	U32    DType = "U32"
-	U16    DType = "U16"
-	U8     DType = "U8"
-	Bool   DType = "BOOL"
+	// F8E8M0 is the OCP microscaling block scale: an unsigned power of
+	// two, 2^(e−127), with 0xFF for NaN. Checkpoints in MX formats store
+	// their scales with it.
+	F8E8M0 DType = "F8_E8M0"
+	// F8E4M3FNUZ and F8E5M2FNUZ are the 8-bit floats of AMD's
+	// accelerators: exponent bias 8 and 16, no infinities, no negative
+	// zero, 0x80 is NaN.
+	F8E4M3FNUZ DType = "F8_E4M3FNUZ"
+	F8E5M2FNUZ DType = "F8_E5M2FNUZ"
+	// C64 is a complex number of two F32 (real part first).
+	C64  DType = "C64"
+	I64  DType = "I64"
+	I32  DType = "I32"
+	I16  DType = "I16"
+	I8   DType = "I8"
+	U64  DType = "U64"
+	U32  DType = "U32"
+	U16  DType = "U16"
+	U8   DType = "U8"
+	Bool DType = "BOOL"
 )
 
 // DTypes lists every known element type.
-var DTypes = []DType{F64, F32, F16, BF16, F8E4M3, F8E5M2, I64, I32, I16, I8, U64, U32, U16, U8, Bool}
+var DTypes = []DType{F64, F32, F16, BF16, F8E4M3, F8E5M2, I64, I32, I16, I8, U64, U32, U16, U8, Bool,
+	F8E8M0, F8E4M3FNUZ, F8E5M2FNUZ, C64}
+
+// SubByteBits gives the bits per element of the safetensors types that pack
+// several elements into a byte (OCP MX FP4 and FP6). A .nwc file cannot
+// hold them: their rows need not start on a byte, and every codec and
+// reader API addresses elements by whole bytes.
+var SubByteBits = map[DType]int{"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
 
 // Size returns the bytes per element, or 0 for an unknown type.
 func (d DType) Size() int {
 	switch d {
-	case F64, I64, U64:
+	case F64, I64, U64, C64:
 		return 8
 	case F32, I32, U32:
 		return 4
 	case F16, BF16, I16, U16:
 		return 2
-	case F8E4M3, F8E5M2, I8, U8, Bool:
+	case F8E4M3, F8E5M2, F8E8M0, F8E4M3FNUZ, F8E5M2FNUZ, I8, U8, Bool:
 		return 1
 	}
 	return 0
@@ -43,7 +61,10 @@ func (d DType) Size() int {
 // Valid reports whether d is a known element type.
 func (d DType) Valid() bool { return d.Size() != 0 }
 
-// IsFloat reports whether d is a floating-point type.
+// IsFloat reports whether d is a real floating-point type that values
+// convert to and from float32, which is what lossy codecs and dtype
+// conversion need. The FNUZ types, F8_E8M0 (block scales, which must stay
+// exact) and C64 are not: they are kept bit for bit.
 func (d DType) IsFloat() bool {
 	switch d {
 	case F64, F32, F16, BF16, F8E4M3, F8E5M2:

@@ -49,6 +49,11 @@ const (
 	U16    = format.U16
 	U8     = format.U8
 	Bool   = format.Bool
+
+	F8E8M0     = format.F8E8M0
+	F8E4M3FNUZ = format.F8E4M3FNUZ
+	F8E5M2FNUZ = format.F8E5M2FNUZ
+	C64        = format.C64
 )
 
 // TensorInfo describes one tensor. Offset and Length locate its bytes: in a

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/nwcodec/nwc/format"
 )
 
 // metadataKey is the reserved top-level header key holding string metadata.
@@ -247,7 +249,11 @@ func (p *headerParser) tensor(name string) (entry, error) {
 			}
 			e.DType = DType(s)
 			if !e.DType.Valid() {
-				return e, &UnsupportedError{Off: koff, Msg: "dtype " + quoted(s) + " of tensor " + qn}
+				msg := "dtype " + quoted(s) + " of tensor " + qn
+				if bits, ok := format.SubByteBits[e.DType]; ok {
+					msg += " (" + strconv.Itoa(bits) + "-bit elements; only types of whole bytes are supported)"
+				}
+				return e, &UnsupportedError{Off: koff, Msg: msg}
 			}
 		case "shape":
 			if haveShape {

@@ -89,7 +89,7 @@ var goldenHeaders = map[string]*Header{
 var badFiles = map[string][]byte{
 	"dup":      build(`{"t":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"t":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}`, 1),
 	"gap":      build(`{"t":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}`, 2),
-	"dtype":    build(`{"t":{"dtype":"C64","shape":[1],"data_offsets":[0,8]}}`, 8),
+	"dtype":    build(`{"t":{"dtype":"F4","shape":[2],"data_offsets":[0,1]}}`, 1),
 	"trailing": build(`{"t":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}`, 2),
 	"metadata": build(`{"__metadata__":{"n":1}}`, 0),
 	"headlen":  withLen(1<<40, "{}"),

@@ -69,13 +69,13 @@ type index struct {
 // dtypeSize returns the element size of a safetensors dtype (§5.2), or 0.
 func dtypeSize(dt string) int {
 	switch dt {
-	case "F64", "I64", "U64":
+	case "F64", "I64", "U64", "C64":
 		return 8
 	case "F32", "I32", "U32":
 		return 4
 	case "F16", "BF16", "I16", "U16":
 		return 2
-	case "F8_E4M3", "F8_E5M2", "I8", "U8", "BOOL":
+	case "F8_E4M3", "F8_E5M2", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ", "I8", "U8", "BOOL":
 		return 1
 	}
 	return 0

@@ -52,12 +52,14 @@ const (
 var losslessDTypes = map[string][2]int{
 	"BOOL": {losslessPlanes, 1}, "U8": {losslessPlanes, 1}, "I8": {losslessPlanes, 1},
 	"F8_E4M3": {losslessPlanes, 1}, "F8_E5M2": {losslessPlanes, 1}, "F8_E8M0": {losslessPlanes, 1},
+	"F8_E4M3FNUZ": {losslessPlanes, 1}, "F8_E5M2FNUZ": {losslessPlanes, 1},
 	"U16": {losslessPlanes, 2}, "I16": {losslessPlanes, 2}, "F16": {losslessPlanes, 2},
 	"BF16": {losslessBF16, 2},
 	"U32":  {losslessPlanes, 4}, "I32": {losslessPlanes, 4},
 	"F32": {losslessF32, 4},
 	"U64": {losslessPlanes, 8}, "I64": {losslessPlanes, 8},
 	"F64": {losslessF64, 8},
+	"C64": {losslessPlanes, 8},
 }
 
 // Lossless decodes a lossless frame holding n elements of dtype (a

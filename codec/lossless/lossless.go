@@ -100,7 +100,7 @@ func MaxEncodedLen(dtype string, n int) (int, error) {
 
 // Compress appends the compressed form of src, the little-endian bytes of
 // elements of the given safetensors dtype ("BF16", "F16", "F32", "F64",
-// "I8" to "I64", "U8" to "U64", "BOOL", "F8_E4M3", "F8_E5M2", "F8_E8M0"),
+// "I8" to "I64", "U8" to "U64", "BOOL", "C64" and the 8-bit floats),
 // to dst and returns the extended buffer. len(src) must be a multiple of the
 // element size. It is safe to call Compress from several goroutines.
 func Compress(dst, src []byte, dtype string) ([]byte, error) {

@@ -27,26 +27,8 @@ var realFiles = [][]string{
 // decoded file's bytes and the .nwc size.
 func roundTrip(t *testing.T, in, id string) ([]byte, int64) {
 	t.Helper()
-	dir := t.TempDir()
-	src, err := safetensors.OpenPath(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	out := filepath.Join(dir, "m.nwc")
-	st, err := convert.ToNWC(context.Background(), src, out, &convert.Options{Codec: id, SourceName: in})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := reader.Open(out, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	if err := r.Verify(context.Background(), &reader.VerifyOptions{Deep: true}); err != nil {
-		t.Fatal(err)
-	}
-	back := filepath.Join(dir, "back.safetensors")
+	r, size := toVerifiedNWC(t, in, &convert.Options{Codec: id, SourceName: in})
+	back := filepath.Join(t.TempDir(), "back.safetensors")
 	if err := convert.ToSafetensors(r.Reader, back, convert.DTypeOrig); err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +36,33 @@ func roundTrip(t *testing.T, in, id string) ([]byte, int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b, st.OutBytes
+	return b, size
+}
+
+// toVerifiedNWC converts the safetensors checkpoint in with o, verifies
+// the result deeply and returns it open (closed when the test ends) with
+// its size.
+func toVerifiedNWC(t *testing.T, in string, o *convert.Options) (*reader.ReadCloser, int64) {
+	t.Helper()
+	src, err := safetensors.OpenPath(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	out := filepath.Join(t.TempDir(), "m.nwc")
+	st, err := convert.ToNWC(context.Background(), src, out, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := reader.Open(out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	if err := r.Verify(context.Background(), &reader.VerifyOptions{Deep: true}); err != nil {
+		t.Fatal(err)
+	}
+	return r, st.OutBytes
 }
 
 // TestRealRoundTrip converts the shared checkpoints with raw and lossless

@@ -2,7 +2,6 @@ package convert_test
 
 import (
 	"bytes"
-	"context"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 	"github.com/nwcodec/nwc/convert"
 	"github.com/nwcodec/nwc/dtype"
 	"github.com/nwcodec/nwc/format"
-	"github.com/nwcodec/nwc/reader"
 	"github.com/nwcodec/nwc/safetensors"
 )
 
@@ -64,23 +62,7 @@ func TestEveryDType(t *testing.T) {
 	}
 	for _, id := range []string{codec.Lossless, "ecsq"} {
 		t.Run(id, func(t *testing.T) {
-			src, err := safetensors.OpenPath(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer src.Close()
-			out := filepath.Join(t.TempDir(), "m.nwc")
-			if _, err := convert.ToNWC(context.Background(), src, out, &convert.Options{Codec: id, MinElements: 1}); err != nil {
-				t.Fatal(err)
-			}
-			r, err := reader.Open(out, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			if err := r.Verify(context.Background(), &reader.VerifyOptions{Deep: true}); err != nil {
-				t.Fatal(err)
-			}
+			r, _ := toVerifiedNWC(t, in, &convert.Options{Codec: id, MinElements: 1})
 			lossy := 0
 			for _, tt := range r.Tensors() {
 				got, err := tt.Bytes()

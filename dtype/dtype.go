@@ -45,25 +45,10 @@ func ToFloat32(dst []float32, src []byte, dt format.DType) ([]float32, error) {
 		for i := range o {
 			o[i] = math.Float32frombits(uint32(le.Uint16(src[2*i:])) << 16)
 		}
-	case format.F8E4M3:
+	case format.F8E4M3, format.F8E5M2, format.F8E4M3FNUZ, format.F8E5M2FNUZ, format.F8E8M0:
+		table := f8Tables[dt]
 		for i := range o {
-			o[i] = e4m3Table[src[i]]
-		}
-	case format.F8E5M2:
-		for i := range o {
-			o[i] = e5m2Table[src[i]]
-		}
-	case format.F8E4M3FNUZ:
-		for i := range o {
-			o[i] = e4m3fnuzTable[src[i]]
-		}
-	case format.F8E5M2FNUZ:
-		for i := range o {
-			o[i] = e5m2fnuzTable[src[i]]
-		}
-	case format.F8E8M0:
-		for i := range o {
-			o[i] = e8m0Table[src[i]]
+			o[i] = table[src[i]]
 		}
 	case format.I64:
 		for i := range o {

@@ -1,6 +1,10 @@
 package dtype
 
-import "math"
+import (
+	"math"
+
+	"github.com/nwcodec/nwc/format"
+)
 
 // The two OCP 8-bit float formats. E4M3 (the "FN" variant PyTorch and
 // safetensors use) has no infinities: S.1111.111 is NaN and the largest
@@ -21,6 +25,12 @@ func init() {
 		e8m0Table[i] = float32(math.Ldexp(1, i-127))
 	}
 	e8m0Table[0xff] = float32(math.NaN())
+}
+
+// f8Tables maps each 8-bit float type to its decoding table.
+var f8Tables = map[format.DType]*[256]float32{
+	format.F8E4M3: &e4m3Table, format.F8E5M2: &e5m2Table,
+	format.F8E4M3FNUZ: &e4m3fnuzTable, format.F8E5M2FNUZ: &e5m2fnuzTable, format.F8E8M0: &e8m0Table,
 }
 
 func decodeF8FNUZ(b uint8, ebits, mbits uint, bias int) float32 {

@@ -129,3 +129,25 @@ func TestDecodeErrors(t *testing.T) {
 		t.Error("Class of nil, a foreign error or a limit error")
 	}
 }
+
+// TestDTypeSizes checks the reference decoder's element sizes and lossless
+// layouts (written from FORMAT.md §5.5 and §7.2) against the types the
+// implementation knows: the same set, the same sizes.
+func TestDTypeSizes(t *testing.T) {
+	if len(losslessDTypes) != len(format.DTypes) {
+		t.Errorf("spec has %d lossless dtypes, format %d", len(losslessDTypes), len(format.DTypes))
+	}
+	for _, dt := range format.DTypes {
+		if got := dtypeSize(string(dt)); got != dt.Size() {
+			t.Errorf("%s: spec size %d, format %d", dt, got, dt.Size())
+		}
+		if lw, ok := losslessDTypes[string(dt)]; !ok || lw[1] != dt.Size() {
+			t.Errorf("%s: lossless layout %v, %v; want %d streams", dt, lw, ok, dt.Size())
+		}
+	}
+	for _, name := range []string{"F4", "F6_E2M3", "F6_E3M2", "C128", ""} {
+		if dtypeSize(name) != 0 {
+			t.Errorf("spec knows %q", name)
+		}
+	}
+}

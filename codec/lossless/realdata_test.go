@@ -173,3 +173,16 @@ func BenchmarkDecompress(b *testing.B) {
 		})
 	}
 }
+
+// TestEveryDType checks that the codec covers exactly the dtypes a .nwc
+// file can hold, with their sizes.
+func TestEveryDType(t *testing.T) {
+	if len(dtypes) != len(format.DTypes) {
+		t.Errorf("lossless has %d dtypes, format %d", len(dtypes), len(format.DTypes))
+	}
+	for _, dt := range format.DTypes {
+		if f, ok := dtypes[string(dt)]; !ok || f.size != dt.Size() {
+			t.Errorf("%s: %+v, %v; want size %d", dt, f, ok, dt.Size())
+		}
+	}
+}

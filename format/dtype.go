@@ -11,6 +11,16 @@ const (
 	BF16   DType = "BF16"
 	F8E4M3 DType = "F8_E4M3"
 	F8E5M2 DType = "F8_E5M2"
+	I64    DType = "I64"
+	I32    DType = "I32"
+	I16    DType = "I16"
+	I8     DType = "I8"
+	U64    DType = "U64"
+	U32    DType = "U32"
+	U16    DType = "U16"
+	U8     DType = "U8"
+	Bool   DType = "BOOL"
+
 	// F8E8M0 is the OCP microscaling block scale: an unsigned power of
 	// two, 2^(e−127), with 0xFF for NaN. Checkpoints in MX formats store
 	// their scales with it.
@@ -21,16 +31,7 @@ const (
 	F8E4M3FNUZ DType = "F8_E4M3FNUZ"
 	F8E5M2FNUZ DType = "F8_E5M2FNUZ"
 	// C64 is a complex number of two F32 (real part first).
-	C64  DType = "C64"
-	I64  DType = "I64"
-	I32  DType = "I32"
-	I16  DType = "I16"
-	I8   DType = "I8"
-	U64  DType = "U64"
-	U32  DType = "U32"
-	U16  DType = "U16"
-	U8   DType = "U8"
-	Bool DType = "BOOL"
+	C64 DType = "C64"
 )
 
 // DTypes lists every known element type.
@@ -63,8 +64,9 @@ func (d DType) Valid() bool { return d.Size() != 0 }
 
 // IsFloat reports whether d is a real floating-point type that values
 // convert to and from float32, which is what lossy codecs and dtype
-// conversion need. The FNUZ types, F8_E8M0 (block scales, which must stay
-// exact) and C64 are not: they are kept bit for bit.
+// conversion need. F8_E8M0 (block scales, which must stay exact), the FNUZ
+// types (FORMAT.md defines no rounding into them) and C64 are not: codecs
+// keep them bit for bit.
 func (d DType) IsFloat() bool {
 	switch d {
 	case F64, F32, F16, BF16, F8E4M3, F8E5M2:

@@ -38,11 +38,20 @@ const (
 var DTypes = []DType{F64, F32, F16, BF16, F8E4M3, F8E5M2, I64, I32, I16, I8, U64, U32, U16, U8, Bool,
 	F8E8M0, F8E4M3FNUZ, F8E5M2FNUZ, C64}
 
-// SubByteBits gives the bits per element of the safetensors types that pack
-// several elements into a byte (OCP MX FP4 and FP6). A .nwc file cannot
-// hold them: their rows need not start on a byte, and every codec and
+// Bits returns the bits per element: 8 × Size for the types a .nwc file
+// holds, 4 or 6 for safetensors' sub-byte types F4, F6_E2M3 and F6_E3M2
+// (OCP MX FP4 and FP6), and 0 for an unknown type. Valid is false for the
+// sub-byte types: their rows need not start on a byte, and every codec and
 // reader API addresses elements by whole bytes.
-var SubByteBits = map[DType]int{"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+func (d DType) Bits() int {
+	switch d {
+	case "F4":
+		return 4
+	case "F6_E2M3", "F6_E3M2":
+		return 6
+	}
+	return 8 * d.Size()
+}
 
 // Size returns the bytes per element, or 0 for an unknown type.
 func (d DType) Size() int {

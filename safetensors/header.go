@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
-
-	"github.com/nwcodec/nwc/format"
 )
 
 // metadataKey is the reserved top-level header key holding string metadata.
@@ -250,7 +248,7 @@ func (p *headerParser) tensor(name string) (entry, error) {
 			e.DType = DType(s)
 			if !e.DType.Valid() {
 				msg := "dtype " + quoted(s) + " of tensor " + qn
-				if bits, ok := format.SubByteBits[e.DType]; ok {
+				if bits := e.DType.Bits(); bits > 0 {
 					msg += " (" + strconv.Itoa(bits) + "-bit elements; only types of whole bytes are supported)"
 				}
 				return e, &UnsupportedError{Off: koff, Msg: msg}

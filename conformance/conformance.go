@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/nwcodec/nwc/codec"
 	"github.com/nwcodec/nwc/codec/neural/nwcenc"
@@ -63,7 +64,8 @@ func Goldens() []Golden {
 	// The dtypes of the first edition of the format, then the four added
 	// later (FORMAT.md §5.5) in files of their own, so that the first
 	// files stay as they were.
-	first, added := format.DTypes[:15], format.DTypes[15:]
+	n := slices.Index(format.DTypes, format.F8E8M0)
+	first, added := format.DTypes[:n], format.DTypes[n:]
 	for _, c := range []string{codec.Raw, codec.Lossless} {
 		for _, set := range []struct {
 			suffix string

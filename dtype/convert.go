@@ -24,11 +24,8 @@ const convertBlock = 1024
 // result as rounding the float64 value directly.
 func Convert(dst []byte, to format.DType, src []byte, from format.DType) ([]byte, error) {
 	fs, ts := from.Size(), to.Size()
-	if fs == 0 {
-		return dst, format.UnsupportedError("dtype " + string(from))
-	}
-	if ts == 0 {
-		return dst, format.UnsupportedError("dtype " + string(to))
+	if !CanConvert(to, from) {
+		return dst, format.UnsupportedError("dtype " + string(from) + " as " + string(to))
 	}
 	if len(src)%fs != 0 {
 		return dst, fmt.Errorf("dtype: %d bytes is not a whole number of %s elements", len(src), from)

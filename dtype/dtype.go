@@ -18,7 +18,7 @@ import (
 // every 8-bit float type converts exactly. C64 (complex) is unsupported.
 func ToFloat32(dst []float32, src []byte, dt format.DType) ([]float32, error) {
 	size := dt.Size()
-	if size == 0 || dt == format.C64 {
+	if !toFloat(dt) {
 		return dst, format.UnsupportedError("dtype " + string(dt) + " as float32")
 	}
 	if len(src)%size != 0 {
@@ -95,11 +95,7 @@ func ToFloat32(dst []float32, src []byte, dt format.DType) ([]float32, error) {
 // for bit and decoding does not convert to them).
 func FromFloat32(dst []byte, src []float32, dt format.DType) ([]byte, error) {
 	size := dt.Size()
-	switch dt {
-	case format.F8E8M0, format.F8E4M3FNUZ, format.F8E5M2FNUZ, format.C64:
-		size = 0
-	}
-	if size == 0 {
+	if !fromFloat(dt) {
 		return dst, format.UnsupportedError("dtype " + string(dt) + " from float32")
 	}
 	start := len(dst)
@@ -178,6 +174,24 @@ func FromFloat32(dst []byte, src []float32, dt format.DType) ([]byte, error) {
 		}
 	}
 	return dst, nil
+}
+
+// CanConvert reports whether Convert converts elements of type from to
+// type to: a known type to itself, or through float32 when from has a real
+// value (not C64) and values round into to (not C64, F8_E8M0 or the FNUZ
+// types, which are only ever kept bit for bit).
+func CanConvert(to, from format.DType) bool {
+	return from.Valid() && from == to || toFloat(from) && fromFloat(to)
+}
+
+func toFloat(dt format.DType) bool { return dt.Valid() && dt != format.C64 }
+
+func fromFloat(dt format.DType) bool {
+	switch dt {
+	case format.F8E8M0, format.F8E4M3FNUZ, format.F8E5M2FNUZ, format.C64:
+		return false
+	}
+	return dt.Valid()
 }
 
 // clampRound rounds v to the nearest integer (ties to even) and clamps it

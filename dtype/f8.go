@@ -18,10 +18,10 @@ var e4m3fnuzTable, e5m2fnuzTable, e8m0Table [256]float32
 
 func init() {
 	for i := 0; i < 256; i++ {
-		e4m3Table[i] = decodeF8(uint8(i), 4, 3, 7, true)
-		e5m2Table[i] = decodeF8(uint8(i), 5, 2, 15, false)
-		e4m3fnuzTable[i] = decodeF8FNUZ(uint8(i), 4, 3, 8)
-		e5m2fnuzTable[i] = decodeF8FNUZ(uint8(i), 5, 2, 16)
+		e4m3Table[i] = decodeF8(uint8(i), 4, 3, 7, f8FN)
+		e5m2Table[i] = decodeF8(uint8(i), 5, 2, 15, f8IEEE)
+		e4m3fnuzTable[i] = decodeF8(uint8(i), 4, 3, 8, f8FNUZ)
+		e5m2fnuzTable[i] = decodeF8(uint8(i), 5, 2, 16, f8FNUZ)
 		e8m0Table[i] = float32(math.Ldexp(1, i-127))
 	}
 	e8m0Table[0xff] = float32(math.NaN())
@@ -33,23 +33,16 @@ var f8Tables = map[format.DType]*[256]float32{
 	format.F8E4M3FNUZ: &e4m3fnuzTable, format.F8E5M2FNUZ: &e5m2fnuzTable, format.F8E8M0: &e8m0Table,
 }
 
-func decodeF8FNUZ(b uint8, ebits, mbits uint, bias int) float32 {
-	if b == 0x80 {
-		return float32(math.NaN())
-	}
-	sign := float32(1)
-	if b&0x80 != 0 {
-		sign = -1
-	}
-	e := int(b>>mbits) & (1<<ebits - 1)
-	m := int(b) & (1<<mbits - 1)
-	if e == 0 {
-		return sign * float32(math.Ldexp(float64(m), 1-bias-int(mbits)))
-	}
-	return sign * float32(math.Ldexp(float64(1<<mbits+m), e-bias-int(mbits)))
-}
+// The three conventions for the special values of an 8-bit float.
+type f8Kind int
 
-func decodeF8(b uint8, ebits, mbits uint, bias int, fn bool) float32 {
+const (
+	f8IEEE f8Kind = iota // E5M2: the top exponent holds infinities and NaN
+	f8FN                 // E4M3: no infinities, S.1111.111 is NaN
+	f8FNUZ               // no infinities, no negative zero, 0x80 is NaN
+)
+
+func decodeF8(b uint8, ebits, mbits uint, bias int, kind f8Kind) float32 {
 	sign := float32(1)
 	if b&0x80 != 0 {
 		sign = -1
@@ -58,11 +51,13 @@ func decodeF8(b uint8, ebits, mbits uint, bias int, fn bool) float32 {
 	m := int(b) & (1<<mbits - 1)
 	emax := 1<<ebits - 1
 	switch {
-	case fn && e == emax && m == 1<<mbits-1:
+	case kind == f8FNUZ && b == 0x80:
 		return float32(math.NaN())
-	case !fn && e == emax && m == 0:
+	case kind == f8FN && e == emax && m == 1<<mbits-1:
+		return float32(math.NaN())
+	case kind == f8IEEE && e == emax && m == 0:
 		return sign * float32(math.Inf(1))
-	case !fn && e == emax:
+	case kind == f8IEEE && e == emax:
 		return float32(math.NaN())
 	case e == 0:
 		return sign * float32(math.Ldexp(float64(m), 1-bias-int(mbits)))

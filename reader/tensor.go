@@ -217,7 +217,7 @@ func (t *Tensor) checkTarget(dt format.DType) error {
 	case t.e.DType:
 		return nil
 	case format.F32, format.F16, format.BF16:
-		if t.e.DType != format.C64 { // a complex number has no real value
+		if dtype.CanConvert(dt, t.e.DType) {
 			return nil
 		}
 	}
